@@ -1,0 +1,1 @@
+"""The `scrm` command line and the pipeline steps that dvc.yaml and MLproject call."""

@@ -1,0 +1,137 @@
+"""Typed view of `params.yaml`.
+
+Every pipeline step reads its settings from here, so a value lives in one place and a typo in
+params.yaml fails loudly at start-up instead of silently falling back to a default in code.
+Paths in params.yaml are relative to the project root; this module makes them absolute.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from training.intent import ClassifierParams, TfidfParams
+
+PARAMS_FILE = "params.yaml"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MlflowSettings(Strict):
+    tracking_uri: str
+    artifact_root: str
+
+
+class DataSettings(Strict):
+    raw_dir: str
+    validated_dir: str
+    reports_dir: str
+
+
+class DatasetSpec(Strict):
+    kind: Literal["text-classification", "transactions"]
+    files: dict[str, str]
+    labels: list[str] = Field(default_factory=list)
+    max_text_chars: int = 512
+
+
+class FeatureSettings(Strict):
+    repo_dir: str
+    transactions_dataset: str
+
+
+class IntentSettings(Strict):
+    dataset: str
+    experiment: str
+    registered_model: str
+    output_dir: str
+    tfidf: TfidfParams
+    classifier: ClassifierParams
+
+
+class RegistrySettings(Strict):
+    min_improvement: float = Field(ge=0.0)
+
+
+class ServingSettings(Strict):
+    host: str
+    port: int = Field(gt=0, lt=65536)
+    max_text_chars: int = Field(gt=0)
+    intent_replicas: int = Field(ge=1)
+
+
+class Settings(Strict):
+    """All of params.yaml, plus the project root every relative path hangs from."""
+
+    root: Path
+    seed: int
+    mlflow: MlflowSettings
+    data: DataSettings
+    datasets: dict[str, DatasetSpec]
+    features: FeatureSettings
+    intent: IntentSettings
+    registry: RegistrySettings
+    serving: ServingSettings
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI wins, so the same code runs against a Postgres-backed server."""
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or self.mlflow.tracking_uri
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+            uri = prefix + str(self.root / uri[len(prefix) :])
+        return uri
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.path(self.mlflow.artifact_root)
+
+    def dataset(self, name: str) -> DatasetSpec:
+        if name not in self.datasets:
+            known = ", ".join(sorted(self.datasets))
+            raise KeyError(f"Unknown dataset {name!r}; known: {known}")
+        return self.datasets[name]
+
+    def raw_dir(self, name: str) -> Path:
+        return self.path(self.data.raw_dir) / name
+
+    def validated_file(self, name: str) -> Path:
+        return self.path(self.data.validated_dir) / f"{name}.parquet"
+
+    def validation_report(self, name: str) -> Path:
+        return self.path(self.data.reports_dir) / f"{name}.json"
+
+    @property
+    def feature_repo(self) -> Path:
+        return self.path(self.features.repo_dir)
+
+    @property
+    def intent_dir(self) -> Path:
+        return self.path(self.intent.output_dir)
+
+
+def find_root(start: Path | None = None) -> Path:
+    """SCRM_ROOT, else the nearest folder upwards from `start` (or the cwd) with params.yaml."""
+    if env_root := os.environ.get("SCRM_ROOT"):
+        return Path(env_root).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PARAMS_FILE).is_file():
+            return folder
+    raise FileNotFoundError(f"No {PARAMS_FILE} in {here} or any parent; run scrm from the project")
+
+
+def load_settings(root: Path | None = None) -> Settings:
+    root = (root or find_root()).resolve()
+    with open(root / PARAMS_FILE, encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle)
+    return Settings(root=root, **raw)

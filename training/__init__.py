@@ -1,0 +1,1 @@
+"""Model training, evaluation and registration. Knows nothing of the CLI or of serving."""
