@@ -55,8 +55,9 @@ def customer_features(transactions: pd.DataFrame) -> pd.DataFrame:
     # Invoices sharing a timestamp: keep the row that includes them all, so each
     # (customer, time) has exactly one value and online == latest offline row.
     table = table.drop_duplicates(["customer_id", "event_timestamp"], keep="last")
-    return table[columns].astype({c: "int64" for c in ("orders_count", "total_items",
-                                                       "returns_count", "tenure_days")})
+    return table[columns].astype(
+        {c: "int64" for c in ("orders_count", "total_items", "returns_count", "tenure_days")}
+    )
 
 
 def latest_per_customer(features: pd.DataFrame) -> pd.DataFrame:

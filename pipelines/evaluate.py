@@ -21,7 +21,9 @@ def predict_labels(model_uri: str, texts: pd.Series) -> pd.Series:
 def test_accuracy(settings: Settings, model_uri: str) -> float:
     """The champion gate's yardstick: accuracy on the same frozen test split for every model."""
     test = load_split(settings, settings.intent.dataset, "test")
-    return classification_metrics(test["label"], predict_labels(model_uri, test["text"]))["accuracy"]
+    return classification_metrics(test["label"], predict_labels(model_uri, test["text"]))[
+        "accuracy"
+    ]
 
 
 def evaluate_intent(settings: Settings) -> dict[str, Any]:

@@ -1,0 +1,244 @@
+"""`scrm`: every pipeline step as a command; dvc.yaml and MLproject call exactly these.
+
+Heavy libraries (Great Expectations, Feast, MLflow, Ray) are imported inside the commands so
+that `scrm --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+for _name, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "DVC_NO_ANALYTICS": "1",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+app = typer.Typer(
+    help="scrm-platform pipeline: validate -> features -> train -> evaluate -> register -> serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+features_app = typer.Typer(help="Build the customer feature table and publish it to Feast.")
+app.add_typer(features_app, name="features")
+console = Console(stderr=True)
+
+Task = Annotated[str, typer.Argument(help="Model task; `intent` for now.")]
+ResultsFp = Annotated[
+    Path | None, typer.Option("--results-fp", help="Also write the result JSON to this file.")
+]
+
+
+def fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Known failures end in one readable line and exit code 1, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pipelines.datasets import DataLoadError
+        from pipelines.serve import ServeError
+
+        try:
+            return command(*args, **kwargs)
+        except (DataLoadError, ServeError, FileNotFoundError, KeyError) as error:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else error
+            fail(str(message))
+        except Exception as error:  # MLflow and Feast errors: keep the one line that matters
+            if type(error).__module__.split(".")[0] in {"mlflow", "feast"}:
+                fail(f"{type(error).__name__}: {str(error).splitlines()[0]}")
+            raise
+
+    return wrapper
+
+
+def settings():
+    from pipelines.settings import load_settings
+
+    return load_settings()
+
+
+def emit(result: dict[str, Any], results_fp: Path | None) -> None:
+    """One JSON line on stdout (scripts chain on it), optionally the same JSON in a file."""
+    line = json.dumps(result, ensure_ascii=False, default=str)
+    print(line)
+    if results_fp:
+        results_fp.parent.mkdir(parents=True, exist_ok=True)
+        results_fp.write_text(line + "\n", encoding="utf-8")
+
+
+def check_task(task: str) -> None:
+    if task != "intent":
+        fail(f"Unknown task: {task}; available: intent")
+
+
+@app.command()
+@friendly_errors
+def validate(
+    dataset: Annotated[str, typer.Argument(help="A data set named in params.yaml `datasets`.")],
+) -> None:
+    """Validate a raw data set with its Great Expectations suite; write it to data/validated.
+
+    Exits 1 with a table of failed expectations; the validated file is then not written,
+    so no later step can train on the data.
+    """
+    from pipelines.validate import ValidationFailed, validate_dataset
+
+    config = settings()
+    with console.status(f"Validating {dataset} with Great Expectations"):
+        try:
+            report = validate_dataset(config, dataset)
+        except ValidationFailed as failed:
+            report = failed.report
+    if not report.success:
+        table = Table(title=f"Failed expectations: {dataset}", show_lines=False)
+        for column in ("expectation", "column", "problem"):
+            table.add_column(column, overflow="fold")
+        for failure in report.failures:
+            table.add_row(failure.expectation, failure.column, failure.problem)
+        console.print(table)
+        fail(report.headline())
+    console.print(f"[green]✓[/] {report.headline()}")
+
+
+@features_app.command("build")
+@friendly_errors
+def features_build() -> None:
+    """Compute per-invoice running totals per customer into the feature source parquet."""
+    from pipelines.features import build_features
+
+    with console.status("Computing customer features from validated transactions"):
+        table = build_features(settings())
+    console.print(
+        f"[green]✓[/] {len(table)} feature rows for {table.customer_id.nunique()} customers"
+    )
+
+
+@features_app.command("publish")
+@friendly_errors
+def features_publish() -> None:
+    """`feast apply` the definitions and materialise the full history into the online store."""
+    from pipelines.features import publish_features
+
+    summary = publish_features(settings())
+    console.print(f"[green]✓[/] online store holds {summary['customers']} customers")
+
+
+@app.command()
+@friendly_errors
+def train(task: Task = "intent", results_fp: ResultsFp = None) -> None:
+    """Train the model for TASK and log run, params, metrics and model to MLflow."""
+    from pipelines.train import train_intent
+
+    check_task(task)
+    with console.status("Training intent model"):
+        result = train_intent(settings())
+    emit(result, results_fp)
+
+
+@app.command()
+@friendly_errors
+def evaluate(task: Task = "intent", results_fp: ResultsFp = None) -> None:
+    """Score the trained model on the frozen test split; log metrics and confusion matrix."""
+    from pipelines.evaluate import evaluate_intent
+
+    check_task(task)
+    with console.status("Evaluating on the test split"):
+        result = evaluate_intent(settings())
+    emit(result, results_fp)
+
+
+@app.command()
+@friendly_errors
+def register(task: Task = "intent", results_fp: ResultsFp = None) -> None:
+    """Register the model; alias `champion` only if it beats the champion on the same test set."""
+    from pipelines.register import register_intent
+
+    check_task(task)
+    with console.status("Registering and gating against the champion"):
+        result = register_intent(settings())
+    emit(result, results_fp)
+    console.print(f"[green]✓[/] {result['model_name']} v{result['version']} -> @{result['alias']}")
+
+
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (params: serving.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (params: serving.port).")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Existing Ray cluster, e.g. ray://host:10001.")
+    ] = None,
+    detach: Annotated[bool, typer.Option(help="Run in the background; return when ready.")] = False,
+    stop: Annotated[bool, typer.Option(help="Stop the background server.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for --detach.")] = 300,
+) -> None:
+    """Serve the champion models and channel adapters with Ray Serve (OpenAPI at /docs)."""
+    from pipelines.serve import serve_forever, start_detached, stop_detached
+
+    config = settings()
+    host = host or config.serving.host
+    port = port or config.serving.port
+    if stop:
+        pid = stop_detached(config)
+        console.print(f"stopped server pid {pid}" if pid else "no server was running")
+        return
+    if detach:
+        with console.status(f"Starting Ray Serve on {host}:{port}"):
+            url = start_detached(config, host, port, timeout)
+        console.print(f"[green]✓[/] serving at {url} (docs: {url}/docs); stop: scrm serve --stop")
+        return
+
+    def ready(url: str) -> None:
+        console.print(f"[green]✓[/] serving at {url} (docs: {url}/docs); Ctrl-C stops")
+
+    serve_forever(config, host, port, address, ready)
+
+
+@app.command()
+@friendly_errors
+def info() -> None:
+    """Where everything is: API, UIs, stores, and the champion's measured test accuracy."""
+    from pipelines.train import read_json
+
+    config = settings()
+    table = Table(title="scrm-platform", show_header=False)
+    table.add_column("what")
+    table.add_column("where")
+    served = config.path("run/serve.json")
+    url = json.loads(served.read_text())["url"] if served.is_file() else None
+    table.add_row("API", f"{url}  (OpenAPI docs: {url}/docs)" if url else "not running: make serve")
+    table.add_row("MLflow UI", "make ui  ->  http://127.0.0.1:5000")
+    table.add_row("Feast UI", "make feast-ui  ->  http://127.0.0.1:8888")
+    table.add_row("MLflow tracking", config.tracking_uri)
+    table.add_row("Feast repo", str(config.feature_repo))
+    evaluation = config.intent_dir / "evaluation.json"
+    if evaluation.is_file():
+        test = read_json(evaluation)["test"]
+        registration = read_json(config.intent_dir / "registration.json")
+        table.add_row(
+            "intent model",
+            f"{registration['model_name']} v{registration['version']} @{registration['alias']}: "
+            f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
+            f"({config.intent.dataset}, `scrm evaluate intent`)",
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Channel adapters: vendor payloads in, replies out. Thin: they call endpoints, nothing more."""
