@@ -36,8 +36,9 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
+        byte = err.object[err.start]
         raise DataLoadError(
-            f"{path.name} is not valid UTF-8 (byte {err.object[err.start]:#04x} at offset {err.start})"
+            f"{path.name} is not valid UTF-8 (byte {byte:#04x} at offset {err.start})"
         ) from err
 
 

@@ -6,6 +6,7 @@ under it, by signalling the whole process group.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -72,10 +73,8 @@ def serve_forever(
         ready(f"http://{host}:{port}")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
         serve.shutdown()
     finally:
         ray.shutdown()
@@ -144,8 +143,6 @@ def stop_detached(settings: Settings, grace_s: float = 60) -> int | None:
     deadline = time.monotonic() + grace_s
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.5)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     return pid
