@@ -10,6 +10,8 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 export RAY_USAGE_STATS_ENABLED := 0
+# dvc stages call `scrm`: make the project's own .venv come first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 MLFLOW_DB := sqlite:///$(CURDIR)/mlruns/mlflow.db
 UI_PORT ?= 5000
 FEAST_UI_PORT ?= 8888

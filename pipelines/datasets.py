@@ -1,8 +1,9 @@
 """Raw files -> one typed frame per data set, without judging the content.
 
-Loading never drops or fixes rows: whatever is wrong must reach the Great Expectations suite,
-which is the one place that decides whether the data may be trained on. Only failures that make
-a file unreadable at all (missing, not UTF-8) stop here, as a `DataLoadError` naming the file.
+Loading never drops or fixes rows: whatever is wrong with the content must reach the Great
+Expectations suite, the one place that decides whether the data may be trained on. Only a file
+that cannot be read as the data set at all (missing, not UTF-8, without its text or label
+column) stops here, as a `DataLoadError` naming the file.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ def load_text_classification(raw_dir: Path, spec: DatasetSpec) -> pd.DataFrame:
     parts = []
     for split, file_name in spec.files.items():
         part = _read_tsv(raw_dir / file_name)
-        if "text" in part:
-            part["text"] = part["text"].str.strip()
+        if missing := [c for c in ("text", "label") if c not in part]:
+            raise DataLoadError(
+                f"{file_name} has no column {missing[0]!r} (columns: {', '.join(part.columns)})"
+            )
+        part["text"] = part["text"].str.strip()
         part["split"] = split
         parts.append(part)
     return pd.concat(parts, ignore_index=True)

@@ -17,6 +17,7 @@ from pipelines.datasets import TEXT_COLUMNS, TRANSACTION_COLUMNS, finalize, load
 from pipelines.settings import DatasetSpec, Settings
 
 LEAK_COLUMN = "splits_per_text"
+CLASSES_COLUMN = "labels_in_split"
 
 
 class ValidationFailed(Exception):
@@ -77,7 +78,8 @@ def text_classification_suite(spec: DatasetSpec) -> list:
         ),
         gxe.ExpectColumnValuesToNotBeNull(column="label"),
         gxe.ExpectColumnValuesToBeInSet(column="label", value_set=spec.labels),
-        gxe.ExpectColumnUniqueValueCountToBeBetween(column="label", min_value=2),
+        # A split with a single class cannot train or measure a classifier.
+        gxe.ExpectColumnValuesToBeBetween(column=CLASSES_COLUMN, min_value=2),
         gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(spec.files)),
         # The same text in two splits inflates test scores: each text must sit in one split.
         gxe.ExpectColumnValuesToBeBetween(column=LEAK_COLUMN, min_value=1, max_value=1),
@@ -100,11 +102,16 @@ def transactions_suite(spec: DatasetSpec) -> list:
     ]
 
 
-def with_leak_column(frame: pd.DataFrame) -> pd.DataFrame:
-    if "text" not in frame or "split" not in frame:
+def with_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cross-row facts as columns, so GX can check them like any other value."""
+    if not {"text", "label", "split"} <= set(frame.columns):
         return frame
-    per_text = frame.groupby("text")["split"].transform("nunique")
-    return frame.assign(**{LEAK_COLUMN: per_text})
+    return frame.assign(
+        **{
+            LEAK_COLUMN: frame.groupby("text")["split"].transform("nunique"),
+            CLASSES_COLUMN: frame.groupby("split")["label"].transform("nunique"),
+        }
+    )
 
 
 def _describe(result: Any, columns: set[str]) -> Failure:
@@ -159,7 +166,7 @@ SUITES = {"text-classification": text_classification_suite, "transactions": tran
 def validate_dataset(settings: Settings, name: str) -> ValidationReport:
     """Load, validate, write the report; write the validated parquet only if all passed."""
     spec = settings.dataset(name)
-    frame = with_leak_column(load_raw(settings.raw_dir(name), spec))
+    frame = with_derived_columns(load_raw(settings.raw_dir(name), spec))
     report = run_suite(name, frame, SUITES[spec.kind](spec))
     write_json(settings.validation_report(name), report.to_dict())
     output = settings.validated_file(name)

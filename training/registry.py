@@ -34,7 +34,7 @@ class Promotion:
 
 def current_champion(client: MlflowClient, name: str) -> str | None:
     try:
-        return client.get_model_version_by_alias(name, CHAMPION).version
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
         return None
 
@@ -79,5 +79,5 @@ def register_and_gate(
     client.set_registered_model_alias(name, alias, new.version)
     client.set_model_version_tag(name, new.version, "promotion", reason)
     return Promotion(
-        name, new.version, alias, candidate_score, champion_version, champion_score, reason
+        name, str(new.version), alias, candidate_score, champion_version, champion_score, reason
     )

@@ -1,0 +1,105 @@
+"""Shared fixtures: throwaway copies of the project, the pipeline run once, one live server.
+
+Nothing here writes to the real project's data/, mlruns/ or run/: every pipeline run happens in
+a temporary copy of the sources and raw data, as a fresh clone would have them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+COPIED = ["dvc.yaml", "params.yaml", "MLproject", "features", "training", "serving", "pipelines"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def project_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SCRM_ROOT", "MLFLOW_TRACKING_URI")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update({"HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1", "RAY_USAGE_STATS_ENABLED": "0"})
+    return {**env, **extra}
+
+
+def make_workspace(target: Path, datasets: tuple[str, ...] = ()) -> Path:
+    """Copy code, params and raw data (all of it, or just `datasets`) as a fresh clone has them."""
+    target.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in COPIED:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=ignore)
+        else:
+            shutil.copy2(source, target / name)
+    raw = REPO / "data" / "raw"
+    for folder in raw.iterdir():
+        if not datasets or folder.name in datasets:
+            shutil.copytree(folder, target / "data" / "raw" / folder.name)
+    subprocess.run([BIN / "dvc", "init", "--no-scm", "-q"], cwd=target, check=True)
+    return target
+
+
+def run(command: list[str], cwd: Path, check: bool = True, timeout: float = 600):
+    result = subprocess.run(
+        command, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return make_workspace(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def pipeline_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy on which the whole `dvc repro` has run once."""
+    root = make_workspace(tmp_path_factory.mktemp("pipeline") / "project")
+    run([str(BIN / "dvc"), "repro"], cwd=root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def server(pipeline_workspace: Path) -> Iterator[str]:
+    """`scrm serve --detach` on a free loopback port; stopped by its own pid at teardown."""
+    port = free_port()
+    run([str(BIN / "scrm"), "serve", "--detach", "--port", str(port)], pipeline_workspace)
+    pid = int((pipeline_workspace / "run" / "serve.pid").read_text())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield url
+    finally:
+        run([str(BIN / "scrm"), "serve", "--stop"], pipeline_workspace, check=False)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.5)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def client(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, timeout=30) as http:
+        yield http

@@ -1,0 +1,157 @@
+"""The walking skeleton end to end: `dvc repro` in a fresh copy, then real HTTP calls.
+
+The pipeline runs once per session (fixture `pipeline_workspace`), the server starts once
+(fixture `server`); both live in a temporary copy of the project.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from features.store import open_store
+from features.transactions import latest_per_customer
+from tests.conftest import BIN, make_workspace, run
+
+INTENT = "smp2017_ecdt_task1"
+
+
+def read(root: Path, relative: str) -> dict:
+    return json.loads((root / relative).read_text())
+
+
+def test_pipeline_registers_a_champion_that_beats_chance(pipeline_workspace: Path) -> None:
+    evaluation = read(pipeline_workspace, "data/models/intent/evaluation.json")
+    registration = read(pipeline_workspace, "data/models/intent/registration.json")
+    assert evaluation["test"]["accuracy"] > 0.85  # 31 classes; the largest is < 25 %
+    assert (registration["version"], registration["alias"]) == ("1", "champion")
+    assert (pipeline_workspace / "data/models/intent/confusion_matrix.png").stat().st_size > 0
+
+
+def test_run_is_tracked_with_params_metrics_and_artifacts(pipeline_workspace: Path) -> None:
+    evaluation = read(pipeline_workspace, "data/models/intent/evaluation.json")
+    client = MlflowClient(f"sqlite:///{pipeline_workspace}/mlruns/mlflow.db")
+    run_data = client.get_run(evaluation["run_id"]).data
+    assert run_data.params["tfidf_analyzer"] == "char_wb"
+    assert run_data.metrics["test_accuracy"] == pytest.approx(evaluation["test"]["accuracy"])
+    assert run_data.tags["data_validation"] == "passed"
+    artifacts = {a.path for a in client.list_artifacts(evaluation["run_id"])}
+    assert {"confusion_matrix.png", "data_validation.json"} <= artifacts
+
+
+def test_second_repro_is_a_no_op(pipeline_workspace: Path) -> None:
+    output = run([str(BIN / "dvc"), "repro"], cwd=pipeline_workspace).stdout
+    assert "Running stage" not in output
+    assert "Data and pipelines are up to date." in output
+
+
+def test_invalid_data_stops_the_pipeline_before_training(tmp_path: Path) -> None:
+    root = make_workspace(tmp_path / "project", datasets=(INTENT,))
+    train = root / "data/raw" / INTENT / "train.tsv"
+    train.write_text(train.read_text(encoding="utf-8").replace("\tweather", "\tweahter"))
+    result = run([str(BIN / "dvc"), "repro", "train_intent"], cwd=root, check=False)
+    assert result.returncode != 0
+    assert "expectations failed" in result.stderr and "weahter" in result.stderr
+    assert not (root / "data/validated" / f"{INTENT}.parquet").exists()
+    assert not (root / "data/models").exists()
+    assert not (root / "mlruns").exists()  # nothing trained, nothing registered
+
+
+def test_point_in_time_join_never_sees_a_later_invoice(pipeline_workspace: Path) -> None:
+    features = pd.read_parquet(pipeline_workspace / "data/features/customer_transactions.parquet")
+    history = features[features.customer_id == "17850"].sort_values("event_timestamp")
+    first, second = history.iloc[0], history.iloc[1]
+    between = first.event_timestamp + (second.event_timestamp - first.event_timestamp) / 2
+    store = open_store(pipeline_workspace / "features")
+    frame = store.get_historical_features(
+        entity_df=pd.DataFrame({"customer_id": ["17850"], "event_timestamp": [between]}),
+        features=store.get_feature_service("customer_profile_v1"),
+    ).to_df()
+    assert frame["orders_count"].iloc[0] == first.orders_count < second.orders_count
+
+
+def test_health_and_openapi(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/intent", "/v1/customers/{customer_id}/features"} <= set(paths)
+    assert client.get("/docs").status_code == 200
+
+
+def test_intent_endpoint_accuracy_on_held_out_slice(
+    client: httpx.Client, pipeline_workspace: Path
+) -> None:
+    test = pd.read_parquet(pipeline_workspace / "data/validated" / f"{INTENT}.parquet")
+    test = test[test.split == "test"].sample(120, random_state=7)
+    answers = [client.post("/v1/intent", json={"text": t}).json() for t in test["text"]]
+    accuracy = (pd.Series([a["label"] for a in answers], index=test.index) == test["label"]).mean()
+    assert accuracy > 0.8, accuracy
+    assert {(a["model_name"], a["model_version"]) for a in answers} == {("intent", "1")}
+
+
+def test_customer_features_equal_the_offline_data(
+    client: httpx.Client, pipeline_workspace: Path
+) -> None:
+    offline = latest_per_customer(
+        pd.read_parquet(pipeline_workspace / "data/features/customer_transactions.parquet")
+    )
+    for customer_id in ["17850", "12347", offline.index[-1]]:
+        online = client.get(f"/v1/customers/{customer_id}/features").json()["features"]
+        expected = offline.loc[customer_id].drop("event_timestamp").to_dict()
+        assert online == pytest.approx(expected), customer_id
+
+
+def test_web_chat_message_is_answered_with_its_intent(client: httpx.Client) -> None:
+    reply = client.post(
+        "/v1/channels/web_chat/messages", json={"session_id": "s-1", "text": "明天上海会下雨吗"}
+    ).json()
+    assert reply["session_id"] == "s-1"
+    assert reply["intent"]["label"] == "weather"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "message"),
+    [
+        ("post", "/v1/intent", {"text": ""}, 422, "text is empty"),
+        ("post", "/v1/intent", {"text": 42}, 422, "text: Input should be a valid string"),
+        ("post", "/v1/intent", {"txt": "hi"}, 422, "text: Field required"),
+        ("post", "/v1/intent", {"text": "长" * 513}, 413, "513 characters; at most 512"),
+        ("post", "/v1/channels/fax/messages", {"text": "hi"}, 400, "Unsupported channel: fax"),
+        ("post", "/v1/channels/web_chat/messages", {"text": "hi"}, 422, "session_id"),
+        ("get", "/v1/customers/00000/features", None, 404, "Unknown customer: 00000"),
+        ("get", "/v1/customers/a%20b/features", None, 422, "customer_id"),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(client, method, path, body, status, message) -> None:
+    response = client.request(method.upper(), path, json=body)
+    assert response.status_code == status
+    assert message in response.json()["detail"]
+
+
+def test_malformed_json_is_a_4xx(client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/intent", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert "not valid JSON" in response.json()["detail"]
+
+
+def test_info_shows_where_everything_is(server: str, pipeline_workspace: Path) -> None:
+    output = run([str(BIN / "scrm"), "info"], cwd=pipeline_workspace).stdout
+    assert server in output and "test accuracy" in output and "make ui" in output
+
+
+def test_second_server_on_the_same_port_is_refused(server: str, pipeline_workspace: Path) -> None:
+    port = server.rsplit(":", 1)[1]
+    started = datetime.now(UTC)
+    result = run(
+        [str(BIN / "scrm"), "serve", "--port", port], cwd=pipeline_workspace, check=False
+    )
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port} is in use" in result.stderr
+    assert (datetime.now(UTC) - started).total_seconds() < 30

@@ -1,0 +1,109 @@
+"""Intent baseline, its MLflow pyfunc, and the champion gate against a real (temporary) registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from pipelines.datasets import load_text_classification
+from pipelines.settings import load_settings
+from tests.conftest import REPO
+from training.evaluate import classification_metrics, confusion_figure
+from training.intent import ClassifierParams, TfidfParams, fit_intent_model
+from training.registry import CHALLENGER, CHAMPION, decide, register_and_gate
+from training.tracking import log_text_classifier, use_experiment
+
+DATASET = "smp2017_ecdt_task1"
+
+
+@pytest.fixture(scope="module")
+def intent_data() -> pd.DataFrame:
+    settings = load_settings(REPO)
+    return load_text_classification(settings.raw_dir(DATASET), settings.dataset(DATASET))
+
+
+@pytest.fixture(scope="module")
+def fitted(intent_data: pd.DataFrame):
+    train = intent_data[intent_data.split == "train"]
+    return fit_intent_model(train, TfidfParams(), ClassifierParams(), seed=0)
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mlflow")
+    use_experiment(f"sqlite:///{root}/mlflow.db", "intent-test", root / "artifacts")
+    return root
+
+
+@pytest.fixture(scope="module")
+def logged_model(tracking: Path, fitted, intent_data: pd.DataFrame) -> str:
+    with mlflow.start_run():
+        info = log_text_classifier(fitted, intent_data[["text"]].head(2))
+    return info.model_uri
+
+
+def test_baseline_is_far_above_majority_class_on_dev(fitted, intent_data) -> None:
+    dev = intent_data[intent_data.split == "dev"]
+    metrics = classification_metrics(dev["label"], fitted.predict(dev["text"].tolist()))
+    majority = dev["label"].value_counts(normalize=True).iloc[0]
+    assert majority < 0.25
+    assert metrics["accuracy"] > 0.85
+    assert metrics["macro_f1"] > 0.8
+
+
+def test_pyfunc_round_trip_matches_the_pipeline(logged_model: str, tracking: Path, fitted) -> None:
+    texts = ["明天北京天气怎么样", "给我讲个笑话", "帮我订一张去上海的机票"]
+    model = mlflow.pyfunc.load_model(logged_model)
+    answer = model.predict(pd.DataFrame({"text": texts}))
+    assert answer["label"].tolist() == fitted.predict(texts).tolist()
+    assert answer["confidence"].between(0, 1).all()
+    signature = model.metadata.signature
+    assert signature.inputs.input_names() == ["text"]
+    assert signature.outputs.input_names() == ["label", "confidence"]
+    artifacts = Path(mlflow.get_experiment_by_name("intent-test").artifact_location[7:])
+    assert artifacts.is_relative_to(tracking)  # not scattered under the cwd
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "margin", "valid", "wins"),
+    [
+        (0.9, None, 0.0, True, True),
+        (0.9, 0.8, 0.0, True, True),
+        (0.8, 0.8, 0.0, True, False),  # a tie does not beat the champion
+        (0.85, 0.8, 0.1, True, False),
+        (0.99, None, 0.0, False, False),  # never on data that failed validation
+    ],
+)
+def test_gate_decision(candidate, champion, margin, valid, wins) -> None:
+    assert decide(candidate, champion, margin, valid)[0] is wins
+
+
+def test_registry_aliases_follow_the_gate(tracking: Path, logged_model: str) -> None:
+    client = MlflowClient()
+    scores = {"1": 0.9}  # what the frozen test set says of each registered version
+
+    def score(uri: str) -> float:
+        return scores[uri.rsplit("/", 1)[1]]
+
+    first = register_and_gate(logged_model, "gate", 0.9, score, 0.0, True, {})
+    assert (first.version, first.alias, first.reason) == ("1", CHAMPION, "no champion yet")
+    worse = register_and_gate(logged_model, "gate", 0.7, score, 0.0, True, {})
+    assert worse.alias == CHALLENGER and worse.champion_score == 0.9
+    assert str(client.get_model_version_by_alias("gate", CHAMPION).version) == "1"
+    scores["2"] = 0.7
+    bad_data = register_and_gate(logged_model, "gate", 0.99, score, 0.0, False, {})
+    assert bad_data.alias == CHALLENGER
+    assert str(client.get_model_version_by_alias("gate", CHAMPION).version) == "1"
+    better = register_and_gate(logged_model, "gate", 0.95, score, 0.0, True, {})
+    assert better.alias == CHAMPION
+    assert str(client.get_model_version_by_alias("gate", CHAMPION).version) == better.version == "4"
+    assert "beats champion" in client.get_model_version("gate", "4").tags["promotion"]
+
+
+def test_confusion_figure_has_a_row_per_label() -> None:
+    figure = confusion_figure(["a", "b", "b"], ["a", "b", "a"], ["a", "b", "c"])
+    assert len(figure.axes[0].get_yticklabels()) == 3
