@@ -149,9 +149,7 @@ def test_info_shows_where_everything_is(server: str, pipeline_workspace: Path) -
 def test_second_server_on_the_same_port_is_refused(server: str, pipeline_workspace: Path) -> None:
     port = server.rsplit(":", 1)[1]
     started = datetime.now(UTC)
-    result = run(
-        [str(BIN / "scrm"), "serve", "--port", port], cwd=pipeline_workspace, check=False
-    )
+    result = run([str(BIN / "scrm"), "serve", "--port", port], cwd=pipeline_workspace, check=False)
     assert result.returncode == 1
     assert f"127.0.0.1:{port} is in use" in result.stderr
     assert (datetime.now(UTC) - started).total_seconds() < 30

@@ -17,10 +17,8 @@ def lines() -> pd.DataFrame:
         ("1004", "A", 1, "2010-12-02 08:00:00", 5.0, "2"),
         ("1005", "A", 9, "2010-12-02 08:00:00", 5.0, None),  # no customer: ignored
     ]
-    frame = pd.DataFrame(
-        rows,
-        columns=["invoice_no", "stock_code", "quantity", "invoiced_at", "unit_price", "customer_id"],
-    )
+    columns = ["invoice_no", "stock_code", "quantity", "invoiced_at", "unit_price", "customer_id"]
+    frame = pd.DataFrame(rows, columns=columns)
     return frame.assign(invoiced_at=pd.to_datetime(frame["invoiced_at"], utc=True))
 
 
