@@ -16,7 +16,7 @@ MLFLOW_DB := sqlite:///$(CURDIR)/mlruns/mlflow.db
 UI_PORT ?= 5000
 FEAST_UI_PORT ?= 8888
 
-.PHONY: help install run pipeline serve stop ui feast-ui test lint lock clean
+.PHONY: help install run pipeline serve stop step ui feast-ui test lint lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,11 +44,17 @@ serve: $(STAMP)  ## run the Ray Serve application in the foreground (Ctrl-C stop
 stop: $(STAMP)  ## stop the application started by `make run`
 	$(BIN)/scrm serve --stop
 
+step: $(STAMP)  ## one pipeline step as an MLproject run, tracked in this project's store: make step STEP=train
+	MLFLOW_TRACKING_URI=$(MLFLOW_DB) $(BIN)/mlflow run . -e $(STEP) --env-manager local
+
 ui: $(STAMP)  ## MLflow UI on this project's tracking store
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri $(MLFLOW_DB) \
 		--host 127.0.0.1 --port $(UI_PORT) --workers 1
 
-feast-ui: $(STAMP)  ## Feast UI on this project's feature repo
+feast-step: $(STAMP)  ## one pipeline step as an MLproject run, tracked in this project's store: make step STEP=train
+	MLFLOW_TRACKING_URI=$(MLFLOW_DB) $(BIN)/mlflow run . -e $(STEP) --env-manager local
+
+ui: $(STAMP)  ## Feast UI on this project's feature repo
 	cd features && ../$(BIN)/feast ui --host 127.0.0.1 --port $(FEAST_UI_PORT)
 
 test: $(STAMP)  ## run the test suite

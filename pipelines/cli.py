@@ -53,12 +53,12 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from pipelines.datasets import DataLoadError
         from pipelines.serve import ServeError
+        from pipelines.settings import UnknownName
 
         try:
             return command(*args, **kwargs)
-        except (DataLoadError, ServeError, FileNotFoundError, KeyError) as error:
-            message = error.args[0] if isinstance(error, KeyError) and error.args else error
-            fail(str(message))
+        except (DataLoadError, ServeError, FileNotFoundError, UnknownName) as error:
+            fail(str(error))
         except Exception as error:  # MLflow and Feast errors: keep the one line that matters
             if type(error).__module__.split(".")[0] in {"mlflow", "feast"}:
                 fail(f"{type(error).__name__}: {str(error).splitlines()[0]}")
@@ -214,7 +214,7 @@ def serve(
 @friendly_errors
 def info() -> None:
     """Where everything is: API, UIs, stores, and the champion's measured test accuracy."""
-    from pipelines.train import read_json
+    from pipelines.io import read_json
 
     config = settings()
     table = Table(title="scrm-platform", show_header=False)

@@ -7,9 +7,9 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from pipelines.io import read_json, write_json
 from pipelines.settings import Settings
-from pipelines.train import load_split, read_json
-from pipelines.validate import write_json
+from pipelines.train import load_split
 from training.evaluate import classification_metrics, confusion_figure
 
 

@@ -21,7 +21,6 @@ def build_features(settings: Settings) -> pd.DataFrame:
 def publish_features(settings: Settings) -> dict[str, object]:
     """Apply the definitions and materialise the whole history into the online store."""
     table = pd.read_parquet(source_file(settings.feature_repo))
-    (settings.path("data/feast")).mkdir(parents=True, exist_ok=True)
     store = open_store(settings.feature_repo)
     apply_definitions(store)
     start, end = table["event_timestamp"].min(), table["event_timestamp"].max()

@@ -7,9 +7,9 @@ from typing import Any
 import mlflow
 
 from pipelines.evaluate import test_accuracy
+from pipelines.io import read_json, write_json
 from pipelines.settings import Settings
-from pipelines.train import read_json
-from pipelines.validate import read_report, write_json
+from pipelines.validate import read_report
 from training.registry import register_and_gate
 
 

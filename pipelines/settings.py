@@ -19,6 +19,10 @@ from training.intent import ClassifierParams, TfidfParams
 PARAMS_FILE = "params.yaml"
 
 
+class UnknownName(LookupError):
+    """A name (data set, task) that params.yaml does not define; the message lists the known."""
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -98,7 +102,7 @@ class Settings(Strict):
     def dataset(self, name: str) -> DatasetSpec:
         if name not in self.datasets:
             known = ", ".join(sorted(self.datasets))
-            raise KeyError(f"Unknown dataset {name!r}; known: {known}")
+            raise UnknownName(f"Unknown dataset {name!r}; known: {known}")
         return self.datasets[name]
 
     def raw_dir(self, name: str) -> Path:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
 
+from pipelines.io import write_json
 from pipelines.settings import Settings
-from pipelines.validate import read_report, write_json
+from pipelines.validate import read_report
 from training.evaluate import classification_metrics
 from training.intent import fit_intent_model
 from training.tracking import log_text_classifier, use_experiment
@@ -19,12 +18,6 @@ from training.tracking import log_text_classifier, use_experiment
 def load_split(settings: Settings, dataset: str, split: str) -> pd.DataFrame:
     frame = pd.read_parquet(settings.validated_file(dataset))
     return frame[frame["split"] == split].reset_index(drop=True)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the step that writes it first")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def train_intent(settings: Settings) -> dict[str, Any]:

@@ -6,7 +6,6 @@ only on success, so no downstream DVC stage can start on data that did not pass.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.datasets import TEXT_COLUMNS, TRANSACTION_COLUMNS, finalize, load_raw
+from pipelines.io import read_json, write_json
 from pipelines.settings import DatasetSpec, Settings
 
 LEAK_COLUMN = "splits_per_text"
@@ -178,14 +178,8 @@ def validate_dataset(settings: Settings, name: str) -> ValidationReport:
     return report
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    tmp.replace(path)
-
-
 def read_report(path: Path) -> dict[str, Any]:
+    """The validation verdict; a missing report counts as failed, never as passed."""
     if not path.is_file():
         return {"success": False, "reason": f"no validation report at {path}"}
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path)

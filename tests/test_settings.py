@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pipelines.settings import load_settings
+from pipelines.settings import UnknownName, load_settings
 from tests.conftest import REPO
 
 
@@ -32,5 +32,5 @@ def test_unknown_key_in_params_is_rejected(tmp_path: Path) -> None:
 
 def test_unknown_dataset_names_the_known_ones(tmp_path: Path) -> None:
     shutil.copy2(REPO / "params.yaml", tmp_path / "params.yaml")
-    with pytest.raises(KeyError, match="known: online_retail"):
+    with pytest.raises(UnknownName, match="known: online_retail"):
         load_settings(tmp_path).dataset("nope")
