@@ -37,7 +37,11 @@ def test_pipeline_registers_a_champion_that_beats_chance(pipeline_workspace: Pat
 def test_run_is_tracked_with_params_metrics_and_artifacts(pipeline_workspace: Path) -> None:
     evaluation = read(pipeline_workspace, "data/models/intent/evaluation.json")
     client = MlflowClient(f"sqlite:///{pipeline_workspace}/mlruns/mlflow.db")
-    run_data = client.get_run(evaluation["run_id"]).data
+    run = client.get_run(evaluation["run_id"])
+    experiment = client.get_experiment_by_name("intent")
+    assert run.info.experiment_id == experiment.experiment_id
+    assert experiment.artifact_location.startswith(f"file://{pipeline_workspace}/mlruns/artifacts")
+    run_data = run.data
     assert run_data.params["tfidf_analyzer"] == "char_wb"
     assert run_data.metrics["test_accuracy"] == pytest.approx(evaluation["test"]["accuracy"])
     assert run_data.tags["data_validation"] == "passed"

@@ -64,8 +64,11 @@ def test_pyfunc_round_trip_matches_the_pipeline(logged_model: str, tracking: Pat
     signature = model.metadata.signature
     assert signature.inputs.input_names() == ["text"]
     assert signature.outputs.input_names() == ["label", "confidence"]
-    artifacts = Path(mlflow.get_experiment_by_name("intent-test").artifact_location[7:])
-    assert artifacts.is_relative_to(tracking)  # not scattered under the cwd
+    experiment = mlflow.get_experiment_by_name("intent-test")
+    logged = mlflow.get_logged_model(logged_model.split("/")[-1])
+    assert logged.experiment_id == experiment.experiment_id  # not MLflow's "Default"
+    artifacts = Path(logged.artifact_location.removeprefix("file://"))
+    assert artifacts.is_relative_to(tracking / "artifacts" / "intent-test")  # not under the cwd
 
 
 @pytest.mark.parametrize(

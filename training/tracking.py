@@ -21,9 +21,11 @@ def use_experiment(tracking_uri: str, name: str, artifact_root: Path) -> str:
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
         location = (artifact_root / name).resolve().as_uri()
-        return mlflow.create_experiment(name, artifact_location=location)
-    mlflow.set_experiment(experiment_id=experiment.experiment_id)
-    return experiment.experiment_id
+        experiment_id = mlflow.create_experiment(name, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
 
 
 def log_text_classifier(pipeline, input_example: pd.DataFrame) -> ModelInfo:
