@@ -51,10 +51,7 @@ ui: $(STAMP)  ## MLflow UI on this project's tracking store
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri $(MLFLOW_DB) \
 		--host 127.0.0.1 --port $(UI_PORT) --workers 1
 
-feast-step: $(STAMP)  ## one pipeline step as an MLproject run, tracked in this project's store: make step STEP=train
-	MLFLOW_TRACKING_URI=$(MLFLOW_DB) $(BIN)/mlflow run . -e $(STEP) --env-manager local
-
-ui: $(STAMP)  ## Feast UI on this project's feature repo
+feast-ui: $(STAMP)  ## Feast UI on this project's feature repo
 	cd features && ../$(BIN)/feast ui --host 127.0.0.1 --port $(FEAST_UI_PORT)
 
 test: $(STAMP)  ## run the test suite
