@@ -38,11 +38,37 @@ class DataSettings(Strict):
     reports_dir: str
 
 
+Kind = Literal["text-classification", "text-pair", "sequence-labelling", "tabular", "transactions"]
+KINDS: tuple[str, ...] = Kind.__args__
+
+
+class SplitSpec(Strict):
+    """How to cut `carve_from` rows into dev/test shares (seeded by params `seed`)."""
+
+    carve_from: str
+    dev: float = Field(0.0, ge=0.0, lt=1.0)
+    test: float = Field(0.0, ge=0.0, lt=1.0)
+    stratify: bool = True
+    group_pairs: bool = False
+
+
 class DatasetSpec(Strict):
-    kind: Literal["text-classification", "transactions"]
+    """Where a data set's files are and how they map to the schema of its kind."""
+
+    kind: Kind
     files: dict[str, str]
+    columns: dict[str, str] = Field(default_factory=dict)
+    header: list[str] | None = None
     labels: list[str] = Field(default_factory=list)
-    max_text_chars: int = 512
+    labels_file: str | None = None
+    label_names: dict[str, str] = Field(default_factory=dict)
+    numeric: list[str] = Field(default_factory=list)
+    split: SplitSpec | None = None
+    max_text_chars: int = Field(512, gt=0)
+    min_rows_per_class: int = Field(1, ge=1)
+    max_duplicate_share: float = Field(0.05, ge=0.0, le=1.0)
+    drop_leaks: bool = False
+    max_overlap_share: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class FeatureSettings(Strict):
@@ -114,6 +140,9 @@ class Settings(Strict):
     def validation_report(self, name: str) -> Path:
         return self.path(self.data.reports_dir) / f"{name}.json"
 
+    def data_docs(self, name: str) -> Path:
+        return self.path(self.data.reports_dir) / f"{name}_docs"
+
     @property
     def feature_repo(self) -> Path:
         return self.path(self.features.repo_dir)
@@ -134,8 +163,21 @@ def find_root(start: Path | None = None) -> Path:
     raise FileNotFoundError(f"No {PARAMS_FILE} in {here} or any parent; run scrm from the project")
 
 
+DATASET_FILE = "dataset.yaml"
+
+
+def registered_datasets(raw_dir: Path) -> dict[str, dict]:
+    """Data sets added with `scrm data add`: each carries its spec in data/raw/NAME/dataset.yaml."""
+    found = {}
+    for spec_file in sorted(raw_dir.glob(f"*/{DATASET_FILE}")):
+        found[spec_file.parent.name] = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    return found
+
+
 def load_settings(root: Path | None = None) -> Settings:
     root = (root or find_root()).resolve()
     with open(root / PARAMS_FILE, encoding="utf-8") as handle:
         raw = yaml.safe_load(handle)
+    added = registered_datasets(root / raw["data"]["raw_dir"])
+    raw["datasets"] = {**added, **raw["datasets"]}
     return Settings(root=root, **raw)

@@ -30,6 +30,8 @@ def train_intent(settings: Settings) -> dict[str, Any]:
         mlflow.set_tags({"task": "intent", "dataset": config.dataset, "model_family": "tfidf"})
         mlflow.set_tag("data_validation", "passed" if report.get("success") else "failed")
         mlflow.log_dict(report, "data_validation.json")
+        if (docs := settings.data_docs(config.dataset)).is_dir():
+            mlflow.log_artifacts(str(docs), "data_docs")
         mlflow.log_input(
             mlflow.data.from_pandas(
                 train, source=str(settings.validated_file(config.dataset)), name=config.dataset

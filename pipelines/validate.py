@@ -1,23 +1,25 @@
 """The data gate: a Great Expectations suite per data-set kind, run before anything trains.
 
-A failed suite writes its report and raises `ValidationFailed`; the validated parquet is written
-only on success, so no downstream DVC stage can start on data that did not pass.
+A failed suite writes its report (JSON and Data Docs HTML) and raises `ValidationFailed`; the
+validated parquet is written only on success, so no downstream DVC stage can start on data that
+did not pass. Facts that span rows (a text in two splits, rows per class, BIO order) are first
+computed as helper columns (prefixed `_`), so GX checks and reports them like any value.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from pipelines.datasets import TEXT_COLUMNS, TRANSACTION_COLUMNS, finalize, load_raw
+from pipelines.datasets import finalize, known_labels, load_dataset
 from pipelines.io import read_json, write_json
 from pipelines.settings import DatasetSpec, Settings
 
-LEAK_COLUMN = "splits_per_text"
-CLASSES_COLUMN = "labels_in_split"
+SPLITS = ["train", "dev", "test"]
 
 
 class ValidationFailed(Exception):
@@ -42,6 +44,7 @@ class ValidationReport:
     evaluated: int
     failures: list[Failure] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    cleaning: dict[str, Any] = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
@@ -63,34 +66,167 @@ class ValidationReport:
             "evaluated_expectations": self.evaluated,
             "failed_expectations": len(self.failures),
             "failures": [vars(f) for f in self.failures],
+            "cleaning": self.cleaning,
             "gx_result": self.details,
         }
 
 
-def text_classification_suite(spec: DatasetSpec) -> list:
+# -- helper columns -------------------------------------------------------------------------
+
+
+def bio_problem(tokens: list[str], tags: list[str], types: set[str]) -> str | None:
+    """Why a tag sequence is not valid BIO over the known types, or None if it is."""
+    if len(tokens) != len(tags):
+        return f"{len(tokens)} tokens but {len(tags)} tags"
+    previous = "O"
+    for i, tag in enumerate(tags):
+        prefix, _, kind = tag.partition("-")
+        if tag != "O" and (prefix not in ("B", "I") or (types and kind not in types)):
+            return f"unknown tag {tag!r} at {i}"
+        if prefix == "I" and previous[2:] != kind:
+            return f"{tag} follows {previous} at {i}"
+        previous = tag
+    return None
+
+
+def with_helpers(frame: pd.DataFrame, spec: DatasetSpec, labels: list[str]) -> pd.DataFrame:
+    helpers: dict[str, Any] = {}
+    if "split" in frame and "label" in frame:
+        helpers["_labels_in_split"] = frame.groupby("split")["label"].transform("nunique")
+        train = frame["split"] == "train"
+        per_class = frame[train].groupby("label")["label"].transform("size")
+        helpers["_train_rows_in_class"] = per_class.reindex(frame.index)
+    if "split" in frame and "text" in frame:
+        helpers["_splits_per_text"] = frame.groupby("text")["split"].transform("nunique")
+    if {"text_a", "text_b", "split"} <= set(frame.columns):
+        both = pd.concat(
+            [
+                frame[["text_a", "split"]].set_axis(["q", "split"], axis=1),
+                frame[["text_b", "split"]].set_axis(["q", "split"], axis=1),
+            ]
+        )
+        per_question = both.groupby("q")["split"].nunique()
+        helpers["_splits_per_question"] = pd.concat(
+            [frame["text_a"].map(per_question), frame["text_b"].map(per_question)], axis=1
+        ).max(axis=1)
+    if {"tokens", "tags"} <= set(frame.columns):
+        types = set(labels)
+        helpers["_bio_problem"] = [
+            bio_problem(list(t), list(g), types)
+            for t, g in zip(frame["tokens"], frame["tags"], strict=True)
+        ]
+    return frame.assign(**helpers)
+
+
+# -- suites ---------------------------------------------------------------------------------
+
+
+def common(spec: DatasetSpec, columns: list[str]) -> list:
     import great_expectations.expectations as gxe
 
     return [
-        *(gxe.ExpectColumnToExist(column=c) for c in TEXT_COLUMNS),
-        gxe.ExpectColumnValuesToNotBeNull(column="text"),
-        gxe.ExpectColumnValueLengthsToBeBetween(
-            column="text", min_value=1, max_value=spec.max_text_chars
-        ),
-        gxe.ExpectColumnValuesToNotBeNull(column="label"),
-        gxe.ExpectColumnValuesToBeInSet(column="label", value_set=spec.labels),
-        # A split with a single class cannot train or measure a classifier.
-        gxe.ExpectColumnValuesToBeBetween(column=CLASSES_COLUMN, min_value=2),
-        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(spec.files)),
-        # The same text in two splits inflates test scores: each text must sit in one split.
-        gxe.ExpectColumnValuesToBeBetween(column=LEAK_COLUMN, min_value=1, max_value=1),
+        *(gxe.ExpectColumnToExist(column=c) for c in [*columns, "split"]),
+        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=SPLITS),
     ]
 
 
-def transactions_suite(spec: DatasetSpec) -> list:
+def text_checks(column: str, spec: DatasetSpec) -> list:
     import great_expectations.expectations as gxe
 
     return [
-        *(gxe.ExpectColumnToExist(column=c) for c in TRANSACTION_COLUMNS.values()),
+        gxe.ExpectColumnValuesToNotBeNull(column=column),
+        gxe.ExpectColumnValueLengthsToBeBetween(
+            column=column, min_value=1, max_value=spec.max_text_chars
+        ),
+    ]
+
+
+def label_checks(spec: DatasetSpec, labels: list[str]) -> list:
+    import great_expectations.expectations as gxe
+
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="label"),
+        gxe.ExpectColumnValuesToBeInSet(column="label", value_set=labels),
+        # A split with a single class can neither train nor measure a classifier.
+        gxe.ExpectColumnValuesToBeBetween(column="_labels_in_split", min_value=2),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="_train_rows_in_class", min_value=spec.min_rows_per_class
+        ),
+    ]
+
+
+def no_leak(column: str) -> Any:
+    import great_expectations.expectations as gxe
+
+    # The same text in two splits inflates test scores: each must sit in exactly one split.
+    return gxe.ExpectColumnValuesToBeBetween(column=column, min_value=1, max_value=1)
+
+
+def few_duplicates(column: str, spec: DatasetSpec) -> Any:
+    import great_expectations.expectations as gxe
+
+    return gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(
+        column=column, min_value=1.0 - spec.max_duplicate_share
+    )
+
+
+def text_classification_suite(spec: DatasetSpec, labels: list[str]) -> list:
+    return [
+        *common(spec, ["text", "label"]),
+        *text_checks("text", spec),
+        *label_checks(spec, labels),
+        few_duplicates("text", spec),
+        no_leak("_splits_per_text"),
+    ]
+
+
+def text_pair_suite(spec: DatasetSpec, labels: list[str]) -> list:
+    return [
+        *common(spec, ["text_a", "text_b", "label"]),
+        *text_checks("text_a", spec),
+        *text_checks("text_b", spec),
+        *label_checks(spec, labels),
+        no_leak("_splits_per_question"),
+    ]
+
+
+def sequence_labelling_suite(spec: DatasetSpec, labels: list[str]) -> list:
+    import great_expectations.expectations as gxe
+
+    return [
+        *common(spec, ["tokens", "tags"]),
+        *text_checks("text", spec),
+        gxe.ExpectColumnValuesToBeNull(column="_bio_problem"),
+        # Overlapping mentions cannot be BIO-tagged; a few (known annotation slips) may be.
+        gxe.ExpectColumnValuesToBeBetween(
+            column="_overlapping_mentions", max_value=0, mostly=1.0 - spec.max_overlap_share
+        ),
+        few_duplicates("text", spec),
+        no_leak("_splits_per_text"),
+    ]
+
+
+def tabular_suite(spec: DatasetSpec, labels: list[str]) -> list:
+    import great_expectations.expectations as gxe
+
+    checks = [*common(spec, ["label"]), *label_checks(spec, labels)]
+    if "id" in spec.columns:
+        checks.append(gxe.ExpectColumnValuesToBeUnique(column="id"))
+    for column in spec.numeric:
+        checks += [
+            gxe.ExpectColumnToExist(column=column),
+            gxe.ExpectColumnValuesToNotBeNull(column=column, mostly=0.99),
+            gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0),
+        ]
+    return checks
+
+
+def transactions_suite(spec: DatasetSpec, labels: list[str]) -> list:
+    import great_expectations.expectations as gxe
+
+    columns = ["invoice_no", "stock_code", "quantity", "invoiced_at", "unit_price", "customer_id"]
+    return [
+        *(gxe.ExpectColumnToExist(column=c) for c in columns),
         gxe.ExpectColumnValuesToNotBeNull(column="invoice_no"),
         gxe.ExpectColumnValuesToNotBeNull(column="invoiced_at"),
         gxe.ExpectColumnValuesToMatchStrftimeFormat(
@@ -102,16 +238,16 @@ def transactions_suite(spec: DatasetSpec) -> list:
     ]
 
 
-def with_derived_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Cross-row facts as columns, so GX can check them like any other value."""
-    if not {"text", "label", "split"} <= set(frame.columns):
-        return frame
-    return frame.assign(
-        **{
-            LEAK_COLUMN: frame.groupby("text")["split"].transform("nunique"),
-            CLASSES_COLUMN: frame.groupby("split")["label"].transform("nunique"),
-        }
-    )
+SUITES = {
+    "text-classification": text_classification_suite,
+    "text-pair": text_pair_suite,
+    "sequence-labelling": sequence_labelling_suite,
+    "tabular": tabular_suite,
+    "transactions": transactions_suite,
+}
+
+
+# -- running --------------------------------------------------------------------------------
 
 
 def _describe(result: Any, columns: set[str]) -> Failure:
@@ -136,38 +272,70 @@ def _describe(result: Any, columns: set[str]) -> Failure:
     return Failure(config.type, column, problem)
 
 
-def run_suite(name: str, frame: pd.DataFrame, expectations: list) -> ValidationReport:
-    """Validate a dataframe with an ephemeral GX context: no project scaffold on disk."""
+def run_suite(
+    name: str, frame: pd.DataFrame, expectations: list, docs_dir: Path | None = None
+) -> ValidationReport:
+    """Validate with an ephemeral GX context; render Data Docs HTML into `docs_dir`."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    actions = []
+    if docs_dir is not None:
+        shutil.rmtree(docs_dir, ignore_errors=True)
+        context.add_data_docs_site(
+            site_name="scrm",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+        actions.append(gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["scrm"]))
     asset = context.data_sources.add_pandas(name=f"{name}_source").add_dataframe_asset(name=name)
-    batch = asset.add_batch_definition_whole_dataframe(name="whole").get_batch(
-        batch_parameters={"dataframe": frame}
+    batch_definition = asset.add_batch_definition_whole_dataframe(name="whole")
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{name}_validation", data=batch_definition, suite=suite)
     )
-    suite = context.suites.add(gx.ExpectationSuite(name=f"{name}_suite", expectations=expectations))
-    result = batch.validate(suite, result_format="SUMMARY")
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{name}_gate",
+            validation_definitions=[definition],
+            actions=actions,
+            result_format="SUMMARY",
+        )
+    )
+    result = next(iter(checkpoint.run(batch_parameters={"dataframe": frame}).run_results.values()))
     columns = set(frame.columns)
-    failures = [_describe(r, columns) for r in result.results if not r.success]
     return ValidationReport(
         dataset=name,
         rows=len(frame),
         evaluated=len(result.results),
-        failures=failures,
+        failures=[_describe(r, columns) for r in result.results if not r.success],
         details=result.to_json_dict(),
     )
 
 
-SUITES = {"text-classification": text_classification_suite, "transactions": transactions_suite}
+def check_frame(
+    name: str, frame: pd.DataFrame, spec: DatasetSpec, labels: list[str], docs_dir: Path | None
+) -> ValidationReport:
+    """The whole gate for a loaded frame: helpers, the kind's suite, the report."""
+    expectations = SUITES[spec.kind](spec, labels)
+    return run_suite(name, with_helpers(frame, spec, labels), expectations, docs_dir)
 
 
 def validate_dataset(settings: Settings, name: str) -> ValidationReport:
     """Load, validate, write the report; write the validated parquet only if all passed."""
     spec = settings.dataset(name)
-    frame = with_derived_columns(load_raw(settings.raw_dir(name), spec))
-    report = run_suite(name, frame, SUITES[spec.kind](spec))
+    raw_dir = settings.raw_dir(name)
+    frame, cleaning = load_dataset(raw_dir, spec, settings.seed)
+    report = check_frame(name, frame, spec, known_labels(raw_dir, spec), settings.data_docs(name))
+    report.cleaning = cleaning
     write_json(settings.validation_report(name), report.to_dict())
     output = settings.validated_file(name)
     if not report.success:

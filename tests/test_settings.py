@@ -32,5 +32,5 @@ def test_unknown_key_in_params_is_rejected(tmp_path: Path) -> None:
 
 def test_unknown_dataset_names_the_known_ones(tmp_path: Path) -> None:
     shutil.copy2(REPO / "params.yaml", tmp_path / "params.yaml")
-    with pytest.raises(UnknownName, match="known: online_retail"):
+    with pytest.raises(UnknownName, match="known: atec_question_matching, .*telco_churn"):
         load_settings(tmp_path).dataset("nope")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from pipelines.datasets import load_text_classification
+from pipelines.datasets import load_dataset
 from pipelines.settings import load_settings
 from tests.conftest import REPO
 from training.evaluate import classification_metrics, confusion_figure
@@ -23,7 +23,8 @@ DATASET = "smp2017_ecdt_task1"
 @pytest.fixture(scope="module")
 def intent_data() -> pd.DataFrame:
     settings = load_settings(REPO)
-    return load_text_classification(settings.raw_dir(DATASET), settings.dataset(DATASET))
+    frame, _ = load_dataset(settings.raw_dir(DATASET), settings.dataset(DATASET), seed=0)
+    return frame
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,176 @@
+"""`scrm data add`: a file it never saw becomes a validated data set, or nothing at all."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.byod import add_dataset
+from pipelines.cli import app
+from pipelines.settings import load_settings
+from pipelines.validate import ValidationFailed
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch) -> Path:
+    root = tmp_path / "project"
+    (root / "data" / "raw").mkdir(parents=True)
+    shutil.copy2(REPO / "params.yaml", root / "params.yaml")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("SCRM_ROOT", raising=False)
+    return root
+
+
+@pytest.fixture
+def bank_csv(tmp_path: Path) -> Path:
+    """Real BANKING77 test rows, under column names no loader knows."""
+    frame = pd.read_csv(REPO / "data/raw/banking77/test.csv")
+    keep = ["card_arrival", "lost_or_stolen_card", "cancel_transfer", "exchange_rate"]
+    frame = frame[frame["category"].isin(keep)].rename(
+        columns={"text": "utterance", "category": "intent"}
+    )
+    path = tmp_path / "my intents.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def add(*args: str):
+    return CliRunner().invoke(app, ["data", "add", *args])
+
+
+def staged_leftovers(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "data/raw").iterdir())
+
+
+def test_csv_it_never_saw_becomes_a_validated_dataset(project: Path, bank_csv: Path) -> None:
+    result = add(
+        "--name",
+        "my_bank",
+        "--kind",
+        "text-classification",
+        "--file",
+        str(bank_csv),
+        "--text-col",
+        "utterance",
+        "--label-col",
+        "intent",
+        "--test-size",
+        "0.25",
+        "--licence",
+        "CC BY 4.0",
+    )
+    assert result.exit_code == 0, result.output
+    settings = load_settings(project)
+    spec = settings.dataset("my_bank")  # known by name from now on
+    assert spec.labels == [
+        "cancel_transfer",
+        "card_arrival",
+        "exchange_rate",
+        "lost_or_stolen_card",
+    ]
+    frame = pd.read_parquet(settings.validated_file("my_bank"))
+    assert frame["split"].value_counts().to_dict() == {"train": 120, "test": 40}
+    assert frame.groupby("split")["label"].nunique().to_dict() == {"test": 4, "train": 4}
+    readme = (project / "data/raw/my_bank/README.md").read_text()
+    assert "CC BY 4.0" in readme and "Rows per split" in readme
+    listing = CliRunner().invoke(app, ["data", "list"])
+    assert "my_bank" in listing.output and "scrm data add" in listing.output
+
+
+def test_jsonl_with_its_own_split_column(project: Path, tmp_path: Path) -> None:
+    source = pd.read_csv(REPO / "data/raw/smp2017_ecdt_task1/dev.tsv", sep="\t")
+    source = source[source["label"].isin(["weather", "music", "flight"])]
+    source["part"] = ["test" if i % 4 == 0 else "train" for i in range(len(source))]
+    path = tmp_path / "utterances.jsonl"
+    source.to_json(path, orient="records", lines=True, force_ascii=False)
+    result = add(
+        "--name",
+        "zh_small",
+        "--kind",
+        "text-classification",
+        "--file",
+        str(path),
+        "--split-col",
+        "part",
+    )
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(load_settings(project).validated_file("zh_small"))
+    assert (frame["split"] == "test").sum() == (source["part"] == "test").sum()
+
+
+def test_sequence_labelling_file_with_bad_bio_is_refused(project: Path, tmp_path: Path) -> None:
+    tags = ["B-name", "I-name", "O", "B-loc", "I-loc"]
+    rows = [{"tokens": list(f"{name}三在北京"), "tags": tags} for name in "张王李赵刘陈杨黄"]
+    rows.append({"tokens": list("周五"), "tags": ["I-name", "I-name"]})
+    path = tmp_path / "ner.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
+    with pytest.raises(ValidationFailed) as failed:
+        add_dataset(
+            load_settings(project),
+            "ner_bad",
+            "sequence-labelling",
+            path,
+            {},
+            0.2,
+            0.0,
+            "test",
+            "none",
+        )
+    [failure] = failed.value.report.failures
+    assert failure.column == "_bio_problem" and "I-name follows O at 0" in failure.problem
+    assert staged_leftovers(project) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.assign(intent="card_arrival"), "expectations failed"),
+        (lambda f: f.drop(columns=["intent"]), "my intents.csv has no column 'intent'"),
+    ],
+)
+def test_bad_file_is_one_clear_error_and_leaves_nothing(
+    project: Path, bank_csv: Path, change, message: str
+) -> None:
+    change(pd.read_csv(bank_csv)).to_csv(bank_csv, index=False)
+    result = add(
+        "--name",
+        "broken",
+        "--kind",
+        "text-classification",
+        "--file",
+        str(bank_csv),
+        "--text-col",
+        "utterance",
+        "--label-col",
+        "intent",
+        "--test-size",
+        "0.2",
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+    assert staged_leftovers(project) == []
+    assert "broken" not in load_settings(project).datasets
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--name", "Bad!"], "use 2-64 lowercase letters"),
+        (["--name", "banking77"], "already exists"),
+        (["--name", "ok_name", "--kind", "images"], "Unknown kind: images"),
+        (["--name", "ok_name", "--split-col", "part"], "not both"),
+    ],
+)
+def test_refused_arguments(project: Path, bank_csv: Path, args, message) -> None:
+    base = {"--kind": "text-classification", "--file": str(bank_csv), "--test-size": "0.2"}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    result = add(*[item for pair in base.items() for item in pair])
+    assert result.exit_code == 1
+    assert message in result.output
