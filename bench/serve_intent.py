@@ -7,45 +7,19 @@ bench/results/serve_intent.json. Requests are bounded (--requests) and go to 127
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import socket
-import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import mlflow
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.table import Table
+from timing import percentiles, print_table, timed, write_result
 
 from pipelines.serve import start_detached, stop_detached
 from pipelines.settings import load_settings
-
-RESULTS = Path(__file__).parent / "results" / "serve_intent.json"
-
-
-def percentiles(samples_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(samples_ms)
-    return {
-        "p50_ms": round(statistics.median(ordered), 3),
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3),
-        "mean_ms": round(statistics.fmean(ordered), 3),
-    }
-
-
-def timed(call, inputs: list[str]) -> list[float]:
-    samples = []
-    for text in inputs:
-        start = time.perf_counter()
-        call(text)
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
 
 
 def free_port() -> int:
@@ -94,27 +68,13 @@ def main(requests: int = 300, concurrency: int = 8) -> None:
         },
     }
     ratio = rows["ray_serve_http_sequential"]["p50_ms"] / rows["in_process_pyfunc"]["p50_ms"]
-    result = {
-        "benchmark": "serve_intent",
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    fields = {
         "requests": requests,
         "results": rows,
         "serve_vs_in_process_p50_ratio": round(ratio, 2),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-
-    table = Table(title=f"/v1/intent, {requests} requests ({RESULTS.name})")
-    for column in ("path", "p50 ms", "p99 ms", "mean ms", "req/s"):
-        table.add_column(column)
-    for name, stats in rows.items():
-        table.add_row(
-            name,
-            *(str(stats[k]) for k in ("p50_ms", "p99_ms", "mean_ms")),
-            str(stats.get("throughput_rps", "")),
-        )
-    Console().print(table)
+    path = write_result("serve_intent", fields)
+    print_table(f"/v1/intent, {requests} requests ({path.name})", rows, extra="throughput_rps")
     Console().print(f"Ray Serve p50 / in-process p50 = {ratio:.2f}")
 
 

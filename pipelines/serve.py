@@ -33,6 +33,8 @@ def serving_config(settings: Settings) -> ServingConfig:
         tracking_uri=settings.tracking_uri,
         intent_model=settings.intent.registered_model,
         feature_repo=settings.feature_repo,
+        online_store=settings.online_store,
+        event_log=settings.path(settings.features.event_log),
         max_text_chars=settings.serving.max_text_chars,
         intent_replicas=settings.serving.intent_replicas,
     )

@@ -8,6 +8,7 @@ Paths in params.yaml are relative to the project root; this module makes them ab
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -71,9 +72,26 @@ class DatasetSpec(Strict):
     max_overlap_share: float = Field(0.0, ge=0.0, le=1.0)
 
 
+class SyntheticConversations(Strict):
+    """The seeded stand-in for chat history (no public SCRM chat logs exist)."""
+
+    customers: int = Field(gt=0)
+    events_per_customer: float = Field(gt=0)
+    negative_share: float = Field(ge=0, le=1)
+    handoff_share: float = Field(ge=0, le=1)
+
+
 class FeatureSettings(Strict):
     repo_dir: str
+    output_dir: str
     transactions_dataset: str
+    accounts_dataset: str
+    accounts_as_of: datetime
+    conversation_events: str
+    synthetic_conversations: SyntheticConversations
+    event_log: str
+    # "sqlite" (the repo's feature_store.yaml) or redis://host:port[/db]
+    online_store: str = "sqlite"
 
 
 class IntentSettings(Strict):
@@ -146,6 +164,15 @@ class Settings(Strict):
     @property
     def feature_repo(self) -> Path:
         return self.path(self.features.repo_dir)
+
+    @property
+    def features_dir(self) -> Path:
+        return self.path(self.features.output_dir)
+
+    @property
+    def online_store(self) -> str:
+        """SCRM_FEAST_ONLINE_STORE wins, so the same repo serves from a Redis server."""
+        return os.environ.get("SCRM_FEAST_ONLINE_STORE") or self.features.online_store
 
     @property
     def intent_dir(self) -> Path:

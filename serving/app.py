@@ -5,6 +5,8 @@ model version that produced it, so a caller can tell which champion answered.
 """
 
 # No `from __future__ import annotations`: FastAPI must see real types on the ingress methods.
+import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -18,7 +20,15 @@ from ray.serve.handle import DeploymentHandle
 
 from serving.adapters.router import MessageRouter, UnsupportedChannel, WebChatAdapter
 from serving.config import ServingConfig
-from serving.schemas import CustomerFeatures, ErrorResponse, Health, IntentResponse, TextRequest
+from serving.schemas import (
+    ConversationEventRequest,
+    ConversationStats,
+    CustomerFeatures,
+    ErrorResponse,
+    Health,
+    IntentResponse,
+    TextRequest,
+)
 
 api = FastAPI(
     title="scrm-platform",
@@ -40,6 +50,9 @@ def readable(errors: list[dict[str, Any]]) -> str:
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body",))
         parts.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
     return "; ".join(parts)
+
+
+CUSTOMER_ID = PathParam(min_length=1, max_length=64, pattern=r"^[\w-]+$")
 
 
 @api.exception_handler(RequestValidationError)
@@ -78,11 +91,14 @@ class IntentModel:
 @serve.ingress(api)
 class Gateway:
     def __init__(self, intent: DeploymentHandle, config: ServingConfig):
-        from features.store import OnlineFeatureClient
+        from features.store import ConversationStream, OnlineFeatureClient
 
         self.intent = intent
         self.config = config
-        self.features = OnlineFeatureClient(config.feature_repo)
+        self.features = OnlineFeatureClient(
+            config.feature_repo, config.feature_service, config.online_store
+        )
+        self.stream = ConversationStream(self.features.store, config.event_log)
         self.router = MessageRouter([WebChatAdapter()])
 
     @api.get("/healthz", response_model=Health, tags=["ops"])
@@ -108,15 +124,38 @@ class Gateway:
         responses=ERRORS,
         tags=["features"],
     )
-    def customer_features(
-        self, customer_id: str = PathParam(min_length=1, max_length=64, pattern=r"^[\w-]+$")
-    ) -> CustomerFeatures:
-        """The customer's latest features from the Feast online store."""
+    def customer_features(self, customer_id: str = CUSTOMER_ID) -> CustomerFeatures:
+        """The customer's features from the Feast online store, on-demand ones as of now."""
         values = self.features.get(customer_id)
         if values is None:
             raise HTTPException(404, f"Unknown customer: {customer_id} has no features online")
         return CustomerFeatures(
             customer_id=customer_id, features=values, feature_service=self.features.service.name
+        )
+
+    @api.post(
+        "/v1/customers/{customer_id}/events",
+        response_model=ConversationStats,
+        responses=ERRORS,
+        tags=["features"],
+    )
+    def conversation_event(
+        self, body: ConversationEventRequest, customer_id: str = CUSTOMER_ID
+    ) -> ConversationStats:
+        """Record a conversation event; the customer's aggregates are online when this returns."""
+        return self.record(customer_id, body)
+
+    def record(self, customer_id: str, body: ConversationEventRequest) -> ConversationStats:
+        from features.conversations import ConversationEvent
+
+        event = ConversationEvent(
+            customer_id=customer_id,
+            at=body.at or datetime.now(UTC),
+            **body.model_dump(exclude={"at"}),
+        )
+        stats = self.stream.record(event)
+        return ConversationStats(
+            customer_id=customer_id, stats=stats, pushed_to="conversation_stats"
         )
 
     @api.post("/v1/channels/{channel}/messages", responses=ERRORS, tags=["channels"])
@@ -132,7 +171,13 @@ class Gateway:
             message = adapter.parse(payload)
         except ValidationError as error:
             raise HTTPException(422, readable(error.errors())) from error
-        return adapter.render(message, await self.classify(message.text))
+        intent = await self.classify(message.text)
+        if message.customer_id:
+            event = ConversationEventRequest(
+                channel=message.channel, intent=intent.label, at=message.received_at
+            )
+            await asyncio.to_thread(self.record, message.customer_id, event)
+        return adapter.render(message, intent)
 
 
 def build_app(config: ServingConfig) -> serve.Application:

@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from features.store import open_store
-from features.transactions import latest_per_customer
+from features.rfm import latest_per_customer
 from tests.conftest import BIN, make_workspace, run
 
 INTENT = "smp2017_ecdt_task1"
@@ -67,19 +66,6 @@ def test_invalid_data_stops_the_pipeline_before_training(tmp_path: Path) -> None
     assert not (root / "mlruns").exists()  # nothing trained, nothing registered
 
 
-def test_point_in_time_join_never_sees_a_later_invoice(pipeline_workspace: Path) -> None:
-    features = pd.read_parquet(pipeline_workspace / "data/features/customer_transactions.parquet")
-    history = features[features.customer_id == "17850"].sort_values("event_timestamp")
-    first, second = history.iloc[0], history.iloc[1]
-    between = first.event_timestamp + (second.event_timestamp - first.event_timestamp) / 2
-    store = open_store(pipeline_workspace / "features")
-    frame = store.get_historical_features(
-        entity_df=pd.DataFrame({"customer_id": ["17850"], "event_timestamp": [between]}),
-        features=store.get_feature_service("customer_profile_v1"),
-    ).to_df()
-    assert frame["orders_count"].iloc[0] == first.orders_count < second.orders_count
-
-
 def test_health_and_openapi(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     paths = client.get("/openapi.json").json()["paths"]
@@ -102,12 +88,37 @@ def test_customer_features_equal_the_offline_data(
     client: httpx.Client, pipeline_workspace: Path
 ) -> None:
     offline = latest_per_customer(
-        pd.read_parquet(pipeline_workspace / "data/features/customer_transactions.parquet")
+        pd.read_parquet(pipeline_workspace / "data/features/customer_rfm.parquet")
     )
     for customer_id in ["17850", "12347", offline.index[-1]]:
-        online = client.get(f"/v1/customers/{customer_id}/features").json()["features"]
-        expected = offline.loc[customer_id].drop("event_timestamp").to_dict()
-        assert online == pytest.approx(expected), customer_id
+        answer = client.get(f"/v1/customers/{customer_id}/features").json()
+        assert answer["feature_service"] == "customer_360_v1"
+        expected = offline.loc[customer_id].drop("event_timestamp")
+        online = {name: answer["features"][name] for name in expected.index}
+        assert online == pytest.approx(expected.to_dict()), customer_id
+        assert answer["features"]["days_since_last_purchase"] > 365  # the data ends in 2011
+
+
+def test_conversation_events_reach_the_online_features(client: httpx.Client) -> None:
+    customer = "17850"
+    before = client.get(f"/v1/customers/{customer}/features").json()["features"]
+    recorded = client.post(
+        f"/v1/customers/{customer}/events",
+        json={"channel": "wecom", "intent": "loan", "sentiment": "negative"},
+    )
+    assert recorded.status_code == 200, recorded.text
+    assert recorded.json()["stats"]["last_intent"] == "loan"
+    reply = client.post(
+        "/v1/channels/web_chat/messages",
+        json={"session_id": "s-9", "customer_id": customer, "text": "明天上海会下雨吗"},
+    )
+    assert reply.status_code == 200, reply.text
+    after = client.get(f"/v1/customers/{customer}/features").json()["features"]
+    assert after["messages_1d"] == 2 and after["last_intent"] == "weather"
+    assert after["channels_30d"] == "web_chat,wecom"
+    assert after["negative_share_30d"] == 1.0  # the chat message has no sentiment yet
+    assert after["days_since_last_message"] < 0.01
+    assert before["orders_total"] == after["orders_total"]
 
 
 def test_web_chat_message_is_answered_with_its_intent(client: httpx.Client) -> None:
@@ -128,6 +139,14 @@ def test_web_chat_message_is_answered_with_its_intent(client: httpx.Client) -> N
         ("post", "/v1/channels/fax/messages", {"text": "hi"}, 400, "Unsupported channel: fax"),
         ("post", "/v1/channels/web_chat/messages", {"text": "hi"}, 422, "session_id"),
         ("get", "/v1/customers/00000/features", None, 404, "Unknown customer: 00000"),
+        ("post", "/v1/customers/1/events", {"channel": "fax"}, 422, "channel: Input should be"),
+        (
+            "post",
+            "/v1/customers/1/events",
+            {"channel": "wecom", "at": "2026-01-01T00:00"},
+            422,
+            "at needs a timezone",
+        ),
         ("get", "/v1/customers/a%20b/features", None, 422, "customer_id"),
     ],
 )

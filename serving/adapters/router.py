@@ -25,6 +25,7 @@ class InboundMessage(BaseModel):
 
     channel: str
     sender_id: str
+    customer_id: str | None = None
     text: str
     message_id: str
     received_at: datetime
@@ -42,6 +43,9 @@ class WebChatPayload(TextRequest):
     model_config = ConfigDict(extra="forbid")
     session_id: str = Field(min_length=1, max_length=128, description="Browser chat session.")
     message_id: str | None = Field(None, max_length=128)
+    customer_id: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[\w-]+$", description="CRM id if known."
+    )
 
 
 class WebChatAdapter:
@@ -52,6 +56,7 @@ class WebChatAdapter:
         return InboundMessage(
             channel=self.name,
             sender_id=body.session_id,
+            customer_id=body.customer_id,
             text=body.text,
             message_id=body.message_id or uuid4().hex,
             received_at=datetime.now(UTC),
