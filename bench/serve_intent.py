@@ -30,12 +30,13 @@ def free_port() -> int:
 
 def main(requests: int = 300, concurrency: int = 8) -> None:
     settings = load_settings()
-    frame = pd.read_parquet(settings.validated_file(settings.intent.dataset))
+    frame = pd.read_parquet(settings.validated_file(settings.text.task("intent").dataset))
     texts = frame[frame.split == "test"]["text"].sample(requests, replace=True, random_state=0)
     texts = texts.tolist()
 
     mlflow.set_tracking_uri(settings.tracking_uri)
-    model = mlflow.pyfunc.load_model(f"models:/{settings.intent.registered_model}@champion")
+    name = settings.text.task("intent").registered_model
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     timed(lambda t: model.predict(pd.DataFrame({"text": [t]})), texts[:20])  # warm-up
     in_process = timed(lambda t: model.predict(pd.DataFrame({"text": [t]})), texts)
 

@@ -11,11 +11,14 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from pipelines.text import Target
 
 for _name, _value in {
     "HF_HUB_OFFLINE": "1",
@@ -27,17 +30,23 @@ for _name, _value in {
     os.environ.setdefault(_name, _value)
 
 app = typer.Typer(
-    help="scrm-platform pipeline: validate -> features -> train -> evaluate -> register -> serve.",
+    help="scrm-platform: validate -> features -> tune -> train -> evaluate -> promote -> serve.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-features_app = typer.Typer(help="Build the customer feature table and publish it to Feast.")
+features_app = typer.Typer(help="Feast: build feature sources, apply, materialize, training sets.")
 app.add_typer(features_app, name="features")
 data_app = typer.Typer(help="List data sets; register your own behind the same validation gate.")
 app.add_typer(data_app, name="data")
 console = Console(stderr=True, soft_wrap=True)  # errors stay one line, never wrapped
 
-Task = Annotated[str, typer.Argument(help="Model task; `intent` for now.")]
+Task = Annotated[
+    str, typer.Argument(help="Model task from params.yaml `text.tasks`: intent, intent_en, ...")
+]
+DatasetOption = Annotated[
+    str | None,
+    typer.Option(help="Train on another text-classification data set (e.g. one from data add)."),
+]
 ResultsFp = Annotated[
     Path | None, typer.Option("--results-fp", help="Also write the result JSON to this file.")
 ]
@@ -82,11 +91,6 @@ def emit(result: dict[str, Any], results_fp: Path | None) -> None:
     if results_fp:
         results_fp.parent.mkdir(parents=True, exist_ok=True)
         results_fp.write_text(line + "\n", encoding="utf-8")
-
-
-def check_task(task: str) -> None:
-    if task != "intent":
-        fail(f"Unknown task: {task}; available: intent")
 
 
 @app.command()
@@ -308,41 +312,73 @@ def features_get(
     emit({"customer_id": customer_id, "service": service, "features": values}, None)
 
 
+def target(task: str, dataset: str | None) -> Target:
+    from pipelines.text import resolve
+
+    return resolve(settings(), task, dataset)
+
+
 @app.command()
 @friendly_errors
-def train(task: Task = "intent", results_fp: ResultsFp = None) -> None:
-    """Train the model for TASK and log run, params, metrics and model to MLflow."""
-    from pipelines.train import train_intent
+def tune(
+    task: Task = "intent",
+    dataset: DatasetOption = None,
+    trials: Annotated[int | None, typer.Option(help="Trials (params: text.tune.trials).")] = None,
+    results_fp: ResultsFp = None,
+) -> None:
+    """Optuna search of the TF-IDF challenger's params; best ones go to the train stage."""
+    from pipelines.tune import tune_text
 
-    check_task(task)
-    with console.status("Training intent model"):
-        result = train_intent(settings())
+    chosen = target(task, dataset)
+    with console.status(f"Tuning {chosen.model_name} ({chosen.dataset})"):
+        result = tune_text(settings(), chosen, trials)
     emit(result, results_fp)
 
 
 @app.command()
 @friendly_errors
-def evaluate(task: Task = "intent", results_fp: ResultsFp = None) -> None:
-    """Score the trained model on the frozen test split; log metrics and confusion matrix."""
-    from pipelines.evaluate import evaluate_intent
+def train(
+    task: Task = "intent", dataset: DatasetOption = None, results_fp: ResultsFp = None
+) -> None:
+    """Train TASK's challengers, calibrate the best on dev, log run and pyfunc to MLflow."""
+    from pipelines.text import train_text
 
-    check_task(task)
-    with console.status("Evaluating on the test split"):
-        result = evaluate_intent(settings())
+    chosen = target(task, dataset)
+    with console.status(f"Training {chosen.model_name} on {chosen.dataset}"):
+        result = train_text(settings(), chosen)
     emit(result, results_fp)
 
 
 @app.command()
 @friendly_errors
-def register(task: Task = "intent", results_fp: ResultsFp = None) -> None:
-    """Register the model; alias `champion` only if it beats the champion on the same test set."""
-    from pipelines.register import register_intent
+def evaluate(
+    task: Task = "intent", dataset: DatasetOption = None, results_fp: ResultsFp = None
+) -> None:
+    """Score the trained model on the frozen test split; behavioural checks; plots to MLflow."""
+    from pipelines.text import evaluate_text
 
-    check_task(task)
-    with console.status("Registering and gating against the champion"):
-        result = register_intent(settings())
+    chosen = target(task, dataset)
+    with console.status(f"Evaluating {chosen.model_name} on the test split"):
+        result = evaluate_text(settings(), chosen)
     emit(result, results_fp)
-    console.print(f"[green]✓[/] {result['model_name']} v{result['version']} -> @{result['alias']}")
+
+
+@app.command()
+@friendly_errors
+def promote(
+    task: Task = "intent", dataset: DatasetOption = None, results_fp: ResultsFp = None
+) -> None:
+    """Register the model; `champion` only if it passes the gate, else `challenger` + reason."""
+    from pipelines.text import promote_text
+
+    chosen = target(task, dataset)
+    with console.status(f"Registering {chosen.model_name} and gating against the champion"):
+        result = promote_text(settings(), chosen)
+    emit(result, results_fp)
+    console.print(
+        f"[green]✓[/] {result['model_name']} v{result['version']} -> @{result['alias']}"
+        f" ({result['reason']})"
+    )
 
 
 @app.command()
@@ -396,16 +432,17 @@ def info() -> None:
     table.add_row("Feast UI", "make feast-ui  ->  http://127.0.0.1:8888")
     table.add_row("MLflow tracking", config.tracking_uri)
     table.add_row("Feast repo", str(config.feature_repo))
-    evaluation = config.intent_dir / "evaluation.json"
-    if evaluation.is_file():
-        test = read_json(evaluation)["test"]
-        registration = read_json(config.intent_dir / "registration.json")
-        table.add_row(
-            "intent model",
-            f"{registration['model_name']} v{registration['version']} @{registration['alias']}: "
-            f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
-            f"({config.intent.dataset}, `scrm evaluate intent`)",
-        )
+    for task, spec in config.text.tasks.items():
+        promotion = config.model_dir(task) / "promotion.json"
+        if promotion.is_file():
+            test = read_json(config.model_dir(task) / "evaluation.json")["test"]
+            promoted = read_json(promotion)
+            table.add_row(
+                f"{task} model",
+                f"{promoted['model_name']} v{promoted['version']} @{promoted['alias']}: "
+                f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
+                f"({spec.dataset}, `scrm evaluate {task}`)",
+            )
     Console().print(table)
 
 

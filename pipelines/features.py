@@ -28,7 +28,8 @@ CHURN_LABELS = "churn_labels.parquet"
 def synthesize_conversations(settings: Settings) -> pd.DataFrame:
     """Seeded events for real retail customers over the period of the retail data."""
     transactions = pd.read_parquet(settings.validated_file(settings.features.transactions_dataset))
-    intents = pd.read_parquet(settings.validated_file(settings.intent.dataset))["label"].unique()
+    intent_data = settings.validated_file(settings.text.task("intent").dataset)
+    intents = pd.read_parquet(intent_data, columns=["label"])["label"].unique()
     events = conversation_events(
         customer_ids=transactions["customer_id"].dropna().unique().tolist(),
         intents=intents.tolist(),

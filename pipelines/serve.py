@@ -31,7 +31,7 @@ class ServeError(Exception):
 def serving_config(settings: Settings) -> ServingConfig:
     return ServingConfig(
         tracking_uri=settings.tracking_uri,
-        intent_model=settings.intent.registered_model,
+        intent_model=settings.text.task("intent").registered_model,
         feature_repo=settings.feature_repo,
         online_store=settings.online_store,
         event_log=settings.path(settings.features.event_log),

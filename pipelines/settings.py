@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from training.intent import ClassifierParams, TfidfParams
+from training.tfidf import ClassifierParams, TfidfParams
 
 PARAMS_FILE = "params.yaml"
 
@@ -94,13 +94,41 @@ class FeatureSettings(Strict):
     online_store: str = "sqlite"
 
 
-class IntentSettings(Strict):
+class TextTask(Strict):
+    """One registered text model: what it learns from and what it must get right."""
+
+    head: Literal["classifier"] = "classifier"
     dataset: str
-    experiment: str
     registered_model: str
-    output_dir: str
+    # Precision the accepted (non-`unknown`) dev predictions must keep; sets the threshold.
+    target_precision: float = Field(0.95, gt=0, le=1)
+    # Behavioural gate: text -> the label the model must give.
+    known_examples: dict[str, str] = Field(default_factory=dict)
+
+
+class BaselineSettings(Strict):
     tfidf: TfidfParams
     classifier: ClassifierParams
+
+
+class TuneSettings(Strict):
+    trials: int = Field(gt=0)
+    folds: int = Field(ge=2)
+    timeout_s: int = Field(gt=0)
+
+
+class TextSettings(Strict):
+    output_dir: str
+    unknown_label: str
+    min_invariance: float = Field(ge=0, le=1)
+    baseline: BaselineSettings
+    tune: TuneSettings
+    tasks: dict[str, TextTask]
+
+    def task(self, name: str) -> TextTask:
+        if name not in self.tasks:
+            raise UnknownName(f"Unknown task: {name}; available: {', '.join(self.tasks)}")
+        return self.tasks[name]
 
 
 class RegistrySettings(Strict):
@@ -123,7 +151,7 @@ class Settings(Strict):
     data: DataSettings
     datasets: dict[str, DatasetSpec]
     features: FeatureSettings
-    intent: IntentSettings
+    text: TextSettings
     registry: RegistrySettings
     serving: ServingSettings
 
@@ -174,9 +202,9 @@ class Settings(Strict):
         """SCRM_FEAST_ONLINE_STORE wins, so the same repo serves from a Redis server."""
         return os.environ.get("SCRM_FEAST_ONLINE_STORE") or self.features.online_store
 
-    @property
-    def intent_dir(self) -> Path:
-        return self.path(self.intent.output_dir)
+    def model_dir(self, model: str) -> Path:
+        """data/models/<model>: a task's step outputs (train/evaluate/promote JSON, plots)."""
+        return self.path(self.text.output_dir) / model
 
 
 def find_root(start: Path | None = None) -> Path:

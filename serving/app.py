@@ -80,6 +80,9 @@ class IntentModel:
             {
                 "label": str(row.label),
                 "confidence": float(row.confidence),
+                # A champion logged before abstention existed answers label + confidence only.
+                "top_label": str(getattr(row, "top_label", row.label)),
+                "in_scope": bool(getattr(row, "in_scope", True)),
                 "model_name": self.name,
                 "model_version": str(self.version),
             }

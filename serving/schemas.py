@@ -21,8 +21,10 @@ class TextRequest(BaseModel):
 
 
 class IntentResponse(BaseModel):
-    label: str = Field(description="Most likely intent.")
-    confidence: float = Field(ge=0.0, le=1.0)
+    label: str = Field(description="The intent, or `unknown` below the model's threshold.")
+    confidence: float = Field(ge=0.0, le=1.0, description="Calibrated (temperature-scaled).")
+    top_label: str = Field(description="The most likely intent, even when `label` is unknown.")
+    in_scope: bool = Field(description="False: not confident enough; hand off or ask again.")
     model_name: str
     model_version: str
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -69,10 +70,19 @@ def workspace(tmp_path: Path) -> Path:
     return make_workspace(tmp_path / "project")
 
 
+def small_profile(root: Path) -> None:
+    """Fewer tuning trials: the suite checks that tuning works, `make run` tunes for real."""
+    params_file = root / "params.yaml"
+    params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    params["text"]["tune"].update(trials=3, folds=2)
+    params_file.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+
+
 @pytest.fixture(scope="session")
 def pipeline_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project copy on which the whole `dvc repro` has run once."""
+    """A project copy on which the whole `dvc repro` has run once (small tuning profile)."""
     root = make_workspace(tmp_path_factory.mktemp("pipeline") / "project")
+    small_profile(root)
     run([str(BIN / "dvc"), "repro"], cwd=root)
     return root
 

@@ -27,10 +27,31 @@ def read(root: Path, relative: str) -> dict:
 
 def test_pipeline_registers_a_champion_that_beats_chance(pipeline_workspace: Path) -> None:
     evaluation = read(pipeline_workspace, "data/models/intent/evaluation.json")
-    registration = read(pipeline_workspace, "data/models/intent/registration.json")
+    promotion = read(pipeline_workspace, "data/models/intent/promotion.json")
     assert evaluation["test"]["accuracy"] > 0.85  # 31 classes; the largest is < 25 %
-    assert (registration["version"], registration["alias"]) == ("1", "champion")
+    assert (promotion["version"], promotion["alias"]) == ("1", "champion")
+    assert evaluation["behaviour"]["passed"], evaluation["behaviour"]["problems"]
     assert (pipeline_workspace / "data/models/intent/confusion_matrix.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("task", "floor"), [("intent_en", 0.85), ("sentiment", 0.85)])
+def test_every_text_task_is_trained_and_gated(
+    pipeline_workspace: Path, task: str, floor: float
+) -> None:
+    evaluation = read(pipeline_workspace, f"data/models/{task}/evaluation.json")
+    promotion = read(pipeline_workspace, f"data/models/{task}/promotion.json")
+    assert evaluation["test"]["accuracy"] > floor
+    assert 0 < evaluation["test"]["coverage"] <= 1
+    assert evaluation["test"]["accepted_precision"] >= evaluation["test"]["accuracy"]
+    assert promotion["alias"] in {"champion", "challenger"} and promotion["reason"]
+
+
+def test_calibration_and_abstention_are_tuned_on_dev(pipeline_workspace: Path) -> None:
+    trained = read(pipeline_workspace, "data/models/intent/train.json")
+    dev = trained["dev"]
+    assert dev["dev_ece_after"] <= dev["dev_ece_before"]
+    assert dev["dev_accepted_precision"] >= 0.95 and 0 < dev["dev_coverage"] < 1
+    assert 0 < trained["calibration"]["threshold"] < 1
 
 
 def test_run_is_tracked_with_params_metrics_and_artifacts(pipeline_workspace: Path) -> None:
@@ -41,11 +62,14 @@ def test_run_is_tracked_with_params_metrics_and_artifacts(pipeline_workspace: Pa
     assert run.info.experiment_id == experiment.experiment_id
     assert experiment.artifact_location.startswith(f"file://{pipeline_workspace}/mlruns/artifacts")
     run_data = run.data
-    assert run_data.params["tfidf_analyzer"] == "char_wb"
+    tuned = read(pipeline_workspace, "data/models/intent/tuned.json")["params"]
+    assert run_data.params["tfidf_analyzer"] == tuned["tfidf"]["analyzer"]
+    assert run_data.tags["params_from"] == "tuned" and run_data.tags["behaviour"] == "passed"
     assert run_data.metrics["test_accuracy"] == pytest.approx(evaluation["test"]["accuracy"])
     assert run_data.tags["data_validation"] == "passed"
     artifacts = {a.path for a in client.list_artifacts(evaluation["run_id"])}
-    assert {"confusion_matrix.png", "data_validation.json"} <= artifacts
+    assert {"confusion_matrix.png", "data_validation.json", "behaviour.json"} <= artifacts
+    assert "test_classification_report.json" in artifacts
 
 
 def test_second_repro_is_a_no_op(pipeline_workspace: Path) -> None:
@@ -58,7 +82,7 @@ def test_invalid_data_stops_the_pipeline_before_training(tmp_path: Path) -> None
     root = make_workspace(tmp_path / "project", datasets=(INTENT,))
     train = root / "data/raw" / INTENT / "train.tsv"
     train.write_text(train.read_text(encoding="utf-8").replace("\tweather", "\tweahter"))
-    result = run([str(BIN / "dvc"), "repro", "train_intent"], cwd=root, check=False)
+    result = run([str(BIN / "dvc"), "repro", "train@intent"], cwd=root, check=False)
     assert result.returncode != 0
     assert "expectations failed" in result.stderr and "weahter" in result.stderr
     assert not (root / "data/validated" / f"{INTENT}.parquet").exists()
@@ -79,7 +103,9 @@ def test_intent_endpoint_accuracy_on_held_out_slice(
     test = pd.read_parquet(pipeline_workspace / "data/validated" / f"{INTENT}.parquet")
     test = test[test.split == "test"].sample(120, random_state=7)
     answers = [client.post("/v1/intent", json={"text": t}).json() for t in test["text"]]
-    accuracy = (pd.Series([a["label"] for a in answers], index=test.index) == test["label"]).mean()
+    top = pd.Series([a["top_label"] for a in answers], index=test.index)
+    accuracy = (top == test["label"]).mean()
+    assert all(a["label"] == (a["top_label"] if a["in_scope"] else "unknown") for a in answers)
     assert accuracy > 0.8, accuracy
     assert {(a["model_name"], a["model_version"]) for a in answers} == {("intent", "1")}
 

@@ -17,7 +17,14 @@ def test_web_chat_round_trip_keeps_session_and_message_id() -> None:
     adapter = MessageRouter([WebChatAdapter()]).adapter("web_chat")
     message = adapter.parse({"session_id": "s-1", "text": " 你好 ", "message_id": "m-9"})
     assert (message.channel, message.sender_id, message.text) == ("web_chat", "s-1", "你好")
-    intent = IntentResponse(label="chat", confidence=0.7, model_name="intent", model_version="3")
+    intent = IntentResponse(
+        label="chat",
+        confidence=0.7,
+        top_label="chat",
+        in_scope=True,
+        model_name="intent",
+        model_version="3",
+    )
     reply = adapter.render(message, intent)
     assert reply["session_id"] == "s-1" and reply["message_id"] == "m-9"
     assert reply["intent"]["label"] == "chat" and "chat" in reply["reply"]

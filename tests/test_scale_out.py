@@ -42,10 +42,8 @@ def test_pipeline_steps_track_and_register_on_postgres(
 ) -> None:
     from mlflow import MlflowClient
 
-    from pipelines.evaluate import evaluate_intent
-    from pipelines.register import register_intent
     from pipelines.settings import load_settings
-    from pipelines.train import train_intent
+    from pipelines.text import evaluate_text, promote_text, resolve, train_text
     from pipelines.validate import validate_dataset
 
     dataset = "smp2017_ecdt_task1"
@@ -56,9 +54,10 @@ def test_pipeline_steps_track_and_register_on_postgres(
     assert settings.tracking_uri == postgres_uri
 
     validate_dataset(settings, dataset)
-    trained = train_intent(settings)
-    evaluation = evaluate_intent(settings)
-    registration = register_intent(settings)
+    target = resolve(settings, "intent")
+    trained = train_text(settings, target)
+    evaluation = evaluate_text(settings, target)
+    registration = promote_text(settings, target)
 
     client = MlflowClient(postgres_uri)
     assert client.get_run(trained["run_id"]).data.metrics["test_accuracy"] == pytest.approx(

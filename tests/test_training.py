@@ -12,9 +12,10 @@ from mlflow import MlflowClient
 from pipelines.datasets import load_dataset
 from pipelines.settings import load_settings
 from tests.conftest import REPO
+from training.behaviour import run_behaviour_checks, to_full_width
 from training.evaluate import classification_metrics, confusion_figure
-from training.intent import ClassifierParams, TfidfParams, fit_intent_model
 from training.registry import CHALLENGER, CHAMPION, decide, register_and_gate
+from training.tfidf import ClassifierParams, TfidfParams, fit_tfidf_classifier
 from training.tracking import log_text_classifier, use_experiment
 
 DATASET = "smp2017_ecdt_task1"
@@ -30,7 +31,7 @@ def intent_data() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def fitted(intent_data: pd.DataFrame):
     train = intent_data[intent_data.split == "train"]
-    return fit_intent_model(train, TfidfParams(), ClassifierParams(), seed=0)
+    return fit_tfidf_classifier(train, TfidfParams(), ClassifierParams(), seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,8 @@ def tracking(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def logged_model(tracking: Path, fitted, intent_data: pd.DataFrame) -> str:
     with mlflow.start_run():
-        info = log_text_classifier(fitted, intent_data[["text"]].head(2))
+        calibration = {"temperature": 2.0, "threshold": 0.3, "unknown_label": "unknown"}
+        info = log_text_classifier(fitted, intent_data[["text"]].head(2), calibration)
     return info.model_uri
 
 
@@ -60,11 +62,16 @@ def test_pyfunc_round_trip_matches_the_pipeline(logged_model: str, tracking: Pat
     texts = ["明天北京天气怎么样", "给我讲个笑话", "帮我订一张去上海的机票"]
     model = mlflow.pyfunc.load_model(logged_model)
     answer = model.predict(pd.DataFrame({"text": texts}))
-    assert answer["label"].tolist() == fitted.predict(texts).tolist()
+    assert answer["top_label"].tolist() == fitted.predict(texts).tolist()
     assert answer["confidence"].between(0, 1).all()
+    # Temperature 2 softens: the logged confidence is below the raw probability.
+    raw = fitted.predict_proba(texts).max(axis=1)
+    assert (answer["confidence"].to_numpy() < raw).all()
+    expected = answer["top_label"].where(answer["confidence"] >= 0.3, "unknown")
+    assert answer["label"].tolist() == expected.tolist()
     signature = model.metadata.signature
     assert signature.inputs.input_names() == ["text"]
-    assert signature.outputs.input_names() == ["label", "confidence"]
+    assert signature.outputs.input_names() == ["label", "confidence", "top_label", "in_scope"]
     experiment = mlflow.get_experiment_by_name("intent-test")
     logged = mlflow.get_logged_model(logged_model.split("/")[-1])
     assert logged.experiment_id == experiment.experiment_id  # not MLflow's "Default"
@@ -73,17 +80,20 @@ def test_pyfunc_round_trip_matches_the_pipeline(logged_model: str, tracking: Pat
 
 
 @pytest.mark.parametrize(
-    ("candidate", "champion", "margin", "valid", "wins"),
+    ("candidate", "champion", "margin", "blockers", "wins"),
     [
-        (0.9, None, 0.0, True, True),
-        (0.9, 0.8, 0.0, True, True),
-        (0.8, 0.8, 0.0, True, False),  # a tie does not beat the champion
-        (0.85, 0.8, 0.1, True, False),
-        (0.99, None, 0.0, False, False),  # never on data that failed validation
+        (0.9, None, 0.0, [], True),
+        (0.9, 0.8, 0.0, [], True),
+        (0.8, 0.8, 0.0, [], False),  # a tie does not beat the champion
+        (0.85, 0.8, 0.1, [], False),
+        (0.99, None, 0.0, ["training data did not pass validation"], False),
+        (0.99, 0.5, 0.0, ["behaviour: full_width invariance 0.5 < 0.9"], False),
     ],
 )
-def test_gate_decision(candidate, champion, margin, valid, wins) -> None:
-    assert decide(candidate, champion, margin, valid)[0] is wins
+def test_gate_decision(candidate, champion, margin, blockers, wins) -> None:
+    wins_now, reason = decide(candidate, champion, margin, blockers)
+    assert wins_now is wins
+    assert all(blocker in reason for blocker in blockers)
 
 
 def test_registry_aliases_follow_the_gate(tracking: Path, logged_model: str) -> None:
@@ -93,16 +103,16 @@ def test_registry_aliases_follow_the_gate(tracking: Path, logged_model: str) -> 
     def score(uri: str) -> float:
         return scores[uri.rsplit("/", 1)[1]]
 
-    first = register_and_gate(logged_model, "gate", 0.9, score, 0.0, True, {})
+    first = register_and_gate(logged_model, "gate", 0.9, score, 0.0, [], {})
     assert (first.version, first.alias, first.reason) == ("1", CHAMPION, "no champion yet")
-    worse = register_and_gate(logged_model, "gate", 0.7, score, 0.0, True, {})
+    worse = register_and_gate(logged_model, "gate", 0.7, score, 0.0, [], {})
     assert worse.alias == CHALLENGER and worse.champion_score == 0.9
     assert str(client.get_model_version_by_alias("gate", CHAMPION).version) == "1"
     scores["2"] = 0.7
-    bad_data = register_and_gate(logged_model, "gate", 0.99, score, 0.0, False, {})
+    bad_data = register_and_gate(logged_model, "gate", 0.99, score, 0.0, ["bad data"], {})
     assert bad_data.alias == CHALLENGER
     assert str(client.get_model_version_by_alias("gate", CHAMPION).version) == "1"
-    better = register_and_gate(logged_model, "gate", 0.95, score, 0.0, True, {})
+    better = register_and_gate(logged_model, "gate", 0.95, score, 0.0, [], {})
     assert better.alias == CHAMPION
     assert str(client.get_model_version_by_alias("gate", CHAMPION).version) == better.version == "4"
     assert "beats champion" in client.get_model_version("gate", "4").tags["promotion"]
@@ -111,3 +121,21 @@ def test_registry_aliases_follow_the_gate(tracking: Path, logged_model: str) -> 
 def test_confusion_figure_has_a_row_per_label() -> None:
     figure = confusion_figure(["a", "b", "b"], ["a", "b", "a"], ["a", "b", "c"])
     assert len(figure.axes[0].get_yticklabels()) == 3
+
+
+def test_behaviour_checks_catch_a_model_that_depends_on_width(fitted) -> None:
+    texts = ["明天北京天气怎么样", "播放周杰伦的歌", "帮我订一张去上海的机票", "打开微信"]
+
+    def robust(batch: list[str]) -> list[str]:
+        return fitted.predict(batch).tolist()
+
+    def fragile(batch: list[str]) -> list[str]:  # answers differently once ASCII is full-width
+        return ["chat" if any("\uff01" <= c <= "\uff5e" for c in t) else "weather" for t in batch]
+
+    good = run_behaviour_checks(robust, texts, {"明天北京天气怎么样": "weather"}, 0.75)
+    assert good.passed, good.problems
+    bad = run_behaviour_checks(fragile, ["abc天气", "xyz天气"], {"天气": "chat"}, 0.9)
+    assert not bad.passed
+    assert any("full_width" in p for p in bad.problems)
+    assert any("known examples wrong" in p for p in bad.problems)
+    assert to_full_width("ok 1!") == "ｏｋ\u3000１！"

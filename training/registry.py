@@ -40,10 +40,11 @@ def current_champion(client: MlflowClient, name: str) -> str | None:
 
 
 def decide(
-    candidate: float, champion: float | None, min_improvement: float, data_valid: bool
+    candidate: float, champion: float | None, min_improvement: float, blockers: list[str]
 ) -> tuple[bool, str]:
-    if not data_valid:
-        return False, "training data did not pass validation"
+    """`blockers`: reasons found before scoring (invalid data, failed behavioural checks)."""
+    if blockers:
+        return False, "; ".join(blockers)
     if champion is None:
         return True, "no champion yet"
     if candidate > champion + min_improvement:
@@ -57,7 +58,7 @@ def register_and_gate(
     candidate_score: float,
     score_champion: Callable[[str], float],
     min_improvement: float,
-    data_valid: bool,
+    blockers: list[str],
     tags: dict[str, str],
 ) -> Promotion:
     """Register `model_uri` under `name` and move `champion` to it only if it wins.
@@ -74,7 +75,7 @@ def register_and_gate(
         score_champion(f"models:/{name}/{champion_version}") if champion_version else None
     )
     new = client.create_model_version(name, model_uri, tags=tags)
-    wins, reason = decide(candidate_score, champion_score, min_improvement, data_valid)
+    wins, reason = decide(candidate_score, champion_score, min_improvement, blockers)
     alias = CHAMPION if wins else CHALLENGER
     client.set_registered_model_alias(name, alias, new.version)
     client.set_model_version_tag(name, new.version, "promotion", reason)

@@ -1,13 +1,17 @@
-"""Intent classifier baseline: TF-IDF over character n-grams + logistic regression.
+"""Text classification baseline: TF-IDF over character n-grams + logistic regression.
 
-Character n-grams need no word segmentation, which suits short colloquial Chinese utterances;
-this is the challenger every later intent model (BERT-BiLSTM) has to beat.
+Character n-grams need no word segmentation, which suits short colloquial Chinese utterances
+(and works for English too); this is the challenger every BERT-BiLSTM model has to beat.
+Logistic regression, not a linear SVM, because the gate needs probabilities to calibrate and to
+abstain on.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -41,8 +45,22 @@ def build_pipeline(tfidf: TfidfParams, classifier: ClassifierParams, seed: int) 
     return Pipeline([("tfidf", vectorizer), ("classifier", model)])
 
 
-def fit_intent_model(
+def normalise(texts: list[str]) -> list[str]:
+    """NFKC folds full-width letters and digits (ＣＣＴＶ６ -> CCTV6), as IMEs type them.
+
+    The logged pyfunc applies the same folding before predicting (training/text_classifier_model.py
+    must stay self-contained, so it has its own copy of this one line).
+    """
+    return [unicodedata.normalize("NFKC", text) for text in texts]
+
+
+def fit_tfidf_classifier(
     train: pd.DataFrame, tfidf: TfidfParams, classifier: ClassifierParams, seed: int
 ) -> Pipeline:
     pipeline = build_pipeline(tfidf, classifier, seed)
-    return pipeline.fit(train["text"].tolist(), train["label"].tolist())
+    return pipeline.fit(normalise(train["text"].tolist()), train["label"].tolist())
+
+
+def log_probabilities(pipeline: Pipeline, texts: list[str]) -> np.ndarray:
+    """Log-probabilities play the role of logits for temperature scaling."""
+    return np.log(np.clip(pipeline.predict_proba(normalise(texts)), 1e-12, 1.0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
@@ -28,26 +29,32 @@ def use_experiment(tracking_uri: str, name: str, artifact_root: Path) -> str:
     return experiment_id
 
 
-def log_text_classifier(pipeline, input_example: pd.DataFrame) -> ModelInfo:
-    """Log a fitted scikit-learn text pipeline as a self-contained pyfunc with a signature."""
+def log_text_classifier(
+    pipeline, input_example: pd.DataFrame, calibration: dict[str, float | str]
+) -> ModelInfo:
+    """Log a fitted scikit-learn text pipeline plus its calibration as a self-contained pyfunc."""
     from training.text_classifier_model import TextClassifier
 
     wrapper = TextClassifier()
     wrapper.pipeline = pipeline
+    wrapper.configure(calibration)
     signature = infer_signature(input_example, wrapper.predict(None, input_example))
     with tempfile.TemporaryDirectory() as tmp:
         pipeline_file = Path(tmp) / "pipeline.joblib"
         joblib.dump(pipeline, pipeline_file)
+        calibration_file = Path(tmp) / "calibration.json"
+        calibration_file.write_text(json.dumps(calibration), encoding="utf-8")
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),
-            artifacts={"pipeline": str(pipeline_file)},
+            artifacts={"pipeline": str(pipeline_file), "calibration": str(calibration_file)},
             signature=signature,
             input_example=input_example,
             pip_requirements=[
                 f"mlflow=={version('mlflow')}",
                 f"scikit-learn=={version('scikit-learn')}",
                 f"pandas=={version('pandas')}",
+                f"numpy=={version('numpy')}",
                 f"joblib=={version('joblib')}",
             ],
         )

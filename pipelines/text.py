@@ -1,0 +1,249 @@
+"""Pipeline steps of the text classifiers: train -> evaluate -> promote, per task.
+
+train:    fit the challengers on train, pick the best on dev, calibrate it (temperature) and
+          tune its `unknown` threshold on dev, log run and pyfunc to MLflow
+evaluate: score the logged pyfunc (as serving loads it) on the frozen test split, run the
+          behavioural checks
+promote:  register it; the gate decides `champion` or `challenger`
+
+`--dataset NAME` trains a task on any text-classification data set (one added with `scrm data
+add` too), registered as `<task>_<NAME>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from sklearn.metrics import classification_report
+from sklearn.model_selection import train_test_split
+
+from pipelines.io import read_json, write_json
+from pipelines.settings import BaselineSettings, Settings, TextTask
+from pipelines.validate import read_report
+from training.behaviour import run_behaviour_checks
+from training.evaluate import classification_metrics, confusion_figure
+from training.registry import register_and_gate
+from training.text.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    softmax,
+    tune_abstain_threshold,
+)
+from training.tfidf import fit_tfidf_classifier, log_probabilities
+from training.tracking import log_text_classifier, use_experiment
+
+TUNED = "tuned.json"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a command works on: a task, the data set it learns from and where results go."""
+
+    task: str
+    dataset: str
+    model_name: str
+    out_dir: Path
+    spec: TextTask
+
+
+def resolve(settings: Settings, task: str, dataset: str | None = None) -> Target:
+    spec = settings.text.task(task)
+    if dataset is None or dataset == spec.dataset:
+        return Target(task, spec.dataset, spec.registered_model, settings.model_dir(task), spec)
+    kind = settings.dataset(dataset).kind
+    if kind != "text-classification":
+        raise ValueError(f"{task} trains on text-classification data; {dataset} is {kind}")
+    name = f"{task}_{dataset}"
+    spec = spec.model_copy(update={"dataset": dataset, "known_examples": {}})
+    return Target(task, dataset, name, settings.model_dir(name), spec)
+
+
+def load_split(settings: Settings, dataset: str, split: str) -> pd.DataFrame:
+    frame = pd.read_parquet(settings.validated_file(dataset))
+    return frame[frame["split"] == split].reset_index(drop=True)
+
+
+def baseline_params(settings: Settings, target: Target) -> tuple[BaselineSettings, str]:
+    """params.yaml's baseline, or what `scrm tune` found for this model if it ran."""
+    tuned = target.out_dir / TUNED
+    if tuned.is_file():
+        return BaselineSettings(**read_json(tuned)["params"]), "tuned"
+    return settings.text.baseline, "params.yaml"
+
+
+def log_data(settings: Settings, dataset: str, train: pd.DataFrame) -> dict:
+    """The data set's validation verdict, Data Docs and lineage on the active run."""
+    report = read_report(settings.validation_report(dataset))
+    mlflow.set_tag("data_validation", "passed" if report.get("success") else "failed")
+    mlflow.log_dict(report, "data_validation.json")
+    if (docs := settings.data_docs(dataset)).is_dir():
+        mlflow.log_artifacts(str(docs), "data_docs")
+    source = str(settings.validated_file(dataset))
+    mlflow.log_input(mlflow.data.from_pandas(train, source=source, name=dataset), "training")
+    return report
+
+
+def calibrate(dev_logits: np.ndarray, dev_labels: np.ndarray, spec: TextTask) -> dict[str, Any]:
+    """Temperature on dev NLL, then the lowest threshold keeping the precision target."""
+    temperature = fit_temperature(dev_logits, dev_labels)
+    probabilities = softmax(dev_logits, temperature)
+    abstain = tune_abstain_threshold(probabilities, dev_labels, spec.target_precision)
+    return {
+        "temperature": temperature,
+        "threshold": abstain.threshold if abstain.met else 1.0,
+        "dev_ece_before": expected_calibration_error(softmax(dev_logits), dev_labels),
+        "dev_ece_after": expected_calibration_error(probabilities, dev_labels),
+        "dev_coverage": abstain.coverage,
+        "dev_accepted_precision": abstain.precision if abstain.met else float("nan"),
+    }
+
+
+def train_and_dev(settings: Settings, dataset: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A data set without a dev split (`scrm data add` without --dev-size) lends 15 % of train
+    to calibration, stratified and seeded; test stays untouched for the gate."""
+    train = load_split(settings, dataset, "train")
+    dev = load_split(settings, dataset, "dev")
+    if dev.empty:
+        train, dev = train_test_split(
+            train, test_size=0.15, stratify=train["label"], random_state=settings.seed
+        )
+    return train.reset_index(drop=True), dev.reset_index(drop=True)
+
+
+def train_text(settings: Settings, target: Target) -> dict[str, Any]:
+    train, dev = train_and_dev(settings, target.dataset)
+    params, params_from = baseline_params(settings, target)
+    use_experiment(settings.tracking_uri, target.model_name, settings.artifact_root)
+    with mlflow.start_run(run_name="tfidf-char-logreg") as run:
+        mlflow.set_tags(
+            {"task": target.task, "dataset": target.dataset, "model_family": "tfidf"}
+            | {"params_from": params_from}
+        )
+        log_data(settings, target.dataset, train)
+        mlflow.log_params(
+            {"seed": settings.seed, "train_rows": len(train)}
+            | {f"tfidf_{k}": v for k, v in params.tfidf.model_dump().items()}
+            | {f"classifier_{k}": v for k, v in params.classifier.model_dump().items()}
+        )
+        pipeline = fit_tfidf_classifier(train, params.tfidf, params.classifier, settings.seed)
+        classes = list(pipeline.classes_)
+        dev_logits = log_probabilities(pipeline, dev["text"].tolist())
+        dev_labels = dev["label"].map(classes.index).to_numpy()
+        calibration = calibrate(dev_logits, dev_labels, target.spec)
+        dev_metrics = classification_metrics(dev["label"], np.array(classes)[dev_logits.argmax(1)])
+        dev_metrics |= {k: v for k, v in calibration.items() if k.startswith("dev_")}
+        mlflow.log_metrics({f"dev_{k}" if not k.startswith("dev_") else k: v
+                            for k, v in dev_metrics.items()})  # fmt: skip
+        model_config = {
+            "temperature": calibration["temperature"],
+            "threshold": calibration["threshold"],
+            "unknown_label": settings.text.unknown_label,
+        }
+        mlflow.log_params(model_config)
+        model_info = log_text_classifier(pipeline, train[["text"]].head(3), model_config)
+    result = {
+        "run_id": run.info.run_id,
+        "model_uri": model_info.model_uri,
+        "model_name": target.model_name,
+        "task": target.task,
+        "dataset": target.dataset,
+        "model_family": "tfidf",
+        "calibration": model_config,
+        "dev": dev_metrics,
+    }
+    write_json(target.out_dir / "train.json", result)
+    return result
+
+
+def predict(model_uri: str, texts: list[str]) -> pd.DataFrame:
+    return mlflow.pyfunc.load_model(model_uri).predict(pd.DataFrame({"text": texts}))
+
+
+def test_scores(settings: Settings, target: Target, model_uri: str) -> dict[str, float]:
+    """The gate's yardstick: the same frozen test split for every model of a task."""
+    test = load_split(settings, target.dataset, "test")
+    answers = predict(model_uri, test["text"].tolist())
+    if "top_label" not in answers:  # a champion logged before abstention existed
+        answers = answers.assign(top_label=answers["label"], in_scope=True)
+    metrics = classification_metrics(test["label"], answers["top_label"])
+    accepted = answers["in_scope"].to_numpy(dtype=bool)
+    correct = (answers["top_label"] == test["label"]).to_numpy()
+    confidence = answers["confidence"].to_numpy()
+    metrics["coverage"] = float(accepted.mean())
+    metrics["accepted_precision"] = float(correct[accepted].mean()) if accepted.any() else 0.0
+    metrics["ece"] = float(binary_ece(confidence, correct))
+    return metrics
+
+
+def binary_ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """ECE from the top-label confidence and whether it was right (what a pyfunc exposes)."""
+    probabilities = np.stack([1 - confidence, confidence], axis=1)
+    return expected_calibration_error(probabilities, correct.astype(int), bins)
+
+
+def evaluate_text(settings: Settings, target: Target) -> dict[str, Any]:
+    trained = read_json(target.out_dir / "train.json")
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    test = load_split(settings, target.dataset, "test")
+    model = mlflow.pyfunc.load_model(trained["model_uri"])
+    answers = model.predict(pd.DataFrame({"text": test["text"]}))
+    metrics = test_scores(settings, target, trained["model_uri"])
+    labels = sorted(test["label"].unique())
+    report = classification_report(
+        test["label"], answers["top_label"], labels=labels, output_dict=True, zero_division=0
+    )
+    figure = confusion_figure(test["label"], answers["top_label"], labels)
+    figure.savefig(target.out_dir / "confusion_matrix.png", dpi=120)
+    pd.DataFrame({"actual": test["label"], "predicted": answers["top_label"]}).to_csv(
+        target.out_dir / "confusion.csv", index=False
+    )
+    probe = test["text"].sample(min(len(test), 300), random_state=settings.seed).tolist()
+    behaviour = run_behaviour_checks(
+        lambda texts: model.predict(pd.DataFrame({"text": texts}))["top_label"].tolist(),
+        probe,
+        target.spec.known_examples,
+        settings.text.min_invariance,
+    )
+    with mlflow.start_run(run_id=trained["run_id"]):
+        mlflow.log_metrics({f"test_{name}": value for name, value in metrics.items()})
+        mlflow.log_figure(figure, "confusion_matrix.png")
+        mlflow.log_dict(report, "test_classification_report.json")
+        mlflow.log_dict(behaviour.to_dict(), "behaviour.json")
+        mlflow.set_tag("behaviour", "passed" if behaviour.passed else "failed")
+    result = {
+        **{k: trained[k] for k in ("run_id", "model_uri", "model_name", "task", "dataset")},
+        "test": metrics,
+        "behaviour": behaviour.to_dict(),
+    }
+    write_json(target.out_dir / "evaluation.json", result)
+    return result
+
+
+def promote_text(settings: Settings, target: Target) -> dict[str, Any]:
+    evaluation = read_json(target.out_dir / "evaluation.json")
+    report = read_report(settings.validation_report(target.dataset))
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    blockers = [] if report.get("success") else ["training data did not pass validation"]
+    blockers += [f"behaviour: {p}" for p in evaluation["behaviour"]["problems"]]
+    promotion = register_and_gate(
+        model_uri=evaluation["model_uri"],
+        name=target.model_name,
+        candidate_score=evaluation["test"]["accuracy"],
+        score_champion=lambda uri: test_scores(settings, target, uri)["accuracy"],
+        min_improvement=settings.registry.min_improvement,
+        blockers=blockers,
+        tags={
+            "run_id": evaluation["run_id"],
+            "dataset": target.dataset,
+            "test_accuracy": f"{evaluation['test']['accuracy']:.4f}",
+        },
+    )
+    mlflow.MlflowClient().set_tag(evaluation["run_id"], "promotion", promotion.reason)
+    result = {"run_id": evaluation["run_id"], "dataset": target.dataset, **promotion.to_dict()}
+    write_json(target.out_dir / "promotion.json", result)
+    return result

@@ -1,0 +1,279 @@
+"""Tiny-profile checks of the neural text stack: tokenizer, heads, training loop, calibration.
+
+Models are hidden 32 with one layer and train for a few seconds on a few hundred real rows:
+the point is wiring (alignment, masks, shapes, weight loading), not accuracy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torchcrf import CRF
+from transformers import BertTokenizerFast
+
+from tests.conftest import REPO
+from training.text.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    tune_abstain_threshold,
+)
+from training.text.models import (
+    BertBiLSTMClassifier,
+    BertBiLSTMTagger,
+    BiLSTMCRFTagger,
+    EncoderParams,
+    SequenceTagger,
+    SiameseMatcher,
+    build_mlm,
+    forbid_invalid_bio,
+    load_encoder_weights,
+)
+from training.text.tokenizer import (
+    IGNORE_INDEX,
+    TokenizerParams,
+    align_labels,
+    build_tokenizer,
+    encode_words,
+    load_tokenizer,
+    save_tokenizer,
+)
+from training.text.train import (
+    TrainParams,
+    chunk_texts,
+    fit_classifier,
+    fit_matcher,
+    fit_tagger,
+    mlm_loss,
+    predict_proba,
+    predict_tags,
+    pretrain_mlm,
+)
+
+VALIDATED = REPO / "data" / "validated"
+TINY = EncoderParams(hidden=32, layers=1, heads=2, intermediate=64, max_len=64, lstm_hidden=16)
+pytestmark = pytest.mark.skipif(
+    not (VALIDATED / "cluener2020.parquet").exists(), reason="run the validate stage first"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+def read(name: str) -> pd.DataFrame:
+    return pd.read_parquet(VALIDATED / f"{name}.parquet")
+
+
+@pytest.fixture(scope="module")
+def intent() -> pd.DataFrame:
+    frame = read("smp2017_ecdt_task1")
+    keep = ["weather", "music", "flight", "chat", "poetry"]
+    frame = frame[frame.label.isin(keep) & frame.split.isin(["train", "dev"])]
+    return frame.groupby(["split", "label"]).head(60)  # caps "chat": ~300 train, ~120 dev rows
+
+
+@pytest.fixture(scope="module")
+def ner() -> pd.DataFrame:
+    return read("cluener2020").head(400)
+
+
+@pytest.fixture(scope="module")
+def atec() -> pd.DataFrame:
+    frame = read("atec_question_matching")
+    return pd.concat([frame[frame.label == "1"].head(150), frame[frame.label == "0"].head(150)])
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory, intent, ner, atec) -> BertTokenizerFast:
+    texts = [*intent.text, *ner.text, *atec.text_a, *atec.text_b]
+    return build_tokenizer(texts, tmp_path_factory.mktemp("tok"), TokenizerParams(4000, 1))
+
+
+def test_vocab_loads_with_its_full_size(tokenizer: BertTokenizerFast, tmp_path: Path) -> None:
+    path = save_tokenizer(tokenizer, tmp_path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(tokenizer) > 1000  # the vocab_file= trap loads 5 special tokens
+    assert len(BertTokenizerFast(vocab=str(path))) == len(lines)
+    assert len(BertTokenizerFast.from_pretrained(tmp_path)) == len(lines)
+    reloaded = load_tokenizer(tmp_path)
+    assert reloaded.get_vocab() == tokenizer.get_vocab()
+    ids = tokenizer("明天北京天气怎么样")["input_ids"]
+    assert len(ids) == 9 + 2 and tokenizer.unk_token_id not in ids
+
+
+def test_chinese_tokenizes_per_character_and_tags_align(tokenizer, ner) -> None:
+    assert tokenizer.tokenize("打开微信") == ["打", "开", "微", "信"]
+    words = [list(tokens) for tokens in ner.tokens]
+    encoding = encode_words(tokenizer, words, max_len=128)
+    for i, (sentence, tags) in enumerate(zip(words, ner.tags, strict=True)):
+        word_ids = encoding.word_ids(i)
+        assert [w for w in word_ids if w is not None] == list(range(len(sentence)))
+        aligned = align_labels(word_ids, list(range(len(tags))))
+        assert [a for a in aligned if a != IGNORE_INDEX] == list(range(len(tags)))
+    spaced = encode_words(tokenizer, [["a", " ", "中"]], max_len=16)
+    assert [w for w in spaced.word_ids(0) if w is not None] == [0, 1, 2]
+
+
+def test_classifier_learns_a_real_subset_above_chance(tokenizer, intent) -> None:
+    labels = sorted(intent.label.unique())
+    index = {label: i for i, label in enumerate(labels)}
+    train, dev = intent[intent.split == "train"], intent[intent.split == "dev"]
+    model = BertBiLSTMClassifier(TINY, len(tokenizer), len(labels))
+    seen = []
+    result = fit_classifier(
+        model,
+        tokenizer,
+        train.text.tolist(),
+        train.label.map(index).tolist(),
+        dev.text.tolist(),
+        dev.label.map(index).tolist(),
+        max_len=32,
+        params=TrainParams(epochs=4, lr=3e-3, batch_size=16, patience=4),
+        on_epoch=lambda epoch, metrics: seen.append(epoch),
+    )
+    assert seen == [h["epoch"] for h in result.history] and len(seen) >= 1
+    assert {"train_loss", "dev_accuracy", "dev_loss"} <= set(result.history[0])
+    majority = dev.label.value_counts(normalize=True).iloc[0]
+    assert result.best_metric > max(0.5, majority + 0.15)
+    probs = predict_proba(model, tokenizer, dev.text.tolist(), max_len=32)
+    assert probs.shape == (len(dev), len(labels))
+    assert float((probs.argmax(1) == dev.label.map(index).to_numpy()).mean()) == pytest.approx(
+        result.best_metric
+    )
+
+
+@pytest.mark.parametrize("kind", ["bert-crf", "bert-softmax", "bilstm-crf"])
+def test_tagger_outputs_are_length_aligned_bio(tokenizer, ner, kind: str) -> None:
+    tag_names = ["O", *sorted({t for tags in ner.tags for t in tags} - {"O"})]
+    index = {tag: i for i, tag in enumerate(tag_names)}
+    words = [list(tokens) for tokens in ner.tokens]
+    tags = [list(t) for t in ner.tags]
+    if kind == "bilstm-crf":
+        model = BiLSTMCRFTagger(len(tokenizer), len(tag_names), 32, 16, tag_names=tag_names)
+    else:
+        model = BertBiLSTMTagger(
+            TINY, len(tokenizer), len(tag_names), kind == "bert-crf", tag_names=tag_names
+        )
+    result = fit_tagger(
+        model,
+        tokenizer,
+        words[:300],
+        [[index[t] for t in row] for row in tags[:300]],
+        words[300:],
+        tags[300:],
+        tag_names,
+        max_len=64,
+        params=TrainParams(epochs=1, lr=3e-3),
+    )
+    assert 0.0 <= result.best_metric <= 1.0
+    predicted = predict_tags(model, tokenizer, words[300:], tag_names, max_len=24)
+    assert [len(p) for p in predicted] == [len(w) for w in words[300:]]  # also past max_len
+    assert {t for row in predicted for t in row} <= set(tag_names)
+    if kind != "bert-softmax":  # the BIO-constrained CRF never starts an entity with I-
+        for row in predicted:
+            for previous, tag in zip(["O", *row], row, strict=False):
+                if tag.startswith("I-"):
+                    assert previous in (f"B-{tag[2:]}", tag)
+
+
+def test_matcher_trains_and_outputs_probabilities(tokenizer, atec) -> None:
+    train, dev = atec.iloc[::2], atec.iloc[1::2]
+    model = SiameseMatcher(TINY, len(tokenizer), head_hidden=32)
+    result = fit_matcher(
+        model,
+        tokenizer,
+        (train.text_a.tolist(), train.text_b.tolist()),
+        train.label.astype(int).tolist(),
+        (dev.text_a.tolist(), dev.text_b.tolist()),
+        dev.label.astype(int).tolist(),
+        max_len=48,
+        params=TrainParams(epochs=1, lr=1e-3),
+    )
+    assert {"dev_accuracy", "dev_f1"} <= set(result.history[0])
+    probs = predict_proba(model, tokenizer, dev.text_a.tolist(), 48, texts_b=dev.text_b.tolist())
+    assert probs.shape == (len(dev), 2)
+    assert np.all((probs >= 0) & (probs <= 1)) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_crf_decode_follows_emissions_and_bio_constraints() -> None:
+    torch.manual_seed(0)
+    tagger = SequenceTagger(feature_size=4, num_tags=3, use_crf=True)
+    with torch.no_grad():
+        tagger.crf.transitions.zero_()
+        tagger.crf.start_transitions.zero_()
+        tagger.crf.end_transitions.zero_()
+    emissions = torch.randn(2, 5, 3)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    paths = tagger.decode(emissions, mask)
+    assert paths[0] == emissions[0].argmax(-1).tolist()  # no transition scores: plain argmax
+    assert paths[1] == emissions[1, :3].argmax(-1).tolist()
+    # O, B-x, I-x: emissions prefer I-x everywhere, which is only legal after B-x.
+    crf = CRF(3, batch_first=True)
+    with torch.no_grad():
+        for parameter in (crf.transitions, crf.start_transitions, crf.end_transitions):
+            parameter.zero_()
+    forbid_invalid_bio(crf, ["O", "B-x", "I-x"])
+    prefers_inside = torch.tensor([[[0.0, 1.0, 3.0], [0.0, 1.0, 3.0], [0.0, 1.0, 3.0]]])
+    assert crf.decode(prefers_inside) == [[1, 2, 2]]
+
+
+def test_temperature_scaling_fixes_an_overconfident_model() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, size=2000)
+    predicted = np.where(rng.random(2000) < 0.7, labels, (labels + 1) % 4)  # 70% accurate
+    logits = 8.0 * np.eye(4)[predicted] + rng.normal(0, 0.5, size=(2000, 4))  # ~100% sure
+    temperature = fit_temperature(logits, labels)
+    assert temperature > 1.5
+    assert nll(logits, labels, temperature) < 0.5 * nll(logits, labels)
+    calibrated = np.exp(logits / temperature)
+    calibrated /= calibrated.sum(1, keepdims=True)
+    raw = np.eye(4)[predicted] * 0.999 + 0.00025
+    assert expected_calibration_error(calibrated, labels) < expected_calibration_error(raw, labels)
+
+
+def test_ece_matches_a_hand_computed_example() -> None:
+    # confidences 0.93 (right) and 0.91 (wrong) share bin (13/15, 14/15]; 0.62 wrong; 0.71 right
+    probs = np.array([[0.93, 0.07], [0.91, 0.09], [0.38, 0.62], [0.29, 0.71]])
+    labels = np.array([0, 1, 0, 1])
+    expected = 2 / 4 * abs(0.5 - 0.92) + 1 / 4 * abs(0 - 0.62) + 1 / 4 * abs(1 - 0.71)
+    assert expected_calibration_error(probs, labels, bins=15) == pytest.approx(expected)
+    assert expected_calibration_error(np.array([[1.0, 0.0]]), np.array([0])) == 0.0
+
+
+def test_abstain_threshold_keeps_precision_and_maximises_coverage() -> None:
+    confidence = np.array([0.99, 0.95, 0.9, 0.9, 0.8, 0.7, 0.6])
+    correct = np.array([1, 1, 1, 1, 0, 1, 0], dtype=bool)
+    probs = np.stack([confidence, 1 - confidence], axis=1)
+    labels = np.where(correct, 0, 1)
+    chosen = tune_abstain_threshold(probs, labels, target_precision=0.8)
+    assert chosen.threshold == pytest.approx(0.7)  # 5 of 6 right = 0.83; adding 0.6 gives 0.71
+    assert chosen.coverage == pytest.approx(6 / 7) and chosen.met
+    strict = tune_abstain_threshold(probs, labels, target_precision=1.0)
+    assert strict.threshold == pytest.approx(0.9) and strict.coverage == pytest.approx(4 / 7)
+    assert not tune_abstain_threshold(probs, 1 - labels, target_precision=0.9).met
+
+
+def test_mlm_pretraining_lowers_loss_and_loads_into_a_classifier(tokenizer, intent, ner) -> None:
+    texts = [*intent.text, *ner.text]
+    train, dev = texts[:-60], texts[-60:]
+    mlm = build_mlm(TINY, len(tokenizer))
+    dev_chunks = chunk_texts(tokenizer, dev, max_len=64)
+    before = mlm_loss(mlm, tokenizer, dev_chunks)
+    result = pretrain_mlm(
+        mlm, tokenizer, train, dev, max_len=64, params=TrainParams(epochs=3, lr=3e-3, patience=3)
+    )
+    assert result.best_metric < before - 0.5
+    assert mlm_loss(mlm, tokenizer, dev_chunks) == pytest.approx(result.best_metric)
+    classifier = BertBiLSTMClassifier(TINY, len(tokenizer), num_labels=5)
+    load_encoder_weights(classifier, mlm)
+    for name, weight in mlm.bert.state_dict().items():
+        assert torch.equal(classifier.encoder.bert.state_dict()[name], weight), name
