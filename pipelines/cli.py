@@ -41,7 +41,10 @@ app.add_typer(data_app, name="data")
 console = Console(stderr=True, soft_wrap=True)  # errors stay one line, never wrapped
 
 Task = Annotated[
-    str, typer.Argument(help="Model task from params.yaml `text.tasks`: intent, intent_en, ...")
+    str,
+    typer.Argument(
+        help="A task of params.yaml `text.tasks` (intent, ...) or `tabular.tasks` (churn)."
+    ),
 ]
 DatasetOption = Annotated[
     str | None,
@@ -335,18 +338,38 @@ def tune(
     emit(result, results_fp)
 
 
+def run_step(step: str, task: str, dataset: str | None, results_fp: Path | None) -> dict:
+    """Text tasks (params `text.tasks`) and tabular tasks (`tabular.tasks`) share the commands."""
+    config = settings()
+    known = [*config.text.tasks, *config.tabular.tasks]
+    if task not in known:
+        fail(f"Unknown task: {task}; available: {', '.join(known)}")
+    if task in config.tabular.tasks:
+        if dataset:
+            fail(f"--dataset applies to text tasks; {task} trains on its Feast training set")
+        from pipelines import tabular
+
+        step_function = getattr(tabular, f"{step}_tabular")
+        with console.status(f"{step.capitalize()}: {task}"):
+            result = step_function(config, task)
+    else:
+        from pipelines import text
+
+        chosen = target(task, dataset)
+        step_function = getattr(text, f"{step}_text")
+        with console.status(f"{step.capitalize()}: {chosen.model_name} ({chosen.dataset})"):
+            result = step_function(config, chosen)
+    emit(result, results_fp)
+    return result
+
+
 @app.command()
 @friendly_errors
 def train(
     task: Task = "intent", dataset: DatasetOption = None, results_fp: ResultsFp = None
 ) -> None:
-    """Train TASK's challengers, calibrate the best on dev, log run and pyfunc to MLflow."""
-    from pipelines.text import train_text
-
-    chosen = target(task, dataset)
-    with console.status(f"Training {chosen.model_name} on {chosen.dataset}"):
-        result = train_text(settings(), chosen)
-    emit(result, results_fp)
+    """Train TASK's model and challengers on train, choose/calibrate on dev, log to MLflow."""
+    run_step("train", task, dataset, results_fp)
 
 
 @app.command()
@@ -354,13 +377,8 @@ def train(
 def evaluate(
     task: Task = "intent", dataset: DatasetOption = None, results_fp: ResultsFp = None
 ) -> None:
-    """Score the trained model on the frozen test split; behavioural checks; plots to MLflow."""
-    from pipelines.text import evaluate_text
-
-    chosen = target(task, dataset)
-    with console.status(f"Evaluating {chosen.model_name} on the test split"):
-        result = evaluate_text(settings(), chosen)
-    emit(result, results_fp)
+    """Score the logged model on the frozen test split (text: behavioural checks); plots."""
+    run_step("evaluate", task, dataset, results_fp)
 
 
 @app.command()
@@ -369,12 +387,7 @@ def promote(
     task: Task = "intent", dataset: DatasetOption = None, results_fp: ResultsFp = None
 ) -> None:
     """Register the model; `champion` only if it passes the gate, else `challenger` + reason."""
-    from pipelines.text import promote_text
-
-    chosen = target(task, dataset)
-    with console.status(f"Registering {chosen.model_name} and gating against the champion"):
-        result = promote_text(settings(), chosen)
-    emit(result, results_fp)
+    result = run_step("promote", task, dataset, results_fp)
     console.print(
         f"[green]✓[/] {result['model_name']} v{result['version']} -> @{result['alias']}"
         f" ({result['reason']})"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -131,6 +131,27 @@ class TextSettings(Strict):
         return self.tasks[name]
 
 
+class TabularTask(Strict):
+    """A tabular model trained on a Feast training set (features as of each label's time)."""
+
+    training_set: str
+    dataset: str  # the validated data set behind it: the gate checks its validation
+    label: str
+    registered_model: str
+    # training.tabular.automl.AutoMLParams, checked when a tabular step starts (importing
+    # AutoGluon here would slow every `scrm` command by seconds).
+    automl: dict[str, Any]
+
+
+class TabularSettings(Strict):
+    tasks: dict[str, TabularTask]
+
+    def task(self, name: str) -> TabularTask:
+        if name not in self.tasks:
+            raise UnknownName(f"Unknown tabular task: {name}; available: {', '.join(self.tasks)}")
+        return self.tasks[name]
+
+
 class RegistrySettings(Strict):
     min_improvement: float = Field(ge=0.0)
 
@@ -152,6 +173,7 @@ class Settings(Strict):
     datasets: dict[str, DatasetSpec]
     features: FeatureSettings
     text: TextSettings
+    tabular: TabularSettings
     registry: RegistrySettings
     serving: ServingSettings
 

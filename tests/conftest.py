@@ -71,10 +71,14 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def small_profile(root: Path) -> None:
-    """Fewer tuning trials: the suite checks that tuning works, `make run` tunes for real."""
+    """Fewer tuning trials, a short AutoML budget: the suite checks that the steps work and
+    learn; `make run` trains for real."""
     params_file = root / "params.yaml"
     params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
     params["text"]["tune"].update(trials=3, folds=2)
+    params["tabular"]["tasks"]["churn"]["automl"].update(
+        time_limit=30, hyperparameters={"GBM": {}, "LR": {}}
+    )
     params_file.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
 
 

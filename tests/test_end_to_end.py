@@ -46,6 +46,20 @@ def test_every_text_task_is_trained_and_gated(
     assert promotion["alias"] in {"champion", "challenger"} and promotion["reason"]
 
 
+def test_churn_automl_is_trained_on_the_feast_training_set_and_gated(
+    pipeline_workspace: Path,
+) -> None:
+    trained = read(pipeline_workspace, "data/models/churn/train.json")
+    evaluation = read(pipeline_workspace, "data/models/churn/evaluation.json")
+    promotion = read(pipeline_workspace, "data/models/churn/promotion.json")
+    assert set(trained["dev"]) == {"autogluon", "logistic_regression", "lightgbm"}
+    assert evaluation["test"]["roc_auc"] > 0.8  # real Telco test split; chance is 0.5
+    assert (promotion["model_name"], promotion["alias"]) == ("churn", "champion")
+    client = MlflowClient(f"sqlite:///{pipeline_workspace}/mlruns/mlflow.db")
+    artifacts = {a.path for a in client.list_artifacts(trained["run_id"])}
+    assert {"leaderboard.csv", "dev_roc.png", "dev_calibration.png", "test_roc.png"} <= artifacts
+
+
 def test_calibration_and_abstention_are_tuned_on_dev(pipeline_workspace: Path) -> None:
     trained = read(pipeline_workspace, "data/models/intent/train.json")
     dev = trained["dev"]
