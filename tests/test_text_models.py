@@ -15,6 +15,8 @@ import torch
 from torchcrf import CRF
 from transformers import BertTokenizerFast
 
+from pipelines.datasets import finalize, load_dataset
+from pipelines.settings import load_settings
 from tests.conftest import REPO
 from training.text.calibration import (
     expected_calibration_error,
@@ -54,11 +56,7 @@ from training.text.train import (
     pretrain_mlm,
 )
 
-VALIDATED = REPO / "data" / "validated"
 TINY = EncoderParams(hidden=32, layers=1, heads=2, intermediate=64, max_len=64, lstm_hidden=16)
-pytestmark = pytest.mark.skipif(
-    not (VALIDATED / "cluener2020.parquet").exists(), reason="run the validate stage first"
-)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -70,7 +68,12 @@ def two_threads():
 
 
 def read(name: str) -> pd.DataFrame:
-    return pd.read_parquet(VALIDATED / f"{name}.parquet")
+    """The data set as the validate stage writes it, loaded from data/raw (works in a clean
+    clone, where no pipeline has run)."""
+    settings = load_settings(REPO)
+    spec = settings.dataset(name)
+    frame, _ = load_dataset(settings.raw_dir(name), spec, settings.seed)
+    return finalize(frame, spec)
 
 
 @pytest.fixture(scope="module")
