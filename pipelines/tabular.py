@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipelines.io import read_json, write_json
 from pipelines.settings import Settings, TabularTask
-from pipelines.validate import read_report
+from pipelines.validate import validation_blockers
 from training.registry import register_and_gate
 from training.tabular.automl import AutoMLParams, deployable, feature_columns, fit_automl
 from training.tabular.challengers import (
@@ -63,9 +63,10 @@ def train_tabular(settings: Settings, name: str) -> dict[str, Any]:
         mlflow.log_params(
             {"seed": settings.seed, "train_rows": len(train), "features": len(features)}
         )
-        mlflow.log_params({f"automl_{k}": v for k, v in automl_params(spec).model_dump().items()})
-        full = fit_automl(train, dev, spec.label, automl_params(spec), settings.seed, work / "full")
-        served = deployable(full, work / "deploy", automl_params(spec))
+        automl = automl_params(spec)
+        mlflow.log_params({f"automl_{k}": v for k, v in automl.model_dump().items()})
+        full = fit_automl(train, dev, spec.label, automl, settings.seed, work / "full")
+        served = deployable(full, work / "deploy", automl)
         scorer = TabularScorer().attach(served)
         scores = {"autogluon": scorer.predict(None, float_integers(dev[features]))["score"]}
         challengers = ChallengerParams()
@@ -98,22 +99,28 @@ def train_tabular(settings: Settings, name: str) -> dict[str, Any]:
     return result
 
 
-def test_auc(settings: Settings, spec: TabularTask, model_uri: str) -> tuple[float, pd.Series]:
+def score_test(
+    settings: Settings, spec: TabularTask, model_uri: str
+) -> tuple[pd.Series, pd.Series]:
+    """The frozen test split's labels and the logged pyfunc's scores for them."""
     test = splits(settings, spec)["test"]
     model = mlflow.pyfunc.load_model(model_uri)
     features = list(model.metadata.get_input_schema().input_names())
-    score = model.predict(float_integers(test[features]))["score"]
-    return binary_metrics(test[spec.label], score)["roc_auc"], score
+    return test[spec.label], model.predict(float_integers(test[features]))["score"]
+
+
+def test_auc(settings: Settings, spec: TabularTask, model_uri: str) -> float:
+    """The gate's yardstick: ROC-AUC on the same frozen test split for every version."""
+    return binary_metrics(*score_test(settings, spec, model_uri))["roc_auc"]
 
 
 def evaluate_tabular(settings: Settings, name: str) -> dict[str, Any]:
     spec = settings.tabular.task(name)
     trained = read_json(settings.model_dir(name) / "train.json")
     mlflow.set_tracking_uri(settings.tracking_uri)
-    test = splits(settings, spec)["test"]
-    _, score = test_auc(settings, spec, trained["model_uri"])
-    metrics = binary_metrics(test[spec.label], score)
-    curves = {"autogluon": (test[spec.label], score)}
+    labels, score = score_test(settings, spec, trained["model_uri"])
+    metrics = binary_metrics(labels, score)
+    curves = {"autogluon": (labels, score)}
     figure = roc_figure(curves)
     figure.savefig(settings.model_dir(name) / "roc.png", dpi=120)
     with mlflow.start_run(run_id=trained["run_id"]):
@@ -130,13 +137,12 @@ def promote_tabular(settings: Settings, name: str) -> dict[str, Any]:
     spec = settings.tabular.task(name)
     evaluation = read_json(settings.model_dir(name) / "evaluation.json")
     mlflow.set_tracking_uri(settings.tracking_uri)
-    report = read_report(settings.validation_report(spec.dataset))
-    blockers = [] if report.get("success") else ["training data did not pass validation"]
+    blockers = validation_blockers(settings.validation_report(spec.dataset))
     promotion = register_and_gate(
         model_uri=evaluation["model_uri"],
         name=spec.registered_model,
         candidate_score=evaluation["test"]["roc_auc"],
-        score_champion=lambda uri: test_auc(settings, spec, uri)[0],
+        score_champion=lambda uri: test_auc(settings, spec, uri),
         min_improvement=settings.registry.min_improvement,
         blockers=blockers,
         tags={

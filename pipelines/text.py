@@ -24,7 +24,7 @@ from sklearn.model_selection import train_test_split
 
 from pipelines.io import read_json, write_json
 from pipelines.settings import BaselineSettings, Settings, TextTask
-from pipelines.validate import read_report
+from pipelines.validate import read_report, validation_blockers
 from training.behaviour import run_behaviour_checks
 from training.evaluate import classification_metrics, confusion_figure
 from training.registry import register_and_gate
@@ -160,16 +160,20 @@ def train_text(settings: Settings, target: Target) -> dict[str, Any]:
     return result
 
 
-def predict(model_uri: str, texts: list[str]) -> pd.DataFrame:
-    return mlflow.pyfunc.load_model(model_uri).predict(pd.DataFrame({"text": texts}))
+def answer_test(model, test: pd.DataFrame) -> pd.DataFrame:
+    answers = model.predict(pd.DataFrame({"text": test["text"]}))
+    if "top_label" not in answers:  # a champion logged before abstention existed
+        answers = answers.assign(top_label=answers["label"], in_scope=True)
+    return answers
 
 
 def test_scores(settings: Settings, target: Target, model_uri: str) -> dict[str, float]:
     """The gate's yardstick: the same frozen test split for every model of a task."""
     test = load_split(settings, target.dataset, "test")
-    answers = predict(model_uri, test["text"].tolist())
-    if "top_label" not in answers:  # a champion logged before abstention existed
-        answers = answers.assign(top_label=answers["label"], in_scope=True)
+    return score_answers(test, answer_test(mlflow.pyfunc.load_model(model_uri), test))
+
+
+def score_answers(test: pd.DataFrame, answers: pd.DataFrame) -> dict[str, float]:
     metrics = classification_metrics(test["label"], answers["top_label"])
     accepted = answers["in_scope"].to_numpy(dtype=bool)
     correct = (answers["top_label"] == test["label"]).to_numpy()
@@ -191,8 +195,8 @@ def evaluate_text(settings: Settings, target: Target) -> dict[str, Any]:
     mlflow.set_tracking_uri(settings.tracking_uri)
     test = load_split(settings, target.dataset, "test")
     model = mlflow.pyfunc.load_model(trained["model_uri"])
-    answers = model.predict(pd.DataFrame({"text": test["text"]}))
-    metrics = test_scores(settings, target, trained["model_uri"])
+    answers = answer_test(model, test)
+    metrics = score_answers(test, answers)
     labels = sorted(test["label"].unique())
     report = classification_report(
         test["label"], answers["top_label"], labels=labels, output_dict=True, zero_division=0
@@ -226,9 +230,8 @@ def evaluate_text(settings: Settings, target: Target) -> dict[str, Any]:
 
 def promote_text(settings: Settings, target: Target) -> dict[str, Any]:
     evaluation = read_json(target.out_dir / "evaluation.json")
-    report = read_report(settings.validation_report(target.dataset))
     mlflow.set_tracking_uri(settings.tracking_uri)
-    blockers = [] if report.get("success") else ["training data did not pass validation"]
+    blockers = validation_blockers(settings.validation_report(target.dataset))
     blockers += [f"behaviour: {p}" for p in evaluation["behaviour"]["problems"]]
     promotion = register_and_gate(
         model_uri=evaluation["model_uri"],

@@ -346,6 +346,11 @@ def validate_dataset(settings: Settings, name: str) -> ValidationReport:
     return report
 
 
+def validation_blockers(path: Path) -> list[str]:
+    """What the promotion gate holds against a model trained on this data set, if anything."""
+    return [] if read_report(path).get("success") else ["training data did not pass validation"]
+
+
 def read_report(path: Path) -> dict[str, Any]:
     """The validation verdict; a missing report counts as failed, never as passed."""
     if not path.is_file():
