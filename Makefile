@@ -66,4 +66,4 @@ lock: $(STAMP)  ## regenerate constraints.txt from the current .venv
 	  $(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//' ) > constraints.txt
 
 clean:  ## remove pipeline outputs and tracking stores (keeps data/raw)
-	rm -rf data/validated data/validation data/synthetic data/features data/feast data/training data/events data/models mlruns
+	rm -rf data/validated data/validation data/synthetic data/features data/feast data/training data/events data/models data/scores mlruns

@@ -31,6 +31,16 @@ conversation_batch_source = FileSource(
 # the batch source above holds the same rows for point-in-time training sets.
 conversation_push = PushSource(name="conversation_push", batch_source=conversation_batch_source)
 
+scores_batch_source = FileSource(
+    name="customer_scores_source",
+    path="../data/scores/customer_scores.parquet",
+    timestamp_field="event_timestamp",
+    description="Batch model scores per customer (scrm predict batch), one row per run.",
+)
+
+# `scrm predict batch` appends to the file above and pushes the same rows online.
+scores_push = PushSource(name="customer_scores_push", batch_source=scores_batch_source)
+
 request_context = RequestSource(
     name="request_context",
     schema=[Field(name="request_at", dtype=UnixTimestamp)],

@@ -11,14 +11,22 @@ from features.data_sources import (
     conversation_push,
     request_context,
     rfm_source,
+    scores_batch_source,
+    scores_push,
 )
 from features.entities import customer
 from features.feature_services import (
     churn_model_v1,
     conversation_context_v1,
     customer_360_v1,
+    repurchase_model_v1,
 )
-from features.feature_views import conversation_stats, customer_accounts, customer_rfm
+from features.feature_views import (
+    conversation_stats,
+    customer_accounts,
+    customer_rfm,
+    customer_scores,
+)
 from features.on_demand import customer_recency
 
 ALL = [
@@ -27,15 +35,20 @@ ALL = [
     accounts_source,
     conversation_batch_source,
     conversation_push,
+    scores_batch_source,
+    scores_push,
     request_context,
     customer_rfm,
     customer_accounts,
     conversation_stats,
+    customer_scores,
     customer_recency,
     churn_model_v1,
+    repurchase_model_v1,
     customer_360_v1,
     conversation_context_v1,
 ]
 SERVICES = {
-    service.name: service for service in (churn_model_v1, customer_360_v1, conversation_context_v1)
+    service.name: service
+    for service in (churn_model_v1, repurchase_model_v1, customer_360_v1, conversation_context_v1)
 }

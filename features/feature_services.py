@@ -2,7 +2,12 @@
 
 from feast import FeatureService
 
-from features.feature_views import conversation_stats, customer_accounts, customer_rfm
+from features.feature_views import (
+    conversation_stats,
+    customer_accounts,
+    customer_rfm,
+    customer_scores,
+)
 from features.on_demand import customer_recency
 
 churn_model_v1 = FeatureService(
@@ -11,9 +16,21 @@ churn_model_v1 = FeatureService(
     description="Inputs of the churn AutoML model: contract, tenure, charges and services.",
 )
 
+repurchase_model_v1 = FeatureService(
+    name="repurchase_model_v1",
+    features=[customer_rfm],
+    description="Inputs of the repurchase model: RFM snapshot as of each cutoff.",
+)
+
 customer_360_v1 = FeatureService(
     name="customer_360_v1",
-    features=[customer_rfm, customer_accounts, conversation_stats, customer_recency],
+    features=[
+        customer_rfm,
+        customer_accounts,
+        conversation_stats,
+        customer_scores,
+        customer_recency,
+    ],
     description="Everything known about a customer: the profile endpoint and dashboard.",
 )
 

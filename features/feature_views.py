@@ -5,9 +5,10 @@ from datetime import timedelta
 from feast import FeatureView, Field
 from feast.types import Float64, Int64, String
 
-from features.data_sources import accounts_source, conversation_push, rfm_source
+from features.data_sources import accounts_source, conversation_push, rfm_source, scores_push
 from features.entities import customer
 from features.rfm import WINDOWS
+from features.scores import SCORED_MODELS
 
 customer_rfm = FeatureView(
     name="customer_rfm",
@@ -89,4 +90,24 @@ conversation_stats = FeatureView(
     online=True,
     source=conversation_push,
     tags={"owner": "scrm-platform", "source": "gateway events"},
+)
+
+customer_scores = FeatureView(
+    name="customer_scores",
+    entities=[customer],
+    # A score stands until the next batch run replaces it.
+    ttl=timedelta(0),
+    schema=[
+        field
+        for model in SCORED_MODELS
+        for field in (
+            Field(name=f"{model}_score", dtype=Float64, description=f"{model} model score"),
+            Field(name=f"{model}_label", dtype=String, description="its decision"),
+            Field(name=f"{model}_model_version", dtype=String, description="registry version"),
+            Field(name=f"{model}_scored_ts", dtype=Int64, description="scored at, unix seconds"),
+        )
+    ],
+    online=True,
+    source=scores_push,
+    tags={"owner": "scrm-platform", "source": "scrm predict batch"},
 )

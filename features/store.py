@@ -98,6 +98,10 @@ def materialize(
     until = until or datetime.now(UTC)
     ranges = {}
     for view in store.list_feature_views():
+        if not batch_path(store, view).is_file():
+            # Written by a later step (customer_scores: `scrm predict batch`, which pushes too).
+            ranges[view.name] = "no source rows yet"
+            continue
         start = None if full else view.most_recent_end_time
         if start is None:
             first = pd.read_parquet(batch_path(store, view), columns=["event_timestamp"]).min()
@@ -186,3 +190,23 @@ class ConversationStream:
         row = latest_stats(self.log.recent(event.customer_id, event.at))
         self.store.push(definitions.conversation_push.name, row, to=PushMode.ONLINE)
         return {k: _plain(v) for k, v in row.iloc[0].to_dict().items()}
+
+
+def write_scores(store: FeatureStore, rows: pd.DataFrame) -> Path:
+    """Append score rows to `customer_scores`: offline (its parquet) and online (a push)."""
+    from features.scores import append_scores, empty_scores
+
+    path = batch_path(store, store.get_feature_view("customer_scores"))
+    previous = pd.read_parquet(path) if path.is_file() else empty_scores()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    append_scores(previous, rows).to_parquet(path, index=False)
+    store.push(definitions.scores_push.name, rows, to=PushMode.ONLINE)
+    return path
+
+
+def previous_scores(store: FeatureStore) -> pd.DataFrame:
+    """The offline `customer_scores` table so far (empty before the first batch run)."""
+    from features.scores import empty_scores
+
+    path = batch_path(store, store.get_feature_view("customer_scores"))
+    return pd.read_parquet(path) if path.is_file() else empty_scores()

@@ -21,8 +21,10 @@ from features.store import apply_definitions, materialize, open_store, store_dir
 from pipelines.io import write_json
 from pipelines.settings import Settings
 from pipelines.synthetic import conversation_events
+from training.tabular.repurchase import RepurchaseParams, cutoffs, repurchase_labels
 
 CHURN_LABELS = "churn_labels.parquet"
+REPURCHASE_LABELS = "repurchase_labels.parquet"
 
 
 def synthesize_conversations(settings: Settings) -> pd.DataFrame:
@@ -44,8 +46,14 @@ def synthesize_conversations(settings: Settings) -> pd.DataFrame:
     return events
 
 
+def repurchase_training_labels(settings: Settings, transactions: pd.DataFrame) -> pd.DataFrame:
+    """(customer, cutoff) rows with `repurchased` and the split: later cutoffs are dev, test."""
+    params = RepurchaseParams(**settings.features.repurchase_labels)
+    return repurchase_labels(transactions, cutoffs(params), params.horizon_days)
+
+
 def build_features(settings: Settings) -> dict[str, int]:
-    """Write every feature view's source parquet and the churn labels; returns row counts."""
+    """Write every feature view's source parquet and the label sets; returns row counts."""
     out = settings.features_dir
     out.mkdir(parents=True, exist_ok=True)
     config = settings.features
@@ -61,6 +69,7 @@ def build_features(settings: Settings) -> dict[str, int]:
             conversation_stats(events) if events is not None else empty_stats()
         ),
         CHURN_LABELS: churn_labels(telco, as_of),
+        REPURCHASE_LABELS: repurchase_training_labels(settings, transactions),
     }
     for name, table in tables.items():
         table.to_parquet(out / name, index=False)

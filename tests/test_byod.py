@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -15,16 +14,6 @@ from pipelines.cli import app
 from pipelines.settings import load_settings
 from pipelines.validate import ValidationFailed
 from tests.conftest import REPO
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch) -> Path:
-    root = tmp_path / "project"
-    (root / "data" / "raw").mkdir(parents=True)
-    shutil.copy2(REPO / "params.yaml", root / "params.yaml")
-    monkeypatch.chdir(root)
-    monkeypatch.delenv("SCRM_ROOT", raising=False)
-    return root
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 # Columns that identify or date a row, never describe it. Absolute times (`*_ts`, `*_at`,
 # datetime columns) are excluded too: out-of-time test rows lie outside the training range, and
 # relative versions (recency_days, tenure_days) already carry what they mean.
-NON_FEATURES = frozenset({"customer_id", "event_timestamp", "created_timestamp", "split"})
+NON_FEATURES = frozenset({"id", "customer_id", "event_timestamp", "created_timestamp", "split"})
 TIME_SUFFIXES = ("_ts", "_at", "_timestamp")
 
 # AutoGluon model family key -> the model class that implements it (leaderboard `model_type`).
@@ -60,6 +60,8 @@ class AutoMLParams(BaseModel):
     # Deployment: model families allowed in the deployed ensemble (fast one-row inference).
     deploy_model_types: tuple[str, ...] = ("GBM", "CAT", "XGB", "LR")
     refit_full: bool = True  # refit the deployed models on train + dev (their tuned sizes)
+    # Permutation importance on dev after the fit (seconds; 0 skips it).
+    importance_time_limit: int = Field(60, ge=0)
 
 
 def feature_columns(frame: pd.DataFrame, label: str) -> list[str]:

@@ -99,7 +99,7 @@ def fit_lightgbm(
     return pipeline.fit(train, train[label])
 
 
-def positive_scores(model, frame: pd.DataFrame) -> np.ndarray:
-    """Probability of the class `1` from any fitted classifier with `predict_proba`."""
+def positive_scores(model, frame: pd.DataFrame, positive: object = 1) -> np.ndarray:
+    """Probability of the `positive` class from any fitted classifier with `predict_proba`."""
     classes = list(model.classes_)
-    return model.predict_proba(frame)[:, classes.index(1)]
+    return model.predict_proba(frame)[:, classes.index(positive)]

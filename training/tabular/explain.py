@@ -1,38 +1,31 @@
 """Why a customer got their score: per-row contributions, and global permutation importance.
 
 Permutation importance says which features matter on average, not why *this* customer scores
-0.8. Per row we ask a counterfactual question an agent can act on: "how would the score change
-if this feature were typical?" Each feature in turn is reset to its training baseline (median
-for numbers, most frequent value otherwise) and the row is rescored; the contribution is
-score(row) - score(row with that feature typical). All counterfactuals go in one batch, so
-explaining a row costs one predict call (AutoGluon's overhead is per call, not per row).
-
-Contributions are one-at-a-time, so they ignore interactions and need not sum to the score;
-that is the price of a model-agnostic method that works on any AutoGluon ensemble.
+0.8. Per-row contributions are counterfactual (see `tabular_model.explain_row`, which lives in
+the logged model so serving explains without this repository); this module computes the
+training baselines they need, and the global importance logged with every run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from autogluon.tabular import TabularPredictor
 
-Scorer = Callable[[pd.DataFrame], np.ndarray]  # frame -> positive-class probability per row
+from training.tabular.tabular_model import Contribution, Scorer, explain_row, plain
 
-
-@dataclass(frozen=True)
-class Contribution:
-    feature: str
-    value: Any
-    baseline: Any
-    contribution: float  # > 0: this value pushes the score up compared with a typical one
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = [
+    "Contribution",
+    "baselines",
+    "explain_row",
+    "global_importance",
+    "predictor_scorer",
+    "write_baselines",
+]
 
 
 def baselines(train: pd.DataFrame, features: list[str]) -> dict[str, Any]:
@@ -53,6 +46,13 @@ def baselines(train: pd.DataFrame, features: list[str]) -> dict[str, Any]:
     return typical
 
 
+def write_baselines(typical: dict[str, Any], path: Path) -> Path:
+    """JSON the logged model reads at load time: typical values as plain Python."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({k: plain(v) for k, v in typical.items()}), encoding="utf-8")
+    return path
+
+
 def predictor_scorer(predictor: TabularPredictor) -> Scorer:
     """Positive-class probability (binary) or the prediction (regression) of a predictor."""
 
@@ -63,38 +63,6 @@ def predictor_scorer(predictor: TabularPredictor) -> Scorer:
         return np.asarray(proba, dtype=float)
 
     return score
-
-
-def plain(value: Any) -> Any:
-    """numpy scalars as Python values, so explanations serialise to JSON."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def same(a: Any, b: Any) -> bool:
-    if pd.isna(a) and pd.isna(b):
-        return True
-    return not pd.isna(a) and not pd.isna(b) and a == b
-
-
-def explain_row(
-    score: Scorer, row: pd.DataFrame, typical: dict[str, Any], k: int = 5
-) -> list[Contribution]:
-    """The `k` features whose typical value would move this row's score most, signed."""
-    if len(row) != 1:
-        raise ValueError(f"explain one row at a time, got {len(row)}")
-    record = row.iloc[0]
-    changed = [f for f in typical if not same(record[f], typical[f])]
-    variants = pd.concat([row] * (len(changed) + 1), ignore_index=True)
-    for i, feature in enumerate(changed, start=1):
-        column = variants.columns.get_loc(feature)
-        variants.iloc[i, column] = typical[feature]
-    scores = score(variants)
-    contributions = [
-        Contribution(f, plain(record[f]), plain(typical[f]), float(scores[0] - scores[i]))
-        for i, f in enumerate(changed, start=1)
-    ]
-    contributions.sort(key=lambda c: abs(c.contribution), reverse=True)
-    return contributions[:k]
 
 
 def global_importance(

@@ -147,3 +147,15 @@ def leaderboard_figure(board: pd.DataFrame, title: str = "Leaderboard (test)") -
     axes.set_title(title, fontsize=10)
     figure.tight_layout()
     return figure
+
+
+def importance_figure(importance: pd.DataFrame, top: int = 15) -> Figure:
+    """Permutation importance as horizontal bars with +-1 standard deviation."""
+    shown = importance.head(top).iloc[::-1]
+    figure, axes = plt.subplots(figsize=(6.5, 0.3 * len(shown) + 1.2))
+    axes.barh(shown["feature"], shown["importance"], xerr=shown.get("stddev"), color="#4c72b0")
+    axes.axvline(0, color="grey", linewidth=0.8)
+    axes.set_xlabel("drop in dev metric when shuffled")
+    axes.set_title("Permutation importance (dev)", fontsize=10)
+    figure.tight_layout()
+    return figure

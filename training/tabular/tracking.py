@@ -25,22 +25,29 @@ def float_integers(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def log_tabular_model(
-    predictor: TabularPredictor, input_example: pd.DataFrame, name: str = "model"
+    predictor: TabularPredictor,
+    input_example: pd.DataFrame,
+    name: str = "model",
+    baselines_file: Path | None = None,
 ) -> ModelInfo:
     """Log `predictor` (a `deployable` one: its whole directory is uploaded) in the active run.
 
     `input_example` holds a few rows of feature columns only (no ids, label or split); the
-    signature is inferred from it, integer columns widened to float.
+    signature is inferred from it, integer columns widened to float. With `baselines_file`
+    (`explain.write_baselines`) the model can explain rows: `params={"explain": k}`.
     """
     from training.tabular.tabular_model import TabularScorer
 
     example = float_integers(input_example.reset_index(drop=True))
     output = TabularScorer().attach(predictor).predict(None, example)
+    artifacts = {"predictor": str(Path(predictor.path).resolve())}
+    if baselines_file is not None:
+        artifacts["baselines"] = str(Path(baselines_file).resolve())
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(MODEL_CODE),
-        artifacts={"predictor": str(Path(predictor.path).resolve())},
-        signature=infer_signature(example, output),
+        artifacts=artifacts,
+        signature=infer_signature(example, output, params={"explain": 0}),
         input_example=example,
         pip_requirements=[
             f"mlflow=={version('mlflow')}",
