@@ -24,6 +24,14 @@ from sklearn.model_selection import train_test_split
 
 from pipelines.io import read_json, write_json
 from pipelines.settings import BaselineSettings, Settings, TextTask
+from pipelines.text_families import (
+    Member,
+    bert_logits,
+    ensemble,
+    log_neural_classifier,
+    train_bert,
+    write_history,
+)
 from pipelines.validate import read_report, validation_blockers
 from training.behaviour import run_behaviour_checks
 from training.evaluate import classification_metrics, confusion_figure
@@ -115,47 +123,113 @@ def train_and_dev(settings: Settings, dataset: str) -> tuple[pd.DataFrame, pd.Da
     return train.reset_index(drop=True), dev.reset_index(drop=True)
 
 
+def family_report(
+    member: Member, dev: pd.DataFrame, test: pd.DataFrame, classes: list[str], spec: TextTask
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Calibration on dev, dev metrics (the choice) and test metrics (reported, never chosen on)."""
+    labels = np.array(classes)
+    dev_labels = dev["label"].map(classes.index).to_numpy()
+    calibration = calibrate(member.dev, dev_labels, spec)
+    dev_metrics = classification_metrics(dev["label"], labels[member.dev.argmax(1)])
+    dev_metrics |= {k: v for k, v in calibration.items() if k.startswith("dev_")}
+    test_metrics = classification_metrics(test["label"], labels[member.test.argmax(1)])
+    return calibration | {"dev": dev_metrics}, test_metrics
+
+
 def train_text(settings: Settings, target: Target) -> dict[str, Any]:
+    """Fit every family of `text.bert.families`, choose the champion family on dev accuracy
+    (ties: the earlier, simpler family), log it as the pyfunc; all families' test scores are
+    reported beside it."""
     train, dev = train_and_dev(settings, target.dataset)
+    test = load_split(settings, target.dataset, "test")
     params, params_from = baseline_params(settings, target)
+    families = settings.text.bert.families
     use_experiment(settings.tracking_uri, target.model_name, settings.artifact_root)
-    with mlflow.start_run(run_name="tfidf-char-logreg") as run:
+    with mlflow.start_run(run_name="text-families") as run:
         mlflow.set_tags(
-            {"task": target.task, "dataset": target.dataset, "model_family": "tfidf"}
-            | {"params_from": params_from}
+            {"task": target.task, "dataset": target.dataset} | {"params_from": params_from}
         )
         log_data(settings, target.dataset, train)
         mlflow.log_params(
-            {"seed": settings.seed, "train_rows": len(train)}
+            {"seed": settings.seed, "train_rows": len(train), "families": ",".join(families)}
             | {f"tfidf_{k}": v for k, v in params.tfidf.model_dump().items()}
             | {f"classifier_{k}": v for k, v in params.classifier.model_dump().items()}
         )
         pipeline = fit_tfidf_classifier(train, params.tfidf, params.classifier, settings.seed)
         classes = list(pipeline.classes_)
-        dev_logits = log_probabilities(pipeline, dev["text"].tolist())
-        dev_labels = dev["label"].map(classes.index).to_numpy()
-        calibration = calibrate(dev_logits, dev_labels, target.spec)
-        dev_metrics = classification_metrics(dev["label"], np.array(classes)[dev_logits.argmax(1)])
-        dev_metrics |= {k: v for k, v in calibration.items() if k.startswith("dev_")}
+        members = {
+            "tfidf": Member(
+                log_probabilities(pipeline, dev["text"].tolist()),
+                log_probabilities(pipeline, test["text"].tolist()),
+            )
+        }
+        extra: dict[str, dict] = {"tfidf": {}, "bert_bilstm": {"bert_temperature": 1.0}}
+        bert = None
+        if {"bert_bilstm", "ensemble"} & set(families):
+            bert = train_bert(settings, target.spec, train, dev, classes)
+            members["bert_bilstm"] = Member(
+                bert_logits(bert, dev["text"].tolist()), bert_logits(bert, test["text"].tolist())
+            )
+        write_history(target.out_dir / "learning_curve.csv", bert.history if bert else [])
+        if "ensemble" in families:
+            dev_labels = dev["label"].map(classes.index).to_numpy()
+            members["ensemble"], extra["ensemble"] = ensemble(
+                members["tfidf"], members["bert_bilstm"], dev_labels
+            )
+        reports = {}
+        for family in families:
+            chosen_on, test_metrics = family_report(
+                members[family], dev, test, classes, target.spec
+            )
+            reports[family] = chosen_on | {"test": test_metrics}
+            dev_scores = {k: v for k, v in chosen_on["dev"].items() if not k.startswith("dev_")}
+            mlflow.log_metrics(
+                {f"{family}_dev_{k}": v for k, v in dev_scores.items()}
+                | {f"{family}_test_{k}": v for k, v in test_metrics.items()}
+            )
+        family = max(families, key=lambda name: reports[name]["dev"]["accuracy"])
+        report = reports[family]
+        dev_metrics = report["dev"]
         mlflow.log_metrics({f"dev_{k}" if not k.startswith("dev_") else k: v
                             for k, v in dev_metrics.items()})  # fmt: skip
         model_config = {
-            "temperature": calibration["temperature"],
-            "threshold": calibration["threshold"],
+            "temperature": report["temperature"],
+            "threshold": report["threshold"],
             "unknown_label": settings.text.unknown_label,
         }
-        mlflow.log_params(model_config)
-        model_info = log_text_classifier(pipeline, train[["text"]].head(3), model_config)
+        mlflow.log_params(model_config | {"model_family": family})
+        mlflow.set_tag("model_family", family)
+        example = train[["text"]].head(3)
+        if family == "tfidf":
+            model_info = log_text_classifier(pipeline, example, model_config)
+        else:
+            calibration = model_config | extra[family] | {"family": family}
+            model_info = log_neural_classifier(bert, calibration, pipeline, example)
     result = {
         "run_id": run.info.run_id,
         "model_uri": model_info.model_uri,
         "model_name": target.model_name,
         "task": target.task,
         "dataset": target.dataset,
-        "model_family": "tfidf",
+        "model_family": family,
         "calibration": model_config,
         "dev": dev_metrics,
+        "families": {
+            name: {
+                "dev_accuracy": r["dev"]["accuracy"],
+                "dev_macro_f1": r["dev"]["macro_f1"],
+                "test_accuracy": r["test"]["accuracy"],
+                "test_macro_f1": r["test"]["macro_f1"],
+            }
+            for name, r in reports.items()
+        },
     }
+    if bert is not None:
+        result["bert"] = {
+            "seconds": round(bert.seconds, 1),
+            "epochs": len(bert.history),
+            "stopped": bert.stopped,
+        }
     write_json(target.out_dir / "train.json", result)
     return result
 

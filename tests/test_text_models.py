@@ -6,8 +6,12 @@ the point is wiring (alignment, masks, shapes, weight loading), not accuracy.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +21,7 @@ from transformers import BertTokenizerFast
 
 from pipelines.datasets import finalize, load_dataset
 from pipelines.settings import load_settings
+from pipelines.text_families import BertFit, Member, bert_logits, ensemble, log_neural_classifier
 from tests.conftest import REPO
 from training.text.calibration import (
     expected_calibration_error,
@@ -55,6 +60,8 @@ from training.text.train import (
     predict_tags,
     pretrain_mlm,
 )
+from training.tfidf import ClassifierParams, TfidfParams, fit_tfidf_classifier, log_probabilities
+from training.tracking import use_experiment
 
 TINY = EncoderParams(hidden=32, layers=1, heads=2, intermediate=64, max_len=64, lstm_hidden=16)
 
@@ -280,3 +287,66 @@ def test_mlm_pretraining_lowers_loss_and_loads_into_a_classifier(tokenizer, inte
     load_encoder_weights(classifier, mlm)
     for name, weight in mlm.bert.state_dict().items():
         assert torch.equal(classifier.encoder.bert.state_dict()[name], weight), name
+
+
+def test_ensemble_pyfunc_loads_from_its_own_code_and_vocab(tokenizer, intent, tmp_path) -> None:
+    """The logged model carries training/text as code and its vocab.txt: a fresh interpreter
+    outside the repository (isolated mode, no PYTHONPATH) loads it and gives the same answers,
+    with the calibrated ensemble of TF-IDF and BERT-BiLSTM the training step computed."""
+    labels = sorted(intent.label.unique())
+    index = {label: i for i, label in enumerate(labels)}
+    train, dev = intent[intent.split == "train"], intent[intent.split == "dev"]
+    model = BertBiLSTMClassifier(TINY, len(tokenizer), len(labels))
+    fit_classifier(
+        model,
+        tokenizer,
+        train.text.tolist(),
+        train.label.map(index).tolist(),
+        dev.text.tolist(),
+        dev.label.map(index).tolist(),
+        max_len=32,
+        params=TrainParams(epochs=2, lr=3e-3, batch_size=16),
+    )
+    config = {"labels": labels, "encoder": TINY.__dict__, "max_len": 32, "lowercase": True}
+    fit = BertFit(model, tokenizer, config, [], 0.0, "epochs")
+    pipeline = fit_tfidf_classifier(train, TfidfParams(), ClassifierParams(), seed=0)
+    texts = dev.text.tolist()
+    dev_labels = dev.label.map(index).to_numpy()
+    tfidf_member = Member(log_probabilities(pipeline, texts), log_probabilities(pipeline, texts))
+    bert_member = Member(bert_logits(fit, texts), bert_logits(fit, texts))
+    mixed, temperatures = ensemble(tfidf_member, bert_member, dev_labels)
+    temperature = fit_temperature(mixed.dev, dev_labels)
+    calibration = {"temperature": temperature, "threshold": 0.5, "unknown_label": "unknown"}
+    calibration |= temperatures | {"family": "ensemble"}
+    use_experiment(f"sqlite:///{tmp_path}/mlflow.db", "neural-test", tmp_path / "artifacts")
+    with mlflow.start_run():
+        info = log_neural_classifier(fit, calibration, pipeline, dev[["text"]].head(2))
+
+    expected = np.exp(mixed.dev - mixed.dev.max(1, keepdims=True))
+    expected = expected ** (1 / temperature)
+    expected = (expected / expected.sum(1, keepdims=True)).max(1)
+    script = (
+        "import json, sys, mlflow, pandas as pd\n"
+        f"mlflow.set_tracking_uri('sqlite:///{tmp_path}/mlflow.db')\n"
+        f"model = mlflow.pyfunc.load_model('{info.model_uri}')\n"
+        "import training\n"
+        "out = model.predict(pd.DataFrame({'text': json.loads(sys.stdin.read())}))\n"
+        "print(json.dumps({'code': training.__file__, 'out': out.to_dict('list')}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script],
+        cwd=tmp_path,
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "/artifacts/code/training/" in loaded["code"] and str(REPO) not in loaded["code"]
+    out = loaded["out"]
+    assert set(out) == {"label", "confidence", "top_label", "in_scope"}
+    np.testing.assert_allclose(out["confidence"], expected, rtol=1e-4, atol=1e-5)
+    assert [labels[i] for i in mixed.dev.argmax(1)] == out["top_label"]
+    unknown = [c < 0.5 for c in out["confidence"]]
+    assert [lab == "unknown" for lab in out["label"]] == unknown

@@ -332,9 +332,16 @@ def fit_matcher(
     params: TrainParams = TrainParams(),
     on_epoch: OnEpoch | None = None,
     select_on: str = "f1",
+    class_weights: Sequence[float] | None = None,
 ) -> FitResult:
     """Train a pair matcher. Selects on positive-class F1 by default: ATEC is ~78% negatives,
-    so accuracy rewards a model that rarely says "same question"."""
+    so accuracy rewards a model that rarely says "same question". `class_weights` weight the
+    loss per class: without them a short run collapses to the majority class."""
+    weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+
+    def loss_fn(model: nn.Module, batch: Batch) -> Tensor:
+        return nn.functional.cross_entropy(_forward(model, batch), batch["labels"], weight=weight)
+
     ids_a = encode_texts(tokenizer, train_pairs[0], max_len)
     ids_b = encode_texts(tokenizer, train_pairs[1], max_len)
     labels = list(train_labels)
@@ -349,7 +356,7 @@ def fit_matcher(
         model,
         [len(a) + len(b) for a, b in zip(ids_a, ids_b, strict=True)],
         lambda indices: _pair_batch(ids_a, ids_b, indices, labels),
-        _cross_entropy,
+        loss_fn,
         evaluate,
         f"dev_{select_on}",
         params,

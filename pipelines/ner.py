@@ -1,0 +1,271 @@
+"""`scrm train|evaluate|promote ner`: entity extraction on CLUENER2020.
+
+train:    tokenizer from train+dev text; a BERT-BiLSTM tagger per head of `text.ner.heads`
+          (CRF, softmax) and the BiLSTM-CRF baseline without BERT; the one with the best dev
+          entity F1 (seqeval) is logged as the `ner` pyfunc, which merges its spans with the
+          pattern and gazetteer types of `extract_entities`. Every candidate's test F1 is
+          reported beside it (never used to choose).
+evaluate: the logged pyfunc, as serving loads it, on the frozen test split: entity-level
+          P/R/F1 per type (seqeval report) from its `model_entities`.
+promote:  register; `champion` moves on test entity F1 (same split, champion re-scored now).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from pipelines.io import read_json, write_json
+from pipelines.settings import BertTrainSettings, Settings
+from pipelines.text import load_split, log_data
+from pipelines.text_families import write_history
+from pipelines.validate import validation_blockers
+from training.registry import register_and_gate
+from training.text.spans import spans_bio
+from training.tracking import use_experiment
+
+NER_MODEL = Path(__file__).resolve().parents[1] / "training" / "ner_model.py"
+# Behavioural check: the merged output keeps pattern types next to the learned ones.
+PATTERN_PROBE = "请联系叶老桂，手机13812345678"
+HISTORY_KEYS = ["model", "epoch", "train_loss", "dev_f1"]
+
+
+def out_dir(settings: Settings) -> Path:
+    return settings.model_dir(settings.text.ner.registered_model)
+
+
+def eval_split(settings: Settings, split: str) -> pd.DataFrame:
+    """dev or test, cut to `max_eval_rows` (tiny profile) the same way in every step."""
+    frame = load_split(settings, settings.text.ner.dataset, split)
+    rows = settings.text.ner.max_eval_rows
+    return frame if rows is None else frame.head(rows)
+
+
+def tag_names(train: pd.DataFrame) -> list[str]:
+    return ["O", *sorted({tag for tags in train["tags"] for tag in tags} - {"O"})]
+
+
+def candidates(settings: Settings, vocab: int, tags: list[str]) -> dict[str, tuple[Any, dict]]:
+    """name -> (untrained model, the pyfunc's config for it)."""
+    from training.text.models import BertBiLSTMTagger, BiLSTMCRFTagger, EncoderParams
+
+    ner = settings.text.ner
+    encoder = EncoderParams(**settings.text.bert.encoder.model_dump(), max_len=ner.max_len)
+    models = {}
+    for head in ner.heads:
+        use_crf = head == "crf"
+        model = BertBiLSTMTagger(encoder, vocab, len(tags), use_crf, tags)
+        config = {"kind": "bert_bilstm", "use_crf": use_crf, "encoder": asdict(encoder)}
+        models[f"bert_bilstm_{head}"] = (model, config)
+    baseline = BiLSTMCRFTagger(
+        vocab, len(tags), ner.baseline_embedding, ner.baseline_lstm_hidden, tag_names=tags
+    )
+    models["bilstm_crf"] = (
+        baseline,
+        {
+            "kind": "bilstm_crf",
+            "embedding": ner.baseline_embedding,
+            "lstm_hidden": ner.baseline_lstm_hidden,
+        },
+    )
+    return models
+
+
+def train_params(train: BertTrainSettings, seed: int):
+    from training.text.train import TrainParams
+
+    return TrainParams(**train.model_dump(), seed=seed)
+
+
+def seqeval_report(true: list[list[str]], predicted: list[list[str]]) -> dict[str, Any]:
+    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+
+    return {
+        "f1": float(f1_score(true, predicted)),
+        "precision": float(precision_score(true, predicted)),
+        "recall": float(recall_score(true, predicted)),
+        "per_type": classification_report(true, predicted, output_dict=True, zero_division=0),
+    }
+
+
+def train_ner(settings: Settings) -> dict[str, Any]:
+    import torch
+
+    from training.ner_model import EntityTagger
+    from training.text.export import log_pyfunc
+    from training.text.tokenizer import TokenizerParams, build_tokenizer, save_tokenizer
+    from training.text.train import fit_tagger, predict_tags
+
+    ner, bert = settings.text.ner, settings.text.bert
+    torch.set_num_threads(bert.threads)
+    train = load_split(settings, ner.dataset, "train")
+    dev, test = eval_split(settings, "dev"), eval_split(settings, "test")
+    rows = (
+        train
+        if ner.max_train_rows is None
+        else train.sample(min(ner.max_train_rows, len(train)), random_state=settings.seed)
+    )
+    tags = tag_names(train)
+    index = {tag: i for i, tag in enumerate(tags)}
+    words = {
+        name: [list(t) for t in part["tokens"]]
+        for name, part in {"train": rows, "dev": dev, "test": test}.items()
+    }
+    gold = {
+        name: [list(t) for t in part["tags"]] for name, part in {"dev": dev, "test": test}.items()
+    }
+    use_experiment(settings.tracking_uri, ner.registered_model, settings.artifact_root)
+    reports: dict[str, dict] = {}
+    trained: dict[str, tuple[Any, dict]] = {}
+    curves: list[dict[str, Any]] = []
+    with mlflow.start_run(run_name="ner-taggers") as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags({"task": "ner", "dataset": ner.dataset})
+        log_data(settings, ner.dataset, rows)
+        tokenizer = build_tokenizer(
+            [*rows["text"], *dev["text"]],
+            Path(tmp) / "tokenizer",
+            TokenizerParams(vocab_size=bert.vocab_size, min_frequency=bert.min_frequency),
+        )
+        mlflow.log_artifact(str(Path(tmp) / "tokenizer" / "vocab.txt"), "tokenizer")
+        mlflow.log_params(
+            {"seed": settings.seed, "train_rows": len(rows), "max_len": ner.max_len}
+            | {f"bert_{k}": v for k, v in bert.encoder.model_dump().items()}
+            | {f"train_{k}": v for k, v in ner.train.model_dump().items()}
+            | {f"baseline_{k}": v for k, v in ner.baseline_train.model_dump().items()}
+        )
+        train_tags = [[index[t] for t in row] for row in rows["tags"]]
+        for name, (model, config) in candidates(settings, len(tokenizer), tags).items():
+            budget = ner.baseline_train if name == "bilstm_crf" else ner.train
+
+            def on_epoch(epoch: int, metrics: dict[str, float], name: str = name) -> None:
+                mlflow.log_metrics({f"{name}_{k}": v for k, v in metrics.items()}, step=epoch)
+
+            fit = fit_tagger(
+                model,
+                tokenizer,
+                words["train"],
+                train_tags,
+                words["dev"],
+                gold["dev"],
+                tags,
+                ner.max_len,
+                train_params(budget, settings.seed),
+                on_epoch,
+            )
+            predicted = predict_tags(model, tokenizer, words["test"], tags, ner.max_len)
+            test_report = seqeval_report(gold["test"], predicted)
+            reports[name] = {
+                "dev_f1": fit.best_metric,
+                "test_f1": test_report["f1"],
+                "test_precision": test_report["precision"],
+                "test_recall": test_report["recall"],
+                "seconds": round(fit.seconds, 1),
+                "epochs": len(fit.history),
+                "stopped": fit.stopped,
+            }
+            # Summary keys must not reuse the per-epoch names (dev_f1, seconds) of the series.
+            summary = {"best_dev_f1": fit.best_metric, "train_seconds": fit.seconds}
+            summary |= {f"test_{k}": test_report[k] for k in ("f1", "precision", "recall")}
+            mlflow.log_metrics({f"{name}_{k}": v for k, v in summary.items()})
+            curves += [{"model": name, **row} for row in fit.history]
+            trained[name] = (model, config)
+        write_history(out_dir(settings) / "learning_curve.csv", curves, HISTORY_KEYS)
+        chosen = max(reports, key=lambda name: reports[name]["dev_f1"])
+        model, config = trained[chosen]
+        mlflow.set_tag("model_family", chosen)
+        mlflow.log_metric("dev_entity_f1", reports[chosen]["dev_f1"])
+        bundle = Path(tmp) / "bundle"
+        bundle.mkdir()
+        torch.save(model.state_dict(), bundle / "weights.pt")
+        save_tokenizer(tokenizer, bundle)
+        config = config | {"tag_names": tags, "max_len": ner.max_len, "threads": bert.threads}
+        (bundle / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+        wrapper = EntityTagger()
+        wrapper.load(bundle)
+        example = pd.DataFrame({"text": [PATTERN_PROBE, dev["text"].iloc[0]]})
+        info = log_pyfunc(NER_MODEL, bundle, example, wrapper.predict(None, example))
+    result = {
+        "run_id": run.info.run_id,
+        "model_uri": info.model_uri,
+        "model_name": ner.registered_model,
+        "task": "ner",
+        "dataset": ner.dataset,
+        "model_family": chosen,
+        "dev": {"entity_f1": reports[chosen]["dev_f1"]},
+        "families": reports,
+    }
+    write_json(out_dir(settings) / "train.json", result)
+    return result
+
+
+def answer_spans(model, texts: list[str]) -> list[list[tuple[int, int, str]]]:
+    answers = model.predict(pd.DataFrame({"text": texts}))
+    return [
+        [(e["start"], e["end"], e["type"]) for e in json.loads(row)]
+        for row in answers["model_entities"]
+    ]
+
+
+def test_f1(settings: Settings, model_uri: str) -> dict[str, Any]:
+    """Entity-level scores of a logged `ner` pyfunc on the frozen test split."""
+    test = eval_split(settings, "test")
+    model = mlflow.pyfunc.load_model(model_uri)
+    texts = ["".join(tokens) for tokens in test["tokens"]]
+    spans = answer_spans(model, texts)
+    predicted = [spans_bio(len(t), s) for t, s in zip(test["tokens"], spans, strict=True)]
+    return seqeval_report([list(t) for t in test["tags"]], predicted)
+
+
+def evaluate_ner(settings: Settings) -> dict[str, Any]:
+    trained = read_json(out_dir(settings) / "train.json")
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    report = test_f1(settings, trained["model_uri"])
+    model = mlflow.pyfunc.load_model(trained["model_uri"])
+    probe = json.loads(model.predict(pd.DataFrame({"text": [PATTERN_PROBE]}))["entities"][0])
+    sources = sorted({entity["source"] for entity in probe})
+    problems = [] if "pattern" in sources else [f"no pattern entity in {PATTERN_PROBE!r}"]
+    test = {k: report[k] for k in ("f1", "precision", "recall")}
+    with mlflow.start_run(run_id=trained["run_id"]):
+        mlflow.log_metrics({f"test_entity_{k}": v for k, v in test.items()})
+        mlflow.log_dict(report["per_type"], "test_seqeval_report.json")
+        mlflow.log_dict({"probe": PATTERN_PROBE, "entities": probe}, "behaviour.json")
+        mlflow.set_tag("behaviour", "failed" if problems else "passed")
+    result = {
+        **{k: trained[k] for k in ("run_id", "model_uri", "model_name", "task", "dataset")},
+        "test": test,
+        "per_type_f1": {k: v["f1-score"] for k, v in report["per_type"].items()},
+        "behaviour": {"probe_sources": sources, "problems": problems},
+    }
+    write_json(out_dir(settings) / "evaluation.json", result)
+    return result
+
+
+def promote_ner(settings: Settings) -> dict[str, Any]:
+    evaluation = read_json(out_dir(settings) / "evaluation.json")
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    blockers = validation_blockers(settings.validation_report(evaluation["dataset"]))
+    blockers += [f"behaviour: {p}" for p in evaluation["behaviour"]["problems"]]
+    promotion = register_and_gate(
+        model_uri=evaluation["model_uri"],
+        name=evaluation["model_name"],
+        candidate_score=evaluation["test"]["f1"],
+        score_champion=lambda uri: test_f1(settings, uri)["f1"],
+        min_improvement=settings.registry.min_improvement,
+        blockers=blockers,
+        tags={
+            "run_id": evaluation["run_id"],
+            "dataset": evaluation["dataset"],
+            "test_entity_f1": f"{evaluation['test']['f1']:.4f}",
+        },
+    )
+    mlflow.MlflowClient().set_tag(evaluation["run_id"], "promotion", promotion.reason)
+    result = {"run_id": evaluation["run_id"], "dataset": evaluation["dataset"]}
+    result |= promotion.to_dict()
+    write_json(out_dir(settings) / "promotion.json", result)
+    return result

@@ -1,0 +1,170 @@
+"""The model families a text classifier's champion is chosen from: TF-IDF, BERT-BiLSTM, ensemble.
+
+Every family ends as a matrix of logits over the same sorted class list, on dev (to calibrate
+and choose) and on test (reported for every family, never used to choose). The ensemble is the
+average of the two members' calibrated probabilities: TF-IDF and a from-scratch BERT-BiLSTM err
+on different texts (character n-grams vs. word order), which is the most likely way past the
+tuned TF-IDF challenger without pretrained weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from pipelines.settings import BertSettings, Settings, TextTask
+from training.text.calibration import fit_temperature, softmax
+from training.tfidf import normalise
+
+NEURAL_MODEL = Path(__file__).resolve().parents[1] / "training" / "neural_text_model.py"
+
+
+@dataclass
+class BertFit:
+    """A trained BERT-BiLSTM classifier with what its pyfunc needs."""
+
+    model: Any
+    tokenizer: Any
+    config: dict[str, Any]
+    history: list[dict[str, float]]
+    seconds: float
+    stopped: str
+
+
+@dataclass(frozen=True)
+class Member:
+    """One family's logits on dev and test (columns: the sorted class list)."""
+
+    dev: np.ndarray
+    test: np.ndarray
+
+
+def encoder_params(bert: BertSettings, spec: TextTask):
+    from training.text.models import EncoderParams
+
+    return EncoderParams(**bert.encoder.model_dump(), max_len=spec.max_len)
+
+
+def subsample(train: pd.DataFrame, rows: int | None, seed: int) -> pd.DataFrame:
+    """Seeded subsample (the test suite's tiny profile); every class keeps a row if it can."""
+    if rows is None or rows >= len(train):
+        return train
+    first = train.groupby("label", group_keys=False).head(1)
+    rest = train.drop(first.index).sample(max(rows - len(first), 0), random_state=seed)
+    return pd.concat([first, rest]).reset_index(drop=True)
+
+
+def train_bert(
+    settings: Settings, spec: TextTask, train: pd.DataFrame, dev: pd.DataFrame, classes: list[str]
+) -> BertFit:
+    """Tokenizer from this task's train+dev texts, then BERT-BiLSTM; per-epoch MLflow metrics."""
+    import torch
+
+    from training.text.models import BertBiLSTMClassifier
+    from training.text.tokenizer import TokenizerParams, build_tokenizer
+    from training.text.train import TrainParams, fit_classifier
+
+    bert = settings.text.bert
+    torch.set_num_threads(bert.threads)
+    rows = subsample(train, bert.max_train_rows, settings.seed)
+    texts, dev_texts = normalise(rows["text"].tolist()), normalise(dev["text"].tolist())
+    index = {label: i for i, label in enumerate(classes)}
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = build_tokenizer(
+            [*texts, *dev_texts],
+            Path(tmp),
+            TokenizerParams(vocab_size=bert.vocab_size, min_frequency=bert.min_frequency),
+        )
+        mlflow.log_artifact(str(Path(tmp) / "vocab.txt"), "tokenizer")
+    encoder = encoder_params(bert, spec)
+    model = BertBiLSTMClassifier(encoder, len(tokenizer), len(classes))
+    params = TrainParams(**bert.train.model_dump(), seed=settings.seed)
+    mlflow.log_params(
+        {f"bert_{k}": v for k, v in asdict(encoder).items()}
+        | {f"bert_{k}": v for k, v in bert.train.model_dump().items()}
+        | {"bert_train_rows": len(rows), "bert_vocab_size": len(tokenizer)}
+    )
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        mlflow.log_metrics({f"bert_{k}": v for k, v in metrics.items()}, step=epoch)
+
+    fit = fit_classifier(
+        model,
+        tokenizer,
+        texts,
+        rows["label"].map(index).tolist(),
+        dev_texts,
+        dev["label"].map(index).to_numpy(),
+        spec.max_len,
+        params,
+        on_epoch,
+    )
+    mlflow.log_metrics({"bert_best_epoch": fit.best_epoch, "bert_train_seconds": fit.seconds})
+    mlflow.set_tag("bert_stopped", fit.stopped)
+    config = {
+        "labels": classes,
+        "encoder": asdict(encoder),
+        "max_len": spec.max_len,
+        "lowercase": True,
+        "threads": bert.threads,
+    }
+    return BertFit(model, tokenizer, config, fit.history, fit.seconds, fit.stopped)
+
+
+def bert_logits(fit: BertFit, texts: list[str]) -> np.ndarray:
+    from training.text.train import predict_logits
+
+    return predict_logits(fit.model, fit.tokenizer, normalise(texts), fit.config["max_len"])
+
+
+def ensemble(tfidf: Member, bert: Member, dev_labels: np.ndarray) -> tuple[Member, dict]:
+    """Average of the members' calibrated probabilities, as log-probabilities (logits)."""
+    t_tfidf = fit_temperature(tfidf.dev, dev_labels)
+    t_bert = fit_temperature(bert.dev, dev_labels)
+
+    def mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        mixture = (softmax(a, t_tfidf) + softmax(b, t_bert)) / 2
+        return np.log(np.clip(mixture, 1e-12, 1.0))
+
+    member = Member(mix(tfidf.dev, bert.dev), mix(tfidf.test, bert.test))
+    return member, {"tfidf_temperature": t_tfidf, "bert_temperature": t_bert}
+
+
+def write_history(
+    path: Path,
+    history: list[dict[str, float]],
+    keys: tuple[str, ...] | list[str] = ("epoch", "train_loss", "dev_loss", "dev_accuracy"),
+) -> None:
+    """Learning curve for `dvc plots` (one row per epoch)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def log_neural_classifier(
+    fit: BertFit, calibration: dict, tfidf_pipeline, input_example: pd.DataFrame
+):
+    """Log the BERT-BiLSTM (or ensemble) classifier as a pyfunc carrying its code and vocab."""
+    from training.neural_text_model import NeuralTextClassifier
+    from training.text.export import log_pyfunc, write_classifier_bundle
+
+    config = fit.config | calibration
+    with tempfile.TemporaryDirectory() as tmp:
+        member = tfidf_pipeline if config["family"] == "ensemble" else None
+        bundle = write_classifier_bundle(
+            Path(tmp) / "bundle", fit.model, fit.tokenizer, config, member
+        )
+        wrapper = NeuralTextClassifier()
+        wrapper.load(bundle)
+        output = wrapper.predict(None, input_example)
+        extra = ("scikit-learn", "joblib") if config["family"] == "ensemble" else ()
+        return log_pyfunc(NEURAL_MODEL, bundle, input_example, output, extra)
