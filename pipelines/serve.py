@@ -1,7 +1,10 @@
-"""Starting and stopping the Ray Serve application: in the foreground, or detached with a pid file.
+"""Starting, reloading and stopping the Ray Serve application (`scrm serve`).
 
-A detached server runs in its own session so that `stop` can end it, and everything Ray started
-under it, by signalling the whole process group.
+The application is deployed from serving/config.yaml exactly as `serve run config.yaml` does
+(the controller builds it from the file), with this project's paths filled in; that is also
+what makes `scrm serve reload` cheap: redeploying the same file with a new `reload_token`
+only reconfigures the running replicas. A detached server runs in its own session so that
+`stop` can end it, and everything Ray started under it, by signalling the whole process group.
 """
 
 from __future__ import annotations
@@ -21,23 +24,47 @@ from pathlib import Path
 import httpx
 
 from pipelines.settings import Settings
-from serving.config import ServingConfig
+from serving.config import APP_NAME, GATEWAY, ServingConfig, read_deploy_config
 
 
 class ServeError(Exception):
     """The application could not be started or stopped; the message says why."""
 
 
-def serving_config(settings: Settings) -> ServingConfig:
-    return ServingConfig(
-        tracking_uri=settings.tracking_uri,
-        intent_model=settings.text.task("intent").registered_model,
-        feature_repo=settings.feature_repo,
-        online_store=settings.online_store,
-        event_log=settings.path(settings.features.event_log),
-        max_text_chars=settings.serving.max_text_chars,
-        intent_replicas=settings.serving.intent_replicas,
+def deploy_config(settings: Settings, config_file: Path | None, host: str, port: int) -> dict:
+    """serving/config.yaml with this project's paths and params filled in (absolute paths:
+    replicas may run in another working directory, or on another node of a shared disk)."""
+    raw = read_deploy_config(config_file or settings.path(settings.serving.config))
+    raw["http_options"] = {**raw.get("http_options", {}), "host": host, "port": port}
+    app = raw["applications"][0]
+    app["args"] = {
+        **app["args"],
+        "root": str(settings.root),
+        "tracking_uri": settings.tracking_uri,
+        "feature_repo": str(settings.feature_repo),
+        "online_store": settings.online_store,
+        "event_log": str(settings.path(settings.features.event_log)),
+        "prediction_log": str(settings.path(settings.serving.prediction_log)),
+        "max_text_chars": settings.serving.max_text_chars,
+    }
+    env = app.setdefault("runtime_env", {}).setdefault("env_vars", {})
+    env.update(
+        {
+            "PYTHONPATH": str(settings.root),
+            "SCRM_ROOT": str(settings.root),
+            "HF_HUB_OFFLINE": "1",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        }
     )
+    return raw
+
+
+def serving_config(settings: Settings, config_file: Path | None = None) -> ServingConfig:
+    """The gateway's settings as the deployed application sees them (benchmarks, tools)."""
+    from serving.app import config_from_args
+
+    raw = deploy_config(settings, config_file, settings.serving.host, settings.serving.port)
+    return config_from_args(raw["applications"][0]["args"])
 
 
 def run_dir(settings: Settings) -> Path:
@@ -52,34 +79,147 @@ def ensure_port_free(host: str, port: int) -> None:
             raise ServeError(f"{host}:{port} is in use ({error.strerror}); pass --port") from error
 
 
-def serve_forever(
-    settings: Settings, host: str, port: int, address: str | None, ready: Callable[[str], None]
-) -> None:
-    """Run until SIGTERM or Ctrl-C, then shut Serve and Ray down cleanly."""
-    import ray
+def deploy(raw: dict, reload_token: str = "") -> None:
+    """Apply the config as `serve run config.yaml` does: the controller builds the app.
+
+    Deploying the same config with only `user_config` changed reconfigures the running
+    replicas in place (no restart); `reload_token` is such a change.
+    """
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    if reload_token:
+        for deployment in raw["applications"][0].get("deployments", []):
+            if deployment["name"] != GATEWAY:
+                user_config = deployment.setdefault("user_config", {})
+                user_config["reload_token"] = reload_token
+    _get_global_client().deploy_apps(ServeDeploySchema.model_validate(raw))
+
+
+def wait_running(timeout_s: float) -> None:
     from ray import serve
 
-    from serving.app import build_app
+    deadline = time.monotonic() + timeout_s
+    status = None
+    while time.monotonic() < deadline:
+        app = serve.status().applications.get(APP_NAME)
+        status = app.status if app else None
+        if status == "RUNNING":
+            return
+        if status == "DEPLOY_FAILED":
+            problems = [
+                f"{name}: {d.message.strip().splitlines()[-1]}"
+                for name, d in app.deployments.items()
+                if d.message and d.status != "HEALTHY"
+            ]
+            raise ServeError(
+                f"deploying {APP_NAME} failed: " + " | ".join(problems or [app.message])
+            )
+        time.sleep(0.5)
+    raise ServeError(f"{APP_NAME} not running after {timeout_s:.0f}s (status {status})")
 
-    ensure_port_free(host, port)
+
+def serve_forever(
+    settings: Settings,
+    host: str,
+    port: int,
+    address: str | None,
+    ready: Callable[[str], None],
+    config_file: Path | None = None,
+) -> None:
+    """Run until SIGTERM or Ctrl-C, then shut Serve and Ray down cleanly.
+
+    SIGHUP (`scrm serve reload`) re-reads the config file and makes every model replica
+    re-check its registry aliases at once.
+    """
+    import ray
+    from ray.serve._private import api as serve_api
+    from ray.serve.config import ProxyLocation
+
+    raw = deploy_config(settings, config_file, host, port)
+    if not address:
+        ensure_port_free(host, port)
     ray.init(
         address=address or "local",
+        namespace="serve",
         include_dashboard=False,
         log_to_driver=False,
         _node_ip_address="127.0.0.1" if not address else None,
     )
+    folder = run_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    reload_requested = threading.Event()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
     try:
-        quiet = {"enable_access_log": False}
-        serve.start(http_options={"host": host, "port": port}, logging_config=quiet)
-        serve.run(build_app(serving_config(settings)), name="scrm", logging_config=quiet)
+        serve_api.serve_start(
+            http_options=raw["http_options"],
+            proxy_location=ProxyLocation(raw.get("proxy_location", "HeadOnly")),
+            global_logging_config=raw.get("logging_config"),
+        )
+        deploy(raw)
+        wait_running(600)
+        if running_pid(settings) is None:  # foreground: let `scrm serve reload` find us
+            (folder / "serve.pid").write_text(str(os.getpid()))
+        (folder / "serve.ready").write_text(f"http://{host}:{port}")
         ready(f"http://{host}:{port}")
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
-        serve.shutdown()
+            while not stop.wait(0.5):
+                if reload_requested.is_set():
+                    reload_requested.clear()
+                    reload_now(settings, config_file, host, port)
+        shutdown(address)
     finally:
         ray.shutdown()
+        pid_file = folder / "serve.pid"
+        if pid_file.is_file() and pid_file.read_text().strip() == str(os.getpid()):
+            for name in ("serve.pid", "serve.ready"):
+                (folder / name).unlink(missing_ok=True)
+
+
+def reload_now(settings: Settings, config_file: Path | None, host: str, port: int) -> None:
+    request = run_dir(settings) / "reload.request"
+    token = request.read_text().strip() if request.is_file() else str(time.time())
+    try:
+        deploy(deploy_config(settings, config_file, host, port), reload_token=token)
+        outcome = {"token": token, "ok": True}
+    except Exception as error:  # a bad edit of config.yaml must not stop a running server
+        outcome = {"token": token, "ok": False, "error": str(error).splitlines()[0]}
+    (run_dir(settings) / "reload.done").write_text(json.dumps(outcome))
+
+
+def shutdown(address: str | None) -> None:
+    """Our own Ray: stop Serve. Someone's cluster: remove only our application."""
+    from ray import serve
+
+    if address:
+        serve.delete(APP_NAME)
+    else:
+        serve.shutdown()
+
+
+def request_reload(settings: Settings, timeout_s: float = 120) -> dict:
+    """`scrm serve reload`: signal the running server and wait until it has redeployed."""
+    pid = running_pid(settings)
+    if pid is None:
+        raise ServeError("no server is running (no live pid in run/serve.pid); start scrm serve")
+    folder = run_dir(settings)
+    token = f"{time.time():.6f}"
+    (folder / "reload.done").unlink(missing_ok=True)
+    (folder / "reload.request").write_text(token)
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done = folder / "reload.done"
+        if done.is_file():
+            outcome = json.loads(done.read_text())
+            if outcome.get("token") == token:
+                if not outcome["ok"]:
+                    raise ServeError(f"reload failed: {outcome['error']}")
+                return outcome
+        time.sleep(0.2)
+    raise ServeError(f"server pid {pid} did not confirm the reload within {timeout_s:.0f}s")
 
 
 def _alive(pid: int) -> bool:
@@ -98,15 +238,26 @@ def running_pid(settings: Settings) -> int | None:
     return pid if _alive(pid) else None
 
 
-def start_detached(settings: Settings, host: str, port: int, timeout_s: float) -> str:
+def start_detached(
+    settings: Settings,
+    host: str,
+    port: int,
+    timeout_s: float,
+    address: str | None = None,
+    config_file: Path | None = None,
+) -> str:
     """Start `scrm serve` in the background and return its URL once /healthz answers."""
     if pid := running_pid(settings):
         raise ServeError(f"already running as pid {pid}; `scrm serve --stop` first")
-    ensure_port_free(host, port)
+    if not address:
+        ensure_port_free(host, port)
     folder = run_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "serve.log"
+    (folder / "serve.ready").unlink(missing_ok=True)
     command = [sys.executable, "-m", "pipelines.cli", "serve", "--host", host, "--port", str(port)]
+    command += ["--address", address] if address else []
+    command += ["--config", str(Path(config_file).resolve())] if config_file else []
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             command,
@@ -123,6 +274,9 @@ def start_detached(settings: Settings, host: str, port: int, timeout_s: float) -
         if process.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
             raise ServeError(f"server exited with {process.returncode}: " + " | ".join(tail))
+        if not (folder / "serve.ready").is_file():
+            time.sleep(1)
+            continue
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                 (folder / "serve.json").write_text(json.dumps({"url": url, "pid": process.pid}))
@@ -137,11 +291,14 @@ def start_detached(settings: Settings, host: str, port: int, timeout_s: float) -
 def stop_detached(settings: Settings, grace_s: float = 60) -> int | None:
     """SIGTERM the server's process group, SIGKILL what is left after `grace_s`."""
     pid = running_pid(settings)
-    for name in ("serve.pid", "serve.json"):
+    for name in ("serve.pid", "serve.json", "serve.ready"):
         (run_dir(settings) / name).unlink(missing_ok=True)
     if pid is None:
         return None
-    os.killpg(pid, signal.SIGTERM)
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:  # a foreground server is not a group leader
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.5)

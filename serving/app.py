@@ -1,43 +1,73 @@
-"""The Ray Serve application: a FastAPI ingress in front of model deployments.
+"""The Ray Serve application: one FastAPI ingress (`Gateway`) in front of one deployment per model.
 
-`build_app(config)` returns the bound application; `scrm serve` runs it. Each response names the
-model version that produced it, so a caller can tell which champion answered.
+`app_builder(args)` is what `serve run serving/config.yaml` imports; `build_app(config, options)`
+is what `scrm serve` calls with the same file. Each response names the model version that
+produced it, so a caller can tell which champion (or challenger) answered. The gateway talks to
+the models through deployment handles (no HTTP inside the application), bounds every call with
+a timeout, and turns a replica failure into a 503 carrying the request id.
 """
 
 # No `from __future__ import annotations`: FastAPI must see real types on the ingress methods.
 import asyncio
+import re
+import time
+import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-import pandas as pd
-from fastapi import Body, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from prometheus_client import CONTENT_TYPE_LATEST
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serving.adapters.router import MessageRouter, UnsupportedChannel, WebChatAdapter
-from serving.config import ServingConfig
+from serving.adapters.api import channel_router as channel_routes
+from serving.config import GATEWAY, ModelSpec, ServingConfig, read_deploy_config
+from serving.conversation import activate, build_conversation, current_dialogue
+from serving.dialogue.agent_api import agent_router
+from serving.metrics import shared as shared_metrics
 from serving.schemas import (
+    AnalyzeResponse,
+    BatchResponse,
     ConversationEventRequest,
     ConversationStats,
     CustomerFeatures,
+    EntitiesResponse,
     ErrorResponse,
     Health,
     IntentResponse,
+    PairPrediction,
+    PairRequest,
+    Readiness,
+    TabularBatchRequest,
+    TabularPrediction,
+    TabularRequest,
+    TextBatchRequest,
     TextRequest,
 )
 
 api = FastAPI(
     title="scrm-platform",
-    version="0.1.0",
+    version="0.2.0",
     description="Online prediction endpoints and channel adapters of the SCRM model platform.",
 )
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 413, 422)
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 503)
 }
+REQUEST_ID = re.compile(r"^[\w.:-]{1,64}$")
+INTENT_MODELS = ("intent", "intent_en")
+
+
+class ServingError(Exception):
+    """A request the gateway answers with `status` and a message (plus the request id)."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
 
 
 def readable(errors: list[dict[str, Any]]) -> str:
@@ -48,79 +78,332 @@ def readable(errors: list[dict[str, Any]]) -> str:
             parts.append("body: not valid JSON")
             continue
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body",))
-        parts.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where or 'body'}: {message}")
     return "; ".join(parts)
 
 
 CUSTOMER_ID = PathParam(min_length=1, max_length=64, pattern=r"^[\w-]+$")
 
 
+def request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", None) or uuid.uuid4().hex[:16]
+
+
+@api.middleware("http")
+async def observe(request: Request, call_next):
+    """Request id (X-Request-Id in, or a new one) and the request's metrics."""
+    given = request.headers.get("x-request-id", "")
+    request.state.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+    started = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    shared_metrics().observe_request(
+        getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started
+    )
+    # No X-Request-Id header here: Serve's proxy adds it (the client's id, or its own).
+    return response
+
+
 @api.exception_handler(RequestValidationError)
-async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": readable(error.errors())})
+async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    return JSONResponse(
+        status_code=422,
+        content={"detail": readable(error.errors()), "request_id": request_id(request)},
+    )
 
 
-@serve.deployment
-class IntentModel:
-    """The `champion` intent model from the registry, with requests batched for throughput."""
+@api.exception_handler(ServingError)
+async def serving_error(request: Request, error: ServingError) -> JSONResponse:
+    return JSONResponse(
+        status_code=error.status,
+        content={"detail": error.detail, "request_id": request_id(request)},
+    )
 
-    def __init__(self, config: ServingConfig):
-        import mlflow
-        from mlflow import MlflowClient
 
-        mlflow.set_tracking_uri(config.tracking_uri)
-        self.name = config.intent_model
-        self.version = MlflowClient().get_model_version_by_alias(self.name, "champion").version
-        self.model = mlflow.pyfunc.load_model(f"models:/{self.name}/{self.version}")
+def root_cause(error: BaseException) -> BaseException:
+    """A replica's exception arrives wrapped (RayTaskError); the cause says what happened."""
+    return getattr(error, "cause", None) or error
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def predict(self, texts: list[str]) -> list[dict[str, Any]]:
-        predictions = self.model.predict(pd.DataFrame({"text": texts}))
-        return [
-            {
-                "label": str(row.label),
-                "confidence": float(row.confidence),
-                # A champion logged before abstention existed answers label + confidence only.
-                "top_label": str(getattr(row, "top_label", row.label)),
-                "in_scope": bool(getattr(row, "in_scope", True)),
-                "model_name": self.name,
-                "model_version": str(self.version),
-            }
-            for row in predictions.itertuples()
-        ]
+
+async def _result(response: Any) -> Any:
+    return await response
+
+
+api.include_router(channel_routes())
+api.include_router(agent_router(current_dialogue))
 
 
 @serve.deployment
 @serve.ingress(api)
 class Gateway:
-    def __init__(self, intent: DeploymentHandle, config: ServingConfig):
+    def __init__(self, models: dict[str, DeploymentHandle], config: ServingConfig):
         from features.store import ConversationStream, OnlineFeatureClient
 
-        self.intent = intent
+        self.models = models
         self.config = config
         self.features = OnlineFeatureClient(
             config.feature_repo, config.feature_service, config.online_store
         )
+        self.feature_clients: dict[str, Any] = {config.feature_service: self.features}
         self.stream = ConversationStream(self.features.store, config.event_log)
-        self.router = MessageRouter([WebChatAdapter()])
+        if config.project_root is not None:
+            self.start_conversation(config.project_root)
 
+    def start_conversation(self, root: Path) -> None:
+        """Channels -> intake -> dialogue (models through this gateway's handles) -> channels."""
+        conversation = build_conversation(
+            root, self.models, self.stream, self.features, self.config.handle_timeout_s
+        )
+        activate(conversation, api)
+
+    # --- ops ------------------------------------------------------------------------------
     @api.get("/healthz", response_model=Health, tags=["ops"])
     def healthz(self) -> Health:
+        """Liveness: the gateway answers (models may still be loading; see /readyz)."""
         return Health(status="ok")
 
-    @api.post("/v1/intent", response_model=IntentResponse, responses=ERRORS, tags=["models"])
-    async def intent(self, body: TextRequest) -> IntentResponse:
-        """Classify one message into an intent with the registry's `champion` model."""
-        return await self.classify(body.text)
+    @api.get(
+        "/readyz", response_model=Readiness, responses={503: {"model": Readiness}}, tags=["ops"]
+    )
+    async def readyz(self) -> JSONResponse:
+        """Which models are loaded (and which version), which not and why."""
+        names = list(self.models)
+        answers = await asyncio.gather(
+            *(self.bounded(self.models[n].status.remote(), n, 5.0) for n in names),
+            return_exceptions=True,
+        )
+        models = {}
+        for name, answer in zip(names, answers, strict=True):
+            if isinstance(answer, BaseException):
+                answer = {"loaded": False, "problem": getattr(answer, "detail", str(answer))}
+            models[name] = {**answer, "required": self.config.models[name].required}
+        ready = all(m["loaded"] for m in models.values() if m["required"])
+        body = Readiness(ready=ready, models=models).model_dump()
+        return JSONResponse(body, status_code=200 if ready else 503)
 
-    async def classify(self, text: str) -> IntentResponse:
+    @api.get("/metrics", tags=["ops"], response_class=Response)
+    def metrics(self) -> Response:
+        """Prometheus text format: requests, latency, batch sizes, model versions."""
+        return Response(shared_metrics().render(), media_type=CONTENT_TYPE_LATEST)
+
+    # --- calling models -------------------------------------------------------------------
+    async def bounded(self, response: Any, model: str, timeout_s: float | None = None) -> Any:
+        """Await a handle call for at most the configured timeout; failures become 503s."""
+        timeout_s = timeout_s or self.config.handle_timeout_s
+        try:
+            return await asyncio.wait_for(_result(response), timeout_s)
+        except TimeoutError:
+            response.cancel()
+            raise ServingError(503, f"model {model} did not answer within {timeout_s:g}s") from None
+        except ServingError:
+            raise
+        except Exception as error:
+            cause = root_cause(error)
+            name = type(cause).__name__
+            if name == "ModelUnavailable":
+                raise ServingError(503, str(cause).splitlines()[-1]) from None
+            if name in ("MissingFeatures", "CannotExplain"):
+                raise ServingError(422, str(cause).splitlines()[-1]) from None
+            raise ServingError(503, f"model {model} failed ({name}); retry later") from None
+
+    def handle(self, model: str) -> DeploymentHandle:
+        if model not in self.models:
+            known = ", ".join(sorted(self.models))
+            raise ServingError(404, f"model {model} is not served; served: {known}")
+        return self.models[model]
+
+    async def predict(self, model: str, items: list[dict[str, Any]], rid: str) -> list[dict]:
+        """One item: through the batcher (merged with other requests); several: one call."""
+        handle = self.handle(model)
+        if len(items) > self.config.max_items:
+            raise ServingError(
+                422, f"{len(items)} items in one request; at most {self.config.max_items}"
+            )
+        now = time.time()
+        for i, item in enumerate(items):
+            item.update(id=rid if len(items) == 1 else f"{rid}:{i}", sent_at=now)
+        if len(items) == 1 and self.config.batching:
+            answers = [await self.bounded(handle.predict.remote(items[0]), model)]
+        else:
+            answers = await self.bounded(handle.predict_many.remote(items), model)
+        for answer in answers:
+            shared_metrics().observe_answer(model, answer)
+            answer["request_id"] = rid
+        return answers
+
+    def check_text(self, text: str) -> None:
         if len(text) > self.config.max_text_chars:
-            raise HTTPException(
+            raise ServingError(
                 413,
                 f"text has {len(text)} characters; at most {self.config.max_text_chars} accepted",
             )
-        return IntentResponse(**await self.intent.predict.remote(text))
 
+    async def texts(self, model: str, texts: list[str], rid: str) -> list[dict]:
+        for text in texts:
+            self.check_text(text)
+        return await self.predict(model, [{"text": t} for t in texts], rid)
+
+    def intent_model(self, chosen: str | None) -> str:
+        if chosen is None:
+            return "intent"
+        if chosen not in INTENT_MODELS:
+            raise ServingError(
+                422, f"unknown model {chosen!r}; use one of {', '.join(INTENT_MODELS)}"
+            )
+        return chosen
+
+    async def classify(self, text: str, rid: str, model: str = "intent") -> IntentResponse:
+        return IntentResponse(**(await self.texts(model, [text], rid))[0])
+
+    # --- text routes ----------------------------------------------------------------------
+    @api.post("/v1/intent", response_model=IntentResponse, responses=ERRORS, tags=["models"])
+    async def intent(self, body: TextRequest, request: Request) -> IntentResponse:
+        """Classify one message into an intent (`model`: intent, the default, or intent_en)."""
+        return await self.classify(body.text, request_id(request), self.intent_model(body.model))
+
+    @api.post("/v1/intent/batch", response_model=BatchResponse, responses=ERRORS, tags=["models"])
+    async def intent_batch(self, body: TextBatchRequest, request: Request) -> BatchResponse:
+        rid = request_id(request)
+        answers = await self.texts(self.intent_model(body.model), body.texts, rid)
+        return BatchResponse(request_id=rid, predictions=answers)
+
+    @api.post("/v1/intent_en", response_model=IntentResponse, responses=ERRORS, tags=["models"])
+    async def intent_en(self, body: TextRequest, request: Request) -> IntentResponse:
+        """English banking intents (BANKING77)."""
+        return await self.classify(body.text, request_id(request), "intent_en")
+
+    @api.post("/v1/sentiment", response_model=IntentResponse, responses=ERRORS, tags=["models"])
+    async def sentiment(self, body: TextRequest, request: Request) -> IntentResponse:
+        """negative / positive (or unknown when unsure) for one message."""
+        return await self.classify(body.text, request_id(request), "sentiment")
+
+    @api.post(
+        "/v1/sentiment/batch", response_model=BatchResponse, responses=ERRORS, tags=["models"]
+    )
+    async def sentiment_batch(self, body: TextBatchRequest, request: Request) -> BatchResponse:
+        rid = request_id(request)
+        return BatchResponse(
+            request_id=rid, predictions=await self.texts("sentiment", body.texts, rid)
+        )
+
+    @api.post("/v1/entities", response_model=EntitiesResponse, responses=ERRORS, tags=["models"])
+    async def entities(self, body: TextRequest, request: Request) -> EntitiesResponse:
+        """Named entities (people, places, organisations, numbers...) in one message."""
+        return EntitiesResponse(**(await self.texts("ner", [body.text], request_id(request)))[0])
+
+    @api.post("/v1/faq_match", response_model=PairPrediction, responses=ERRORS, tags=["models"])
+    async def faq_match(self, body: PairRequest, request: Request) -> PairPrediction:
+        """Do two questions ask the same thing (ATEC question matching)?"""
+        for text in (body.text_a, body.text_b):
+            self.check_text(text)
+        items = [{"text_a": body.text_a, "text_b": body.text_b}]
+        return PairPrediction(**(await self.predict("faq_match", items, request_id(request)))[0])
+
+    @api.post("/v1/analyze", response_model=AnalyzeResponse, responses=ERRORS, tags=["models"])
+    async def analyze(self, body: TextRequest, request: Request) -> AnalyzeResponse:
+        """intent + sentiment + entities of one message, the three models called in parallel.
+
+        A model that is not loaded is listed under `unavailable`; the others still answer.
+        """
+        rid = request_id(request)
+        self.check_text(body.text)
+        parts = {"intent": "intent", "sentiment": "sentiment", "entities": "ner"}
+        answers = await asyncio.gather(
+            *(self.texts(model, [body.text], rid) for model in parts.values()),
+            return_exceptions=True,
+        )
+        result: dict[str, Any] = {"request_id": rid, "unavailable": {}}
+        for (field, model), answer in zip(parts.items(), answers, strict=True):
+            if isinstance(answer, ServingError):
+                result["unavailable"][model] = answer.detail
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                result[field] = answer[0]
+        if len(result["unavailable"]) == len(parts):
+            raise ServingError(503, "; ".join(result["unavailable"].values()))
+        return AnalyzeResponse(**result)
+
+    # --- tabular routes -------------------------------------------------------------------
+    def feature_client(self, service: str) -> Any:
+        from features.store import OnlineFeatureClient
+
+        if service not in self.feature_clients:
+            self.feature_clients[service] = OnlineFeatureClient(
+                self.config.feature_repo, service, self.config.online_store
+            )
+        return self.feature_clients[service]
+
+    async def tabular(self, model: str, requests: list[TabularRequest], rid: str) -> list[dict]:
+        """Features from the request, else from the model's Feast service by customer_id."""
+        self.handle(model)
+        if len(requests) > self.config.max_items:
+            raise ServingError(
+                422, f"{len(requests)} items in one request; at most {self.config.max_items}"
+            )
+        spec: ModelSpec = self.config.models[model]
+        lookup = [r.customer_id for r in requests if not r.features]
+        online: dict[str, dict | None] = {}
+        if lookup:
+            if not spec.feature_service:
+                raise ServingError(422, f"{model} has no feature service: send `features`")
+            try:
+                client = await asyncio.to_thread(self.feature_client, spec.feature_service)
+                rows = await asyncio.to_thread(client.get_many, lookup)
+            except Exception as error:
+                raise ServingError(
+                    503, f"features of {model} unavailable ({spec.feature_service}): {error}"
+                ) from None
+            online = dict(zip(lookup, rows, strict=True))
+        items = []
+        for r in requests:
+            features = r.features or online.get(r.customer_id)
+            if features is None:
+                raise ServingError(404, f"Unknown customer: {r.customer_id} has no features online")
+            source = "request" if r.features else "feast"
+            items.append(
+                {
+                    "customer_id": r.customer_id,
+                    "features": features,
+                    "source": source,
+                    "explain": r.explain,
+                }
+            )
+        answers = await self.predict(model, items, rid)
+        for item, answer in zip(items, answers, strict=True):
+            answer.update(customer_id=item["customer_id"], features_from=item["source"])
+        return answers
+
+    @api.post("/v1/churn", response_model=TabularPrediction, responses=ERRORS, tags=["models"])
+    async def churn(self, body: TabularRequest, request: Request) -> TabularPrediction:
+        """Churn probability of a customer (Telco features from the online store by id);
+        `explain: N` adds the N features behind the score (for the profile page)."""
+        return TabularPrediction(**(await self.tabular("churn", [body], request_id(request)))[0])
+
+    @api.post("/v1/churn/batch", response_model=BatchResponse, responses=ERRORS, tags=["models"])
+    async def churn_batch(self, body: TabularBatchRequest, request: Request) -> BatchResponse:
+        rid = request_id(request)
+        return BatchResponse(
+            request_id=rid, predictions=await self.tabular("churn", body.items, rid)
+        )
+
+    @api.post("/v1/repurchase", response_model=TabularPrediction, responses=ERRORS, tags=["models"])
+    async def repurchase(self, body: TabularRequest, request: Request) -> TabularPrediction:
+        """Probability that a customer buys again within the horizon."""
+        return TabularPrediction(
+            **(await self.tabular("repurchase", [body], request_id(request)))[0]
+        )
+
+    @api.post(
+        "/v1/repurchase/batch", response_model=BatchResponse, responses=ERRORS, tags=["models"]
+    )
+    async def repurchase_batch(self, body: TabularBatchRequest, request: Request) -> BatchResponse:
+        rid = request_id(request)
+        answers = await self.tabular("repurchase", body.items, rid)
+        return BatchResponse(request_id=rid, predictions=answers)
+
+    # --- features and channels ------------------------------------------------------------
     @api.get(
         "/v1/customers/{customer_id}/features",
         response_model=CustomerFeatures,
@@ -161,28 +444,44 @@ class Gateway:
             customer_id=customer_id, stats=stats, pushed_to="conversation_stats"
         )
 
-    @api.post("/v1/channels/{channel}/messages", responses=ERRORS, tags=["channels"])
-    async def channel_message(
-        self, channel: str, payload: dict[str, Any] = Body(...)
-    ) -> dict[str, Any]:
-        """Accept a message in the channel's own format and answer in that format."""
-        try:
-            adapter = self.router.adapter(channel)
-        except UnsupportedChannel as error:
-            raise HTTPException(400, str(error)) from error
-        try:
-            message = adapter.parse(payload)
-        except ValidationError as error:
-            raise HTTPException(422, readable(error.errors())) from error
-        intent = await self.classify(message.text)
-        if message.customer_id:
-            event = ConversationEventRequest(
-                channel=message.channel, intent=intent.label, at=message.received_at
-            )
-            await asyncio.to_thread(self.record, message.customer_id, event)
-        return adapter.render(message, intent)
+
+def build_app(
+    config: ServingConfig, options: dict[str, dict[str, Any]] | None = None
+) -> serve.Application:
+    """One deployment per configured model (named after it) behind the gateway.
+
+    `options` are the per-deployment settings of serving/config.yaml (replicas, CPUs,
+    autoscaling, user_config), applied exactly as `serve run` applies them.
+    """
+    from serving.deployments import DEPLOYMENTS
+
+    options = options or {}
+    handles = {}
+    for name, spec in config.models.items():
+        deployment = DEPLOYMENTS[spec.kind].options(name=name, **options.get(name, {}))
+        handles[name] = deployment.bind(name, spec, config)
+    return Gateway.options(**options.get(GATEWAY, {})).bind(handles, config)
 
 
-def build_app(config: ServingConfig) -> serve.Application:
-    intent = IntentModel.options(num_replicas=config.intent_replicas).bind(config)
-    return Gateway.bind(intent, config)
+def config_from_args(args: dict[str, Any]) -> ServingConfig:
+    """`args` of serving/config.yaml: relative paths hang from `root` (default: the cwd)."""
+    args = dict(args)
+    root = Path(args.pop("root", ".")).resolve()
+    args.setdefault("project_root", root)
+    for key in ("feature_repo", "event_log", "prediction_log"):
+        if key in args:
+            args[key] = root / args[key]
+    uri = args.get("tracking_uri", "")
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        args["tracking_uri"] = f"sqlite:///{root / uri.removeprefix('sqlite:///')}"
+    return ServingConfig(**args)
+
+
+def app_builder(args: dict[str, Any]) -> serve.Application:
+    """Entry point of `serve run serving/config.yaml` (run from the project root).
+
+    Serve applies the file's `deployments` settings itself; `args` carries the rest.
+    """
+    if not args:
+        args = read_deploy_config()["applications"][0]["args"]
+    return build_app(config_from_args(args))

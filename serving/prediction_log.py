@@ -1,0 +1,165 @@
+"""The prediction log: one sqlite row per scored item, read by monitoring, retraining and A/B.
+
+Replicas append from several processes at once, so the database runs in WAL mode with a busy
+timeout, and each replica writes from a background thread: a slow disk never holds a request.
+Texts are masked before they are written (runs of 6+ digits: phone, ID, card, order numbers),
+because the log outlives the conversation and is read by people.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# 6+ digits, optionally split by single spaces or hyphens (138 0013 8000, 6222-0200-...).
+DIGIT_RUN = re.compile(r"\d(?:[ \-]?\d){5,}")
+COLUMNS = (
+    "at",
+    "request_id",
+    "model",
+    "registered_model",
+    "variant",
+    "served",
+    "model_version",
+    "input",
+    "features",
+    "output",
+    "latency_ms",
+    "batch_size",
+)
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS predictions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    {", ".join(f"{c} {'REAL' if c == 'latency_ms' else 'TEXT'}" for c in COLUMNS)}
+);
+CREATE INDEX IF NOT EXISTS predictions_model ON predictions (model, at);
+"""
+
+
+def mask_digits(text: str) -> str:
+    """Replace every digit of a 6+ digit run with `*`; shorter numbers (prices, dates) stay."""
+    return DIGIT_RUN.sub(lambda m: re.sub(r"\d", "*", m.group()), text)
+
+
+def masked(value: Any) -> Any:
+    """Mask every string inside an input (texts, string features)."""
+    if isinstance(value, str):
+        return mask_digits(value)
+    if isinstance(value, dict):
+        return {k: masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked(v) for v in value]
+    return value
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.executescript(SCHEMA)
+    return connection
+
+
+class PredictionLog:
+    """Append-only writer; `append` never blocks on the disk."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.pending: queue.Queue[list[tuple] | None] = queue.Queue()
+        self.writer = threading.Thread(target=self._write_forever, daemon=True, name="pred-log")
+        self.writer.start()
+
+    def append(self, rows: Iterable[dict[str, Any]]) -> None:
+        now = datetime.now(UTC).isoformat()
+        records = []
+        for row in rows:
+            row = {**row, "at": row.get("at", now), "served": int(bool(row.get("served", True)))}
+            for column in ("input", "features", "output"):
+                value = row.get(column)
+                value = masked(value) if column != "output" else value
+                row[column] = None if value is None else json.dumps(value, ensure_ascii=False)
+            records.append(tuple(row.get(c) for c in COLUMNS))
+        if records:
+            self.pending.put(records)
+
+    def flush(self, timeout_s: float = 10) -> None:
+        """Wait until everything appended so far is on disk (tests, shutdown)."""
+        done = threading.Event()
+        self.pending.put([("__flush__", done)])  # type: ignore[list-item]
+        done.wait(timeout_s)
+
+    def _write_forever(self) -> None:
+        connection = connect(self.path)
+        marks = ", ".join("?" * len(COLUMNS))
+        insert = f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({marks})"
+        while (records := self.pending.get()) is not None:
+            if records and records[0][0] == "__flush__":
+                records[0][1].set()
+                continue
+            try:
+                with connection:
+                    connection.executemany(insert, records)
+            except sqlite3.Error as error:  # a full or locked disk must not kill serving
+                print(f"prediction log: {len(records)} rows lost: {error}")
+
+
+def read_log(path: Path, model: str | None = None) -> pd.DataFrame:
+    """The log as a frame (outputs parsed), optionally one model's rows only."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no prediction log at {path}: nothing has been served yet")
+    with sqlite3.connect(path, timeout=30) as connection:
+        query = "SELECT * FROM predictions" + (" WHERE model = ?" if model else "")
+        frame = pd.read_sql_query(query, connection, params=(model,) if model else ())
+    for column in ("input", "features", "output"):
+        frame[column] = frame[column].map(lambda v: json.loads(v) if v else None)
+    return frame
+
+
+def _answer(output: dict[str, Any]) -> Any:
+    return output.get("label", output.get("entities"))
+
+
+def ab_report(path: Path, model: str) -> dict[str, Any]:
+    """Champion vs challenger from the log: volume, latency, answers, and, for items both scored
+    (shadow mode), how often they agree. No ground truth online: agreement and confidence say
+    where to look; the offline gate decides promotion."""
+    frame = read_log(path, model)
+    if frame.empty:
+        raise ValueError(f"the prediction log has no rows for model {model!r}")
+    variants = {}
+    for variant, rows in frame.groupby("variant"):
+        outputs = rows["output"].tolist()
+        confidence = [o.get("confidence", o.get("score")) for o in outputs]
+        confidence = pd.Series([c for c in confidence if c is not None], dtype=float)
+        labels = pd.Series([str(_answer(o)) for o in outputs])
+        variants[variant] = {
+            "items": len(rows),
+            "served": int(rows["served"].astype(int).sum()),
+            "versions": sorted(rows["model_version"].astype(str).unique()),
+            "latency_ms_p50": round(float(rows["latency_ms"].quantile(0.5)), 2),
+            "latency_ms_p99": round(float(rows["latency_ms"].quantile(0.99)), 2),
+            "mean_confidence": round(float(confidence.mean()), 4) if len(confidence) else None,
+            "top_labels": labels.value_counts().head(5).to_dict(),
+        }
+    report: dict[str, Any] = {"model": model, "variants": variants}
+    by_variant = {
+        v: rows.drop_duplicates("request_id").set_index("request_id")["output"]
+        for v, rows in frame.groupby("variant")
+    }
+    if {"champion", "challenger"} <= set(by_variant):
+        champion, challenger = by_variant["champion"], by_variant["challenger"]
+        common = champion.index.intersection(challenger.index)
+        if len(common):
+            same = [_answer(champion[i]) == _answer(challenger[i]) for i in common]
+            report["paired_items"] = len(common)
+            report["agreement"] = round(sum(same) / len(same), 4)
+    return report

@@ -1,0 +1,124 @@
+"""Serving pieces that need no Ray: the config file, masking, the log and the A/B report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pandas as pd
+import pytest
+from ray.serve.schema import ServeDeploySchema
+
+from pipelines.serve import deploy_config
+from pipelines.settings import load_settings
+from serving.app import config_from_args
+from serving.config import CONFIG_FILE, GATEWAY, ModelUserConfig, read_deploy_config
+from serving.deployments import EntityModel, TextModel
+from serving.prediction_log import PredictionLog, ab_report, mask_digits, read_log
+
+
+def test_config_file_is_a_valid_serve_config_with_one_deployment_per_model() -> None:
+    raw = read_deploy_config(CONFIG_FILE)
+    schema = ServeDeploySchema.model_validate(raw)  # what `serve run` checks
+    app = schema.applications[0]
+    assert app.import_path == "serving.app:app_builder"
+    names = {d.name for d in app.deployments}
+    assert names == {GATEWAY, *raw["applications"][0]["args"]["models"]}
+    assert raw["logging_config"]["enable_access_log"] is False
+    assert raw["http_options"]["host"] == "127.0.0.1"
+
+
+def test_scrm_serve_fills_in_this_projects_paths() -> None:
+    settings = load_settings()
+    raw = deploy_config(settings, None, "127.0.0.1", 9999)
+    assert raw["http_options"]["port"] == 9999
+    config = config_from_args(raw["applications"][0]["args"])
+    assert config.tracking_uri == settings.tracking_uri
+    assert config.prediction_log == settings.root / "data/predictions/predictions.db"
+    assert config.models["churn"].feature_service == "churn_model_v1"
+
+
+def test_a_bad_user_config_fails_at_start_up(tmp_path: Path) -> None:
+    raw = CONFIG_FILE.read_text(encoding="utf-8").replace("max_batch_size: 16", "max_batch_size: 0")
+    (tmp_path / "config.yaml").write_text(raw, encoding="utf-8")
+    with pytest.raises(ValueError, match="max_batch_size"):
+        read_deploy_config(tmp_path / "config.yaml")
+    with pytest.raises(ValueError, match="mode"):
+        ModelUserConfig(challenger={"mode": "canary"})
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("电话13800138000", "电话***********"),
+        ("卡号 6222-0200-1234-5678 谢谢", "卡号 ****-****-****-**** 谢谢"),
+        ("身份证11010519491231002X", "身份证*****************X"),
+        ("订单１２３４５６到了吗", "订单******到了吗"),  # full-width digits too
+        ("价格199元，3月12日，12345", "价格199元，3月12日，12345"),  # short numbers stay
+    ],
+)
+def test_digit_runs_of_six_or_more_are_masked(text: str, masked: str) -> None:
+    assert mask_digits(text) == masked
+
+
+def rows(variant: str, served: bool, labels: list[str]) -> list[dict]:
+    return [
+        {
+            "request_id": f"r{i}",
+            "model": "sentiment",
+            "registered_model": "sentiment",
+            "variant": variant,
+            "served": served,
+            "model_version": "2" if variant == "challenger" else "1",
+            "input": f"call me on 1380013800{i}",
+            "output": {"label": label, "confidence": 0.9 if served else 0.7},
+            "latency_ms": 10.0 + i,
+            "batch_size": "1",
+        }
+        for i, label in enumerate(labels)
+    ]
+
+
+def test_log_masks_inputs_and_the_report_compares_variants(tmp_path: Path) -> None:
+    db = tmp_path / "predictions.db"
+    log = PredictionLog(db)
+    log.append(rows("champion", True, ["negative", "positive", "positive", "negative"]))
+    log.append(rows("challenger", False, ["negative", "positive", "negative", "negative"]))
+    log.flush()
+    frame = read_log(db, "sentiment")
+    assert len(frame) == 8 and not frame["input"].str.contains("138").any()
+    report = ab_report(db, "sentiment")
+    assert report["paired_items"] == 4 and report["agreement"] == 0.75
+    champion, challenger = report["variants"]["champion"], report["variants"]["challenger"]
+    assert (champion["served"], challenger["served"]) == (4, 0)
+    assert challenger["versions"] == ["2"] and challenger["mean_confidence"] == 0.7
+    assert champion["top_labels"] == {"negative": 2, "positive": 2}
+    with pytest.raises(ValueError, match="no rows for model 'churn'"):
+        ab_report(db, "churn")
+
+
+def bare(deployment: Any, **attributes: Any) -> Any:
+    """The deployment's class without __init__ (no registry): to test one method."""
+    instance = object.__new__(deployment.func_or_class)
+    instance.__dict__.update(attributes)
+    return instance
+
+
+def test_entity_answers_parse_the_models_json_columns() -> None:
+    spans = '[{"start": 0, "end": 2, "text": "北京", "type": "address"}]'
+    model = SimpleNamespace(
+        predict=lambda frame: pd.DataFrame({"entities": [spans] * len(frame), "note": ["x"]})
+    )
+    answers = bare(EntityModel).score(model, [{"text": "北京"}])
+    assert answers == [
+        {"entities": [{"start": 0, "end": 2, "text": "北京", "type": "address"}], "note": "x"}
+    ]
+
+
+def test_split_sends_the_configured_share_to_the_challenger_stably() -> None:
+    settings = ModelUserConfig(challenger={"mode": "split", "share": 0.1})
+    model = bare(TextModel, name="intent", settings=settings)
+    chosen = [model.takes_challenger(f"req-{i}") for i in range(4000)]
+    assert 0.08 < sum(chosen) / len(chosen) < 0.12
+    assert chosen == [model.takes_challenger(f"req-{i}") for i in range(4000)]  # retries stay
