@@ -1,0 +1,109 @@
+"""Active senders: messages to a customer that are not the answer to their request.
+
+A human agent's reply, a queue notice or a reply the intake worker produced later cannot ride
+on the vendor's HTTP response; each channel has its own way to push:
+- WeCom: the app message API (`/cgi-bin/message/send` with an access token from
+  `/cgi-bin/gettoken`, cached until it expires; refreshed once when WeCom says it expired);
+- DingTalk: the conversation's `sessionWebhook` from the sender's latest (signed) callback;
+  only DingTalk hosts are accepted, so a forged URL cannot make the gateway call elsewhere;
+- web chat and MQTT push inside `ChannelService.push` and `MqttBridge.send`.
+`ChannelService` remembers each sender's reply route (AgentID, webhook) from their last message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import urlparse
+
+import httpx
+
+TOKEN_EXPIRED = {40014, 42001}  # invalid / expired access_token
+
+
+class DeliveryFailed(RuntimeError):
+    """The vendor refused or could not be reached; the message stays in the transcript/log."""
+
+
+class WeComAppSender:
+    def __init__(
+        self,
+        corp_id: str,
+        secret: str,
+        agent_id: str | None = None,
+        api_base: str = "https://qyapi.weixin.qq.com",
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self.corp_id, self.secret, self.agent_id = corp_id, secret, agent_id
+        self.client = httpx.AsyncClient(base_url=api_base, timeout=10.0, transport=transport)
+        self.token: tuple[str, float] | None = None
+        self.lock = asyncio.Lock()
+
+    async def access_token(self, refresh: bool = False) -> str:
+        async with self.lock:
+            if refresh or self.token is None or self.token[1] <= time.time():
+                answer = (
+                    await self.client.get(
+                        "/cgi-bin/gettoken",
+                        params={"corpid": self.corp_id, "corpsecret": self.secret},
+                    )
+                ).json()
+                if answer.get("errcode", 0) != 0:
+                    raise DeliveryFailed(f"WeCom gettoken: {answer.get('errmsg', answer)}")
+                # Renew five minutes early: a token that expires mid-request wastes a retry.
+                self.token = (answer["access_token"], time.time() + answer["expires_in"] - 300)
+            return self.token[0]
+
+    async def __call__(self, sender_id: str, text: str, role: str, context: dict) -> None:
+        agent_id = context.get("agent_id") or self.agent_id
+        if not agent_id:
+            raise DeliveryFailed("WeCom send needs the app's AgentID (none seen, none set)")
+        body = {
+            "touser": sender_id,
+            "msgtype": "text",
+            "agentid": int(agent_id),
+            "text": {"content": text},
+        }
+        for refresh in (False, True):
+            token = await self.access_token(refresh)
+            answer = (
+                await self.client.post(
+                    "/cgi-bin/message/send", params={"access_token": token}, json=body
+                )
+            ).json()
+            code = answer.get("errcode", 0)
+            if code == 0:
+                return
+            if code not in TOKEN_EXPIRED:
+                break
+        raise DeliveryFailed(f"WeCom message/send: {answer.get('errcode')} {answer.get('errmsg')}")
+
+
+class DingTalkWebhookSender:
+    def __init__(
+        self,
+        allowed_hosts: tuple[str, ...] = ("oapi.dingtalk.com", "api.dingtalk.com"),
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self.allowed_hosts = allowed_hosts
+        self.client = httpx.AsyncClient(timeout=10.0, transport=transport)
+
+    async def __call__(self, sender_id: str, text: str, role: str, context: dict) -> None:
+        url = context.get("session_webhook") or ""
+        if not url:
+            raise DeliveryFailed(f"no DingTalk sessionWebhook known for {sender_id}")
+        expires_ms = int(context.get("session_webhook_expires_ms") or 0)
+        if expires_ms and expires_ms / 1000 < time.time():
+            raise DeliveryFailed(f"DingTalk sessionWebhook of {sender_id} expired; wait for them")
+        parsed = urlparse(url)
+        if parsed.scheme != "https" or parsed.hostname not in self.allowed_hosts:
+            raise DeliveryFailed(f"DingTalk sessionWebhook host {parsed.hostname} not allowed")
+        out: dict = {"msgtype": "text", "text": {"content": text}}
+        staff = context.get("staff_id")
+        if context.get("conversation_type") == "2" and staff:
+            out["at"] = {"atUserIds": [staff], "isAtAll": False}
+        answer = (await self.client.post(url, json=out)).json()
+        if answer.get("errcode", 0) != 0:
+            raise DeliveryFailed(
+                f"DingTalk webhook: {answer.get('errcode')} {answer.get('errmsg')}"
+            )
