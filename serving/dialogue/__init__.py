@@ -1,0 +1,75 @@
+"""Dialogue: state machine, task flows, knowledge base, sessions and handoff to humans.
+
+No model logic lives here: models are reached through `Understanding` and `QuestionMatcher`.
+`build_dialogue` assembles a manager from params.yaml's `dialogue:` settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from serving.dialogue.config import DialogueConfig
+from serving.dialogue.flows import Action, FlowEngine, demo_actions, load_flows
+from serving.dialogue.handoff import HandoffDesk, HandoffPolicy, ValueOf
+from serving.dialogue.knowledge import KnowledgeBase, load_entries
+from serving.dialogue.manager import Deliver, DialogueManager, Outbound, RecordEvent, Reply, Turn
+from serving.dialogue.matching import LexicalMatcher
+from serving.dialogue.sessions import SessionStore, open_session_store
+from serving.dialogue.understanding import (
+    Analysis,
+    Entity,
+    QuestionMatcher,
+    Understanding,
+)
+
+__all__ = [
+    "Analysis",
+    "DialogueConfig",
+    "DialogueManager",
+    "Entity",
+    "Outbound",
+    "Reply",
+    "Turn",
+    "build_dialogue",
+]
+
+
+def build_dialogue(
+    config: DialogueConfig,
+    root: Path,
+    understanding: Understanding,
+    matcher: QuestionMatcher | None = None,
+    store: SessionStore | None = None,
+    actions: dict[str, Action] | None = None,
+    record_event: RecordEvent | None = None,
+    deliver: Deliver | None = None,
+    value_of: ValueOf | None = None,
+) -> DialogueManager:
+    """A manager wired from settings; anything not given gets the local default (lexical
+    matcher, the configured session store, demo flow actions, no events, no delivery)."""
+    entries = load_entries(root / config.knowledge.kb_dir)
+    matcher = matcher or LexicalMatcher(q for e in entries for q in e.questions)
+    sessions = config.session
+    return DialogueManager(
+        config=config,
+        understanding=understanding,
+        knowledge=KnowledgeBase(entries, matcher, config.knowledge.intent_weight),
+        flows=FlowEngine(
+            load_flows(root / config.flows_dir),
+            actions or demo_actions(),
+            config.yes_words,
+            config.cancel_words,
+            config.flow_max_invalid,
+        ),
+        store=store
+        or open_session_store(
+            sessions.store, root, sessions.sqlite_path, sessions.ttl_s, sessions.key_prefix
+        ),
+        desk=HandoffDesk(
+            config.handoff.default_skill,
+            root / config.handoff.desk_path if config.handoff.desk_path else None,
+        ),
+        policy=HandoffPolicy(config.handoff, value_of),
+        record_event=record_event,
+        deliver=deliver,
+    )
