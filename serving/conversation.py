@@ -1,0 +1,133 @@
+"""The conversation layer inside the gateway: channels -> durable intake -> dialogue -> channels.
+
+Built once per gateway replica from params.yaml's `channels:` and `dialogue:` sections (read
+here as plain YAML: serving does not import the pipelines package). The dialogue reaches the
+models through the gateway's own deployment handles (`HandleUnderstanding`), never over HTTP,
+and every turn's aggregates go to the Feast push source through the gateway's stream.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fastapi import FastAPI, HTTPException
+
+from serving.adapters.api import wire
+from serving.adapters.config import ChannelSettings
+from serving.adapters.service import ChannelService, build_channel_service
+from serving.dialogue import DialogueConfig, DialogueManager, build_dialogue
+from serving.dialogue.channels import message_handler
+from serving.dialogue.events import stream_recorder
+from serving.dialogue.handoff import feature_value
+from serving.dialogue.understanding import Analysis, Entity
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+# This process's running conversation. The routes look it up per request: a Serve ingress runs
+# a pickled copy of the app and of the gateway class, so only module state is shared with them.
+CURRENT: dict[str, Any] = {}
+# The online feature that makes a customer high-value for the handoff policy.
+VALUE_FEATURE = "monetary_90d"
+
+
+def read_sections(root: Path) -> tuple[ChannelSettings, DialogueConfig]:
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
+    return (
+        ChannelSettings(**(params.get("channels") or {})),
+        DialogueConfig(**(params.get("dialogue") or {})),
+    )
+
+
+class HandleUnderstanding:
+    """`Understanding` over the model deployments, called from the dialogue's worker thread.
+
+    Chinese text goes to `intent` (SMP2017) and `sentiment` (ChnSentiCorp); other text to
+    `intent_en` (BANKING77, whose intents the FAQ covers). A model that is missing or fails
+    counts as "not understood": the dialogue asks again or hands off, it never guesses.
+    """
+
+    def __init__(self, handles: dict[str, Any], timeout_s: float):
+        self.handles = handles
+        self.timeout_s = timeout_s
+
+    def ask(self, model: str, text: str) -> dict[str, Any] | None:
+        handle = self.handles.get(model)
+        if handle is None:
+            return None
+        item = {"text": text, "id": f"dialogue:{uuid.uuid4().hex[:12]}", "sent_at": time.time()}
+        try:
+            return handle.predict.remote(item).result(timeout_s=self.timeout_s)
+        except Exception:  # unavailable, failed, timed out: the dialogue treats it as unknown
+            return None
+
+    def analyze(self, text: str) -> Analysis:
+        chinese = bool(CJK.search(text))
+        intent = self.ask("intent" if chinese else "intent_en", text) or {}
+        sentiment = (self.ask("sentiment", text) if chinese else None) or {}
+        entities = (self.ask("ner", text) or {}).get("entities") or []
+        return Analysis(
+            intent=str(intent.get("label", "unknown")),
+            intent_confidence=float(intent.get("confidence", 0.0)),
+            in_scope=bool(intent.get("in_scope", False)),
+            sentiment=sentiment.get("label"),
+            sentiment_confidence=float(sentiment.get("confidence", 0.0)),
+            entities=tuple(
+                Entity(type=str(e.get("type") or e.get("label")), text=str(e.get("text", "")))
+                for e in entities
+            ),
+        )
+
+
+@dataclass
+class Conversation:
+    channels: ChannelService
+    dialogue: DialogueManager
+
+    @property
+    def handler(self):
+        """The channels' message handler: the dialogue, in a worker thread."""
+        return message_handler(self.dialogue)
+
+
+def channel_deliver(channels: ChannelService) -> Any:
+    """The dialogue's `deliver(Outbound)`: agent replies and desk notices reach the customer
+    on the channel they last wrote from (`push_soon` works from any thread)."""
+
+    def deliver(outbound: Any) -> None:
+        channels.push_soon(outbound.channel, outbound.sender_id, outbound.text, outbound.role)
+
+    return deliver
+
+
+def build_conversation(
+    root: Path, handles: dict[str, Any], stream: Any, features: Any, timeout_s: float
+) -> Conversation:
+    """Channels and dialogue wired together: agent replies reach the customer's channel."""
+    channel_settings, dialogue_config = read_sections(root)
+    channels = build_channel_service(channel_settings, root)
+    dialogue = build_dialogue(
+        dialogue_config,
+        root,
+        HandleUnderstanding(handles, timeout_s),
+        record_event=stream_recorder(stream),
+        deliver=channel_deliver(channels),
+        value_of=feature_value(features, VALUE_FEATURE),
+    )
+    return Conversation(channels, dialogue)
+
+
+def activate(conversation: Conversation, app: FastAPI) -> None:
+    """Make `conversation` the one the channel and agent-desk routes of this process use."""
+    wire(app, conversation.channels, conversation.handler)
+    CURRENT["dialogue"] = conversation.dialogue
+
+
+def current_dialogue() -> DialogueManager:
+    if "dialogue" not in CURRENT:
+        raise HTTPException(503, "the dialogue is not running in this gateway")
+    return CURRENT["dialogue"]

@@ -1,0 +1,82 @@
+"""A scripted conversation through the running gateway: web chat -> durable intake -> dialogue
+(models through the Serve deployments) -> knowledge-base answer, task flow, handoff to a human
+agent and back, with the agent's reply delivered to the customer's chat session."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+
+
+def say(client: httpx.Client, session: str, text: str, customer: str | None = None) -> dict:
+    body = {"session_id": session, "text": text, "message_id": uuid.uuid4().hex}
+    if customer:
+        body["customer_id"] = customer
+    answer = client.post("/v1/channels/web_chat/messages", json=body)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def new_session() -> str:
+    return f"conv-{uuid.uuid4().hex[:10]}"
+
+
+def test_a_faq_question_is_answered_from_the_knowledge_base(client: httpx.Client) -> None:
+    reply = say(client, new_session(), "明天上海会下雨吗")
+    assert reply["dialogue"]["kind"] == "answer" and reply["reply"]
+    assert reply["intent"]["label"] == "weather" and not reply["handoff"]
+
+
+def test_a_task_flow_fills_its_slot_confirms_and_completes(client: httpx.Client) -> None:
+    session = new_session()
+    asked = say(client, session, "I lost my card")
+    assert asked["dialogue"]["kind"] == "task" and "card" in asked["reply"].lower()
+    confirm = say(client, session, "6222 0202 0011 2233")
+    assert "2233" in confirm["reply"] and confirm["dialogue"]["flow"] == "report_lost_card"
+    done = say(client, session, "yes")
+    assert done["dialogue"]["flow_status"] == "done" and "reference" in done["reply"]
+
+
+def test_handoff_to_an_agent_and_back(client: httpx.Client) -> None:
+    agent = f"agent-{uuid.uuid4().hex[:6]}"
+    registered = client.put(
+        f"/v1/agent/agents/{agent}", json={"skills": ["general", "cards", "accounts"]}
+    )
+    assert registered.status_code == 200, registered.text
+    session = new_session()
+    queued = say(client, session, "转人工")
+    assert queued["handoff"] and queued["dialogue"]["queue_position"] >= 1
+    ticket = queued["dialogue"]["ticket_id"]
+    accepted = client.post(f"/v1/agent/tickets/{ticket}/accept", json={"agent_id": agent})
+    assert accepted.status_code == 200 and accepted.json()["state"] == "open"
+
+    silent = say(client, session, "我的卡被冻结了")
+    assert silent["reply"] == ""  # an agent owns the conversation: the bot says nothing
+    text = "您好，我是客服小王，马上为您处理。"
+    sent = client.post(f"/v1/agent/tickets/{ticket}/reply", json={"agent_id": agent, "text": text})
+    assert sent.status_code == 200, sent.text
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        history = client.get(f"/v1/channels/web_chat/sessions/{session}").json()["history"]
+        if any(item.get("text") == text for item in history):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the agent's reply never reached the chat session: {history}")
+
+    closed = client.post(f"/v1/agent/tickets/{ticket}/close", json={"agent_id": agent})
+    assert closed.status_code == 200 and closed.json()["state"] == "resolved"
+    back = say(client, session, "明天上海会下雨吗")
+    assert back["dialogue"]["kind"] == "answer" and not back["handoff"]  # the bot is back
+
+
+def test_a_vendor_retry_is_answered_once(client: httpx.Client) -> None:
+    message_id = f"retry-{uuid.uuid4().hex[:8]}"
+    body = {"session_id": new_session(), "text": "明天上海会下雨吗", "message_id": message_id}
+    first = client.post("/v1/channels/web_chat/messages", json=body).json()
+    again = client.post("/v1/channels/web_chat/messages", json=body).json()
+    assert again["reply"] == first["reply"]
+    history = client.get(f"/v1/channels/web_chat/sessions/{body['session_id']}").json()["history"]
+    assert sum(item.get("text") == body["text"] for item in history) == 1
