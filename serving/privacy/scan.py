@@ -1,0 +1,56 @@
+"""Find raw personal numbers in files: the check behind "no raw phone/ID/card in any log".
+
+Masked forms (`138****5678`, `[PHONE]`) no longer match the detectors, so every hit is a value
+that escaped masking. Meant for a session-end test over the suite's log folders and for audits
+of log directories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from serving.privacy.masking import detect, mask_value
+
+KINDS = ("mobile", "id", "card")
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str
+    line: int
+    kind: str
+    masked: str  # the value as the log should have shown it (the report never repeats it raw)
+
+
+def scan_text(text: str, source: str = "<text>", kinds: Iterable[str] = KINDS) -> list[Finding]:
+    wanted = set(kinds)
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for span in detect(line):
+            if span.kind in wanted:
+                raw = line[span.start : span.end]
+                found.append(
+                    Finding(source, number, span.kind, mask_value(raw, span.kind, "standard"))
+                )
+    return found
+
+
+def scan_files(
+    paths: Iterable[Path],
+    patterns: tuple[str, ...] = ("*.log", "*.txt", "*.jsonl", "*.out", "*.err"),
+    kinds: Iterable[str] = KINDS,
+    max_bytes: int = 20_000_000,
+) -> list[Finding]:
+    """Scan files, and files matching `patterns` under folders; unreadable bytes are skipped."""
+    findings: list[Finding] = []
+    for path in paths:
+        path = Path(path)
+        files = [path] if path.is_file() else [f for p in patterns for f in path.rglob(p)]
+        for file in files:
+            if not file.is_file() or file.stat().st_size > max_bytes:
+                continue
+            text = file.read_text(encoding="utf-8", errors="ignore")
+            findings += scan_text(text, str(file), kinds)
+    return findings

@@ -1,0 +1,111 @@
+"""`scrm keys rotate` and `scrm customers erase` on a throwaway project root."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from features.conversations import ConversationEvent, EventLog
+from pipelines.cli import app
+from serving.privacy.audit import AuditLog
+from serving.privacy.crypto import Keyring, Vault
+from serving.privacy.profiles import TABLE, ProfileStore
+from tests.conftest import REPO
+
+PHONE = "13812345678"
+
+
+class Ran:
+    def __init__(self, result):
+        self.returncode, self.stdout, self.stderr = result.exit_code, result.stdout, result.stderr
+
+
+def scrm(root: Path, *args: str, **env: str) -> Ran:
+    """In-process (the CLI's imports take seconds per subprocess on a loaded machine)."""
+    return Ran(CliRunner().invoke(app, list(args), env={"SCRM_ROOT": str(root), **env}))
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("project")
+    shutil.copy(REPO / "params.yaml", folder / "params.yaml")
+    (folder / "serving" / "privacy").mkdir(parents=True)
+    shutil.copy(REPO / "serving/privacy/policies.yaml", folder / "serving/privacy/policies.yaml")
+    return folder
+
+
+def stores(root: Path) -> ProfileStore:
+    keyring = Keyring.load(root / "data/privacy/keyring.json", None)
+    vault = Vault(keyring, root / "data/privacy/data_keys.db")
+    return ProfileStore(vault, root / "data/privacy/personal.db")
+
+
+def test_rotate_then_erase(root) -> None:
+    first = scrm(root, "keys", "rotate")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["active"] == "k1"  # first run creates the keyring
+    profiles = stores(root)
+    for tenant, customer in (("acme", "c1"), ("acme", "c2"), ("globex", "c1")):
+        profiles.put(tenant, customer, {"phone": PHONE, "name": "张三"})
+    log = EventLog(root / "data/events/conversations.db")
+    for customer in ("c1", "c1", "c2"):
+        log.append(ConversationEvent(customer, datetime.now(UTC), "wecom", "loan", "negative"))
+
+    rotated = scrm(root, "keys", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    result = json.loads(rotated.stdout)
+    assert result["active"] == "k2"
+    assert result[f"{TABLE}.value"] == {"reencrypted": 6, "unreadable_erased": 0}
+    assert result["values_by_key"] == {"k2": 9}  # 6 values + 3 data keys
+    assert stores(root).get("acme", "c1") == {"phone": PHONE, "name": "张三"}
+
+    refused = scrm(root, "customers", "erase", "c1")
+    assert refused.returncode == 1
+    assert (
+        refused.stderr.strip()
+        == "error: erasing customer c1 cannot be undone; add --yes to confirm"
+    )
+
+    erased = scrm(root, "customers", "erase", "c1", "--tenant", "acme", "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert json.loads(erased.stdout) == {
+        "customer_id": "c1",
+        "tenants": ["acme"],
+        "profile_fields_deleted": 2,
+        "data_keys_shredded": 1,
+        "conversation_events_deleted": 2,
+    }
+    after = stores(root)
+    assert after.get("acme", "c1") is None
+    assert after.get("globex", "c1") == {"phone": PHONE, "name": "张三"}
+    assert list(log.all().customer_id) == ["c2"]
+    audit = AuditLog(root / "data/privacy/audit.db")
+    (entry,) = audit.query("acme", action="customer.erase")
+    assert entry["resource_id"] == "c1" and entry["actor"].startswith("cli:")
+    assert audit.verify().ok
+    for file in (root / "data/privacy").iterdir():
+        assert PHONE.encode() not in file.read_bytes(), file
+
+
+def test_bad_keyring_is_one_line(root) -> None:
+    result = scrm(root, "keys", "rotate", SCRM_PRIVACY_KEYS="{oops")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: environment variable SCRM_PRIVACY_KEYS: not a keyring")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_erasure_without_any_keyring_still_deletes_events(tmp_path) -> None:
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    log = EventLog(tmp_path / "data/events/conversations.db")
+    log.append(ConversationEvent("c7", datetime.now(UTC), "web_chat"))
+    result = scrm(tmp_path, "customers", "erase", "c7", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["conversation_events_deleted"] == 1
+    with sqlite3.connect(tmp_path / "data/events/conversations.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
