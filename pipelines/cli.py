@@ -38,6 +38,8 @@ features_app = typer.Typer(help="Feast: build feature sources, apply, materializ
 app.add_typer(features_app, name="features")
 data_app = typer.Typer(help="List data sets; register your own behind the same validation gate.")
 app.add_typer(data_app, name="data")
+predict_app = typer.Typer(help="Champion tabular models: batch scores into Feast, explanations.")
+app.add_typer(predict_app, name="predict")
 console = Console(stderr=True, soft_wrap=True)  # errors stay one line, never wrapped
 
 Task = Annotated[
@@ -338,17 +340,43 @@ def tune(
     emit(result, results_fp)
 
 
-def run_step(step: str, task: str, dataset: str | None, results_fp: Path | None) -> dict:
-    """Text tasks (params `text.tasks`) and tabular tasks (`tabular.tasks`) share the commands."""
+# Text tasks with their own pipeline module: task -> pipelines.<module> (<step>_<module>).
+NEURAL_TASKS = {"ner": "ner", "faq_match": "matching"}
+
+
+def run_step(
+    step: str,
+    task: str,
+    dataset: str | None,
+    results_fp: Path | None,
+    table: dict[str, Any] | None = None,
+) -> dict:
+    """Text tasks (params `text.tasks`) and tabular tasks (`tabular.tasks`, or `tabular
+    --dataset NAME` for any registered table) share the commands."""
     config = settings()
-    known = [*config.text.tasks, *config.tabular.tasks]
+    known = [*config.text.tasks, *NEURAL_TASKS, *config.tabular.tasks, "tabular"]
     if task not in known:
         fail(f"Unknown task: {task}; available: {', '.join(known)}")
-    if task in config.tabular.tasks:
+    if task in NEURAL_TASKS:
         if dataset:
-            fail(f"--dataset applies to text tasks; {task} trains on its Feast training set")
+            fail(f"--dataset applies to text classification tasks; {task} has its own data set")
+        import importlib
+
+        module = NEURAL_TASKS[task]
+        step_function = getattr(importlib.import_module(f"pipelines.{module}"), f"{step}_{module}")
+        with console.status(f"{step.capitalize()}: {task}"):
+            result = step_function(config)
+    elif task in config.tabular.tasks or task == "tabular":
         from pipelines import tabular
 
+        if task == "tabular":
+            if not dataset:
+                fail("tabular needs --dataset NAME (a table added with `scrm data add`)")
+            task = tabular.table_task_name(dataset)
+            if step == "train":
+                tabular.define_table_task(config, dataset, **(table or {}))
+        elif dataset:
+            fail(f"--dataset applies to text tasks and `tabular`; {task} has its training set")
         step_function = getattr(tabular, f"{step}_tabular")
         with console.status(f"{step.capitalize()}: {task}"):
             result = step_function(config, task)
@@ -366,10 +394,26 @@ def run_step(step: str, task: str, dataset: str | None, results_fp: Path | None)
 @app.command()
 @friendly_errors
 def train(
-    task: Task = "intent", dataset: DatasetOption = None, results_fp: ResultsFp = None
+    task: Task = "intent",
+    dataset: DatasetOption = None,
+    results_fp: ResultsFp = None,
+    label: Annotated[
+        str, typer.Option(help="tabular: the label column (as added, or `label`).")
+    ] = "label",
+    metric: Annotated[
+        str, typer.Option(help="tabular: roc_auc, f1 or rmse (AutoGluon's and the gate's).")
+    ] = "roc_auc",
+    time_limit: Annotated[
+        int | None, typer.Option(min=1, help="tabular: AutoGluon seconds (default 120).")
+    ] = None,
 ) -> None:
-    """Train TASK's model and challengers on train, choose/calibrate on dev, log to MLflow."""
-    run_step("train", task, dataset, results_fp)
+    """Train TASK's model and challengers on train, choose/calibrate on dev, log to MLflow.
+
+    `scrm train tabular --dataset NAME --label COL` runs AutoML on any table registered with
+    `scrm data add --kind tabular`; evaluate and promote then take `tabular --dataset NAME`.
+    """
+    table = {"label": label, "metric": metric, "time_limit": time_limit}
+    run_step("train", task, dataset, results_fp, table)
 
 
 @app.command()
@@ -394,19 +438,67 @@ def promote(
     )
 
 
-@app.command()
+@predict_app.command("batch")
+@friendly_errors
+def predict_batch(
+    model: Annotated[str, typer.Option(help="A tabular task with batch settings: churn, ...")],
+    output: Annotated[Path, typer.Option(help="Parquet file for the scores.")],
+    actors: Annotated[int, typer.Option(min=1, help="Ray Data scoring actors.")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows per model call.")] = 1024,
+    results_fp: ResultsFp = None,
+) -> None:
+    """Score every customer with the `champion` (Ray Data), features as of now from Feast;
+    write FILE and the `customer_scores` feature view (offline and online)."""
+    from pipelines.predict import batch_predict
+
+    with console.status(f"Scoring every customer with {model}@champion"):
+        result = batch_predict(settings(), model, output, batch_size=batch_size, actors=actors)
+    emit(result, results_fp)
+
+
+@predict_app.command("explain")
+@friendly_errors
+def predict_explain(
+    model: Annotated[str, typer.Option(help="A tabular task with batch settings: churn, ...")],
+    customer_id: Annotated[str, typer.Option("--customer", help="The customer id.")],
+    top: Annotated[int, typer.Option(min=1, max=50, help="How many reasons.")] = 5,
+) -> None:
+    """One customer's champion score from online features, and the features behind it."""
+    from pipelines.predict import explain_customer
+
+    emit(explain_customer(settings(), model, customer_id, top), None)
+
+
+serve_app = typer.Typer(
+    help="Serve every champion model and the channel adapters with Ray Serve.",
+    invoke_without_command=True,
+)
+app.add_typer(serve_app, name="serve")
+ab_app = typer.Typer(help="Online champion/challenger comparisons from the prediction log.")
+app.add_typer(ab_app, name="ab")
+
+
+@serve_app.callback()
 @friendly_errors
 def serve(
+    ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Bind address (params: serving.host).")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (params: serving.port).")] = None,
     address: Annotated[
-        str | None, typer.Option(help="Existing Ray cluster, e.g. ray://host:10001.")
+        str | None,
+        typer.Option(help="Existing Ray cluster: GCS address host:port, or ray://host:10001."),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="Ray Serve config (params: serving.config)."),
     ] = None,
     detach: Annotated[bool, typer.Option(help="Run in the background; return when ready.")] = False,
     stop: Annotated[bool, typer.Option(help="Stop the background server.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for --detach.")] = 300,
 ) -> None:
     """Serve the champion models and channel adapters with Ray Serve (OpenAPI at /docs)."""
+    if ctx.invoked_subcommand:
+        return
     from pipelines.serve import serve_forever, start_detached, stop_detached
 
     config = settings()
@@ -418,14 +510,42 @@ def serve(
         return
     if detach:
         with console.status(f"Starting Ray Serve on {host}:{port}"):
-            url = start_detached(config, host, port, timeout)
+            url = start_detached(config, host, port, timeout, address, config_file)
         console.print(f"[green]✓[/] serving at {url} (docs: {url}/docs); stop: scrm serve --stop")
         return
 
     def ready(url: str) -> None:
         console.print(f"[green]✓[/] serving at {url} (docs: {url}/docs); Ctrl-C stops")
 
-    serve_forever(config, host, port, address, ready)
+    serve_forever(config, host, port, address, ready, config_file)
+
+
+@serve_app.command("reload")
+@friendly_errors
+def serve_reload(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the redeploy.")] = 120,
+) -> None:
+    """Re-read the serving config and make every replica re-check its registry aliases now.
+
+    A moved `champion` is loaded next to the old version and swapped in: no request fails.
+    """
+    from pipelines.serve import request_reload
+
+    request_reload(settings(), timeout)
+    console.print("[green]✓[/] reload applied; /readyz shows the versions now loaded")
+
+
+@ab_app.command("report")
+@friendly_errors
+def ab_report(
+    model: Annotated[str, typer.Argument(help="A served model (serving config), e.g. churn.")],
+    results_fp: ResultsFp = None,
+) -> None:
+    """Champion vs challenger from the prediction log: volume, latency, answers, agreement."""
+    from serving.prediction_log import ab_report as report
+
+    config = settings()
+    emit(report(config.path(config.serving.prediction_log), model), results_fp)
 
 
 @app.command()
@@ -457,6 +577,174 @@ def info() -> None:
                 f"({spec.dataset}, `scrm evaluate {task}`)",
             )
     Console().print(table)
+
+
+# --- channels: durable intake worker (serving/adapters) -----------------------------------------
+intake_app = typer.Typer(help="Channel intake log: run the worker, show counts and dead letters.")
+app.add_typer(intake_app, name="intake")
+
+
+def channel_intake(config: Any) -> Any:
+    from serving.adapters.service import intake_from_settings
+
+    return intake_from_settings(config.channels, config.root)
+
+
+@intake_app.command("worker")
+@friendly_errors
+def intake_worker(
+    handler: Annotated[
+        str | None, typer.Option(help="module:factory(gateway_url) (params: channels.intake).")
+    ] = None,
+    gateway: Annotated[
+        str | None, typer.Option(help="Gateway URL the handler calls (default: serving host:port).")
+    ] = None,
+    until_idle: Annotated[bool, typer.Option(help="Stop when nothing is left to claim.")] = False,
+) -> None:
+    """Drain the intake log: at least once, retries with backoff, dead letters after max."""
+    import asyncio
+    import contextlib
+
+    from serving.adapters.handlers import load_handler
+    from serving.adapters.worker import IntakeWorker
+
+    config = settings()
+    url = gateway or f"http://{config.serving.host}:{config.serving.port}"
+    message_handler = load_handler(handler or config.channels.intake.handler, url)
+    intake = channel_intake(config)
+    worker = IntakeWorker(intake, message_handler, batch=config.channels.intake.batch)
+    backend = config.channels.intake.backend
+    console.print(f"intake worker {worker.consumer} on {backend}; Ctrl-C stops")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(worker.run(until_idle=until_idle))
+    console.print(f"processed {worker.processed}, failed attempts {worker.failed}")
+
+
+@intake_app.command("status")
+@friendly_errors
+def intake_status() -> None:
+    """Messages per state, and the latest dead letters."""
+    intake = channel_intake(settings())
+    print(
+        json.dumps(
+            {"counts": intake.counts(), "dead_letters": intake.dead_letters(20)},
+            ensure_ascii=False,
+            indent=2,
+        )
+    )
+
+
+eval_app = typer.Typer(help="Scenario reports: the dialogue on BANKING77, FAQ retrieval on ATEC.")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("dialogue")
+@friendly_errors
+def eval_dialogue_command(
+    model: Annotated[str, typer.Option(help="Intent model URI.")] = "models:/intent_en@champion",
+    quick: Annotated[
+        bool, typer.Option(help="Fit the TF-IDF baseline in-process instead of the registry's.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(help="Seeded sample of test utterances.")] = None,
+    results_fp: ResultsFp = None,
+) -> None:
+    """BANKING77 test utterances through the dialogue manager: answered right, wrong, handed off,
+    latency (JSON on stdout, a copy in data/models/dialogue/evaluation.json)."""
+    from pipelines.dialogue_eval import eval_dialogue
+
+    config = settings()
+    result = eval_dialogue(config, model, quick=quick, limit=limit)
+    emit(result, results_fp or config.model_dir("dialogue") / "evaluation.json")
+    console.print(
+        f"[green]✓[/] {result['utterances']} utterances: {result['answered_correctly']:.1%} "
+        f"answered correctly, {result['answered_wrongly']:.1%} wrongly, "
+        f"{result['handed_off']:.1%} handed off; latency p50 {result['latency_ms']['p50']:.1f} ms, "
+        f"p95 {result['latency_ms']['p95']:.1f} ms ({result['intent_model']})",
+        highlight=False,
+    )
+
+
+@eval_app.command("retrieval")
+@friendly_errors
+def eval_retrieval_command(results_fp: ResultsFp = None) -> None:
+    """FAQ retrieval quality on the held-out ATEC test pairs with the lexical matcher."""
+    from pipelines.dialogue_eval import eval_retrieval
+
+    config = settings()
+    result = eval_retrieval(config)
+    emit(result, results_fp or config.model_dir("dialogue") / "retrieval.json")
+    pool, labelled = result["open_pool"], result["labelled_candidates"]
+    console.print(
+        f"[green]✓[/] ATEC test: top answer precision {pool['precision_at_1']:.1%} among "
+        f"{pool['faq_questions']} questions, {labelled['precision_at_1'] or 0:.1%} among labelled "
+        f"candidates; {pool['answered_share']:.1%} answered at the threshold, precision "
+        f"{pool['precision_when_answered'] or 0:.1%} "
+        f"({pool['precision_when_answered_labelled'] or 0:.1%} of the "
+        f"{pool['answered_with_labelled_pair']} with a labelled pair)",
+        highlight=False,
+    )
+
+
+keys_app = typer.Typer(help="Encryption keys of personal data at rest (docs/privacy.md).")
+app.add_typer(keys_app, name="keys")
+customers_app = typer.Typer(help="Customers' personal data: erasure (right to be forgotten).")
+app.add_typer(customers_app, name="customers")
+
+
+@keys_app.command("rotate")
+@friendly_errors
+def keys_rotate(
+    new_key: Annotated[
+        bool, typer.Option("--new-key/--no-new-key", help="Add a fresh key and make it active.")
+    ] = True,
+    retire: Annotated[
+        bool, typer.Option(help="Drop keys no value uses any more (after servers reloaded).")
+    ] = False,
+    results_fp: ResultsFp = None,
+) -> None:
+    """Re-encrypt every personal value and data key under the active key, without downtime.
+
+    The first run creates the keyring (params privacy.keyring_file, owner-only); with the
+    keyring in $SCRM_PRIVACY_KEYS, values move to that keyring's active key instead.
+    """
+    from serving.privacy.admin import rotate_keys
+
+    config = settings()
+    with console.status("Rotating encryption keys"):
+        result = rotate_keys(config.privacy, config.root, new_key=new_key, retire=retire)
+    emit(result, results_fp)
+    console.print(f"[green]✓[/] active key {result['active']}; values by key "
+                  f"{result['values_by_key']}", highlight=False)  # fmt: skip
+
+
+@customers_app.command("erase")
+@friendly_errors
+def customers_erase(
+    customer_id: Annotated[str, typer.Argument(help="Customer id, e.g. 17850.")],
+    tenant: Annotated[
+        str | None, typer.Option(help="Only in this tenant (default: every tenant).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: erasure cannot be undone.")] = False,
+    results_fp: ResultsFp = None,
+) -> None:
+    """Delete a customer's personal data and shred their data keys; the act is audited."""
+    from serving.privacy.admin import erase
+
+    if not yes:
+        fail(f"erasing customer {customer_id} cannot be undone; add --yes to confirm")
+    if not customer_id.strip() or len(customer_id) > 64:
+        fail("customer id must be 1-64 characters")
+    config = settings()
+    result = erase(
+        config.privacy, config.root, config.path(config.features.event_log), customer_id, tenant
+    )
+    emit(result, results_fp)
+    console.print(
+        f"[green]✓[/] erased {customer_id}: {result['profile_fields_deleted']} profile fields, "
+        f"{result['data_keys_shredded']} data keys shredded, "
+        f"{result['conversation_events_deleted']} conversation events",
+        highlight=False,
+    )
 
 
 if __name__ == "__main__":

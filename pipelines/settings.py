@@ -15,6 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from serving.adapters.config import ChannelSettings
+from serving.dialogue.config import DialogueConfig
+from serving.privacy.config import PrivacyConfig
 from training.tfidf import ClassifierParams, TfidfParams
 
 PARAMS_FILE = "params.yaml"
@@ -92,6 +95,8 @@ class FeatureSettings(Strict):
     event_log: str
     # "sqlite" (the repo's feature_store.yaml) or redis://host:port[/db]
     online_store: str = "sqlite"
+    # training.tabular.repurchase.RepurchaseParams (cutoffs and horizon of the labels).
+    repurchase_labels: dict[str, Any] = Field(default_factory=dict)
 
 
 class TextTask(Strict):
@@ -104,6 +109,8 @@ class TextTask(Strict):
     target_precision: float = Field(0.95, gt=0, le=1)
     # Behavioural gate: text -> the label the model must give.
     known_examples: dict[str, str] = Field(default_factory=dict)
+    # BERT-BiLSTM input length in tokens (reviews need more than chat turns).
+    max_len: int = Field(64, gt=2)
 
 
 class BaselineSettings(Strict):
@@ -117,12 +124,84 @@ class TuneSettings(Strict):
     timeout_s: int = Field(gt=0)
 
 
+Family = Literal["tfidf", "bert_bilstm", "ensemble"]
+
+
+class BertEncoderSettings(Strict):
+    """training.text.models.EncoderParams: the BERT (from BertConfig) + BiLSTM size."""
+
+    hidden: int = Field(gt=0)
+    layers: int = Field(gt=0)
+    heads: int = Field(gt=0)
+    intermediate: int = Field(gt=0)
+    lstm_hidden: int = Field(ge=0)
+    dropout: float = Field(ge=0, lt=1)
+
+
+class BertTrainSettings(Strict):
+    """training.text.train.TrainParams; max_minutes is the wall budget per model."""
+
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    patience: int = Field(gt=0)
+    max_minutes: float = Field(gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+
+
+class BertSettings(Strict):
+    """The BERT-BiLSTM family and the candidates the champion family is chosen from on dev."""
+
+    families: list[Family] = Field(min_length=1)
+    encoder: BertEncoderSettings
+    train: BertTrainSettings
+    vocab_size: int = Field(gt=10)
+    min_frequency: int = Field(ge=1)
+    # Subsample of train rows (seeded); null = all. The test suite's tiny profile sets it.
+    max_train_rows: int | None = Field(None, gt=0)
+    threads: int = Field(2, gt=0)
+
+
+class NerSettings(Strict):
+    """`scrm train ner`: BERT-BiLSTM taggers (one per head) vs the BiLSTM-CRF baseline; the
+    encoder size and vocabulary come from `text.bert`."""
+
+    dataset: str
+    registered_model: str
+    max_len: int = Field(gt=2)
+    heads: list[Literal["crf", "softmax"]] = Field(min_length=1)
+    train: BertTrainSettings
+    baseline_embedding: int = Field(gt=0)
+    baseline_lstm_hidden: int = Field(gt=0)
+    baseline_train: BertTrainSettings
+    max_train_rows: int | None = Field(None, gt=0)
+    # First N dev and test rows only (the test suite's tiny profile); null = all.
+    max_eval_rows: int | None = Field(None, gt=0)
+
+
+class MatchSettings(Strict):
+    """`scrm train faq_match`: siamese BERT-BiLSTM vs TF-IDF cosine / character overlap."""
+
+    dataset: str
+    registered_model: str
+    max_len: int = Field(gt=2)
+    train: BertTrainSettings
+    # Weight of the positive class in the loss: null = negatives/positives of train.
+    positive_weight: float | None = Field(None, gt=0)
+    max_train_rows: int | None = Field(None, gt=0)
+    # First N dev and test rows only (the test suite's tiny profile); null = all.
+    max_eval_rows: int | None = Field(None, gt=0)
+
+
 class TextSettings(Strict):
     output_dir: str
     unknown_label: str
     min_invariance: float = Field(ge=0, le=1)
     baseline: BaselineSettings
     tune: TuneSettings
+    bert: BertSettings
+    ner: NerSettings
+    faq_match: MatchSettings
     tasks: dict[str, TextTask]
 
     def task(self, name: str) -> TextTask:
@@ -131,8 +210,27 @@ class TextSettings(Strict):
         return self.tasks[name]
 
 
+class RecencyBaseline(Strict):
+    """A one-feature rule the model has to beat, e.g. "whoever bought last buys again"."""
+
+    feature: str
+    higher_is_positive: bool = False
+
+
+class BatchScoring(Strict):
+    """`scrm predict batch`: whom to score, with which features, and where scores go online."""
+
+    feature_service: str  # the service the model was trained on
+    population: str  # a parquet of the feature store whose customer ids are scored
+
+
+GateMetric = Literal["roc_auc", "f1", "accuracy", "rmse", "mae"]
+LOWER_IS_BETTER: frozenset[str] = frozenset({"rmse", "mae"})
+
+
 class TabularTask(Strict):
-    """A tabular model trained on a Feast training set (features as of each label's time)."""
+    """A tabular model trained on a Feast training set (features as of each label's time), or
+    on a table registered with `scrm data add --kind tabular`."""
 
     training_set: str
     dataset: str  # the validated data set behind it: the gate checks its validation
@@ -141,6 +239,10 @@ class TabularTask(Strict):
     # training.tabular.automl.AutoMLParams, checked when a tabular step starts (importing
     # AutoGluon here would slow every `scrm` command by seconds).
     automl: dict[str, Any]
+    # The promotion gate's test metric (lower is better for rmse and mae).
+    metric: GateMetric = "roc_auc"
+    baseline: RecencyBaseline | None = None
+    batch: BatchScoring | None = None
 
 
 class TabularSettings(Strict):
@@ -160,7 +262,10 @@ class ServingSettings(Strict):
     host: str
     port: int = Field(gt=0, lt=65536)
     max_text_chars: int = Field(gt=0)
-    intent_replicas: int = Field(ge=1)
+    # Replicas, CPUs, batching and A/B live in this Ray Serve config file.
+    config: str = "serving/config.yaml"
+    # sqlite log of every prediction (masked inputs), read by `scrm ab report` and monitoring.
+    prediction_log: str = "data/predictions/predictions.db"
 
 
 class Settings(Strict):
@@ -176,6 +281,9 @@ class Settings(Strict):
     tabular: TabularSettings
     registry: RegistrySettings
     serving: ServingSettings
+    dialogue: DialogueConfig = Field(default_factory=DialogueConfig)
+    channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     def path(self, relative: str) -> Path:
         return self.root / relative

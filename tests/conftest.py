@@ -48,6 +48,7 @@ def make_workspace(target: Path, datasets: tuple[str, ...] = ()) -> Path:
             shutil.copytree(source, target / name, ignore=ignore)
         else:
             shutil.copy2(source, target / name)
+    shutil.copytree(REPO / "data" / "kb", target / "data" / "kb")  # the FAQ the dialogue answers
     raw = REPO / "data" / "raw"
     for folder in raw.iterdir():
         if not datasets or folder.name in datasets:
@@ -70,24 +71,61 @@ def workspace(tmp_path: Path) -> Path:
     return make_workspace(tmp_path / "project")
 
 
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project (params.yaml, no data) as the cwd: for `scrm data add` and its users."""
+    root = tmp_path / "project"
+    (root / "data" / "raw").mkdir(parents=True)
+    shutil.copy2(REPO / "params.yaml", root / "params.yaml")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("SCRM_ROOT", raising=False)
+    return root
+
+
 def small_profile(root: Path) -> None:
     """Fewer tuning trials, a short AutoML budget: the suite checks that the steps work and
     learn; `make run` trains for real."""
     params_file = root / "params.yaml"
     params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
     params["text"]["tune"].update(trials=3, folds=2)
-    params["tabular"]["tasks"]["churn"]["automl"].update(
-        time_limit=30, hyperparameters={"GBM": {}, "LR": {}}
+    params["text"]["bert"].update(
+        encoder={
+            "hidden": 32,
+            "layers": 1,
+            "heads": 2,
+            "intermediate": 64,
+            "lstm_hidden": 16,
+            "dropout": 0.1,
+        },
+        train={"epochs": 1, "batch_size": 32, "lr": 0.002, "patience": 1, "max_minutes": 1.0},
+        vocab_size=3000,
+        max_train_rows=400,
     )
+    tiny = params["text"]["bert"]["train"]
+    params["text"]["ner"].update(
+        train=tiny, baseline_train=tiny, baseline_embedding=32, baseline_lstm_hidden=32,
+        max_train_rows=200, max_eval_rows=300,
+    )  # fmt: skip
+    params["text"]["faq_match"].update(train=tiny, max_train_rows=400, max_eval_rows=400)
+    for task in ("churn", "repurchase"):
+        params["tabular"]["tasks"][task]["automl"].update(
+            time_limit=30, hyperparameters={"GBM": {}, "LR": {}}, importance_time_limit=10
+        )
     params_file.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
 def pipeline_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project copy on which the whole `dvc repro` has run once (small tuning profile)."""
+    """A project copy on which the whole `dvc repro` has run once (small tuning profile).
+
+    SCRM_TEST_WORKSPACE=/path reuses a copy where `dvc repro` has already run (iterating on
+    serving tests without retraining every model).
+    """
+    if reuse := os.environ.get("SCRM_TEST_WORKSPACE"):
+        return Path(reuse)
     root = make_workspace(tmp_path_factory.mktemp("pipeline") / "project")
     small_profile(root)
-    run([str(BIN / "dvc"), "repro"], cwd=root)
+    run([str(BIN / "dvc"), "repro"], cwd=root, timeout=1800)
     return root
 
 

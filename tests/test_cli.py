@@ -22,7 +22,8 @@ def test_unknown_task_is_one_line_and_non_zero() -> None:
     result = scrm("train", "horoscope")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "error: Unknown task: horoscope; available: intent, intent_en, sentiment, churn"
+        "error: Unknown task: horoscope; available: intent, intent_en, sentiment, ner, faq_match,"
+        " churn, repurchase, tabular"
     )
 
 
