@@ -140,8 +140,11 @@ def test_incremental_materialize_starts_where_the_last_run_ended(repo: Path) -> 
     store = open_store(repo)
     before = {v.name: v.most_recent_end_time for v in store.list_feature_views()}
     ranges = materialize(store)
-    for view, span in ranges.items():
-        assert span.startswith(before[view].isoformat()), (view, span)
+    resumed = {view: when for view, when in before.items() if when is not None}
+    # customer_scores is pushed online by `scrm predict batch`, never materialised before
+    assert set(resumed) >= {"customer_rfm", "customer_accounts", "conversation_stats"}
+    for view, when in resumed.items():
+        assert ranges[view].startswith(when.isoformat()), (view, ranges[view])
 
 
 def test_training_set_cli_rejects_bad_input(pipeline_workspace: Path, tmp_path: Path) -> None:

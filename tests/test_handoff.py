@@ -40,6 +40,18 @@ def test_negative_sentiment_hands_off_only_above_the_threshold(tmp_path: Path) -
     assert upset.kind == "handoff" and upset.handoff_reason == "negative_sentiment"
 
 
+def test_negative_sentiment_of_an_understood_request_does_not_hand_off(tmp_path: Path) -> None:
+    """A binary sentiment model calls neutral questions negative: the request is served."""
+    known = {
+        "I lost my card": intent(
+            "lost_or_stolen_card", 0.97, sentiment="negative", sentiment_confidence=0.95
+        )
+    }
+    manager = make_manager(tmp_path, known)
+    served = say(manager, "I lost my card", sender="plain")
+    assert served.kind == "task" and served.handoff_reason is None
+
+
 def test_high_value_customer_goes_to_a_human_at_once_and_ahead_of_the_queue(tmp_path) -> None:
     values = {"vip": 12000.0, "regular": 80.0}
     manager = make_manager(tmp_path, value_of=values.get)

@@ -262,10 +262,13 @@ class HandoffPolicy:
         value = self.value_of(customer_id)
         return value is not None and value >= self.config.high_value_threshold
 
-    def before_answer(self, text: str, analysis: Analysis) -> str | None:
+    def before_answer(self, text: str, analysis: Analysis, understood: bool = False) -> str | None:
+        """`understood`: the intent model is sure of an actionable (non-chitchat) intent. Then
+        negative sentiment alone does not hand off: a binary review-sentiment model has no
+        neutral class and calls plain questions negative (明天上海会下雨吗: 0.91 negative)."""
         if self.requested(text):
             return "requested"
-        if self.upset(analysis):
+        if self.upset(analysis) and not understood:
             return "negative_sentiment"
         return None
 

@@ -154,7 +154,12 @@ class DialogueManager:
         return self._reply(session, None, "with_agent", ticket_id=ticket.id)
 
     def _bot_turn(self, session: Session, turn: Turn, analysis: Analysis) -> Reply:
-        if reason := self.policy.before_answer(turn.text, analysis):
+        understood = (
+            analysis.in_scope
+            and analysis.intent != "unknown"
+            and analysis.intent not in self.config.chitchat_intents
+        )
+        if reason := self.policy.before_answer(turn.text, analysis, understood):
             skill = self._flow_skill(session)
             return self._handoff(session, analysis, reason, skill)
         if session.flow:
