@@ -99,15 +99,28 @@ def test_analyze_fans_out_and_reports_what_is_missing(client, pipeline_workspace
         assert result["entities"] is None and "not loaded" in result["unavailable"]["ner"]
 
 
-def test_unregistered_model_route_is_a_clear_503(client, pipeline_workspace) -> None:
-    if registered(pipeline_workspace, "ner"):
-        pytest.skip("ner is registered in this workspace")
-    answer = client.post("/v1/entities", json={"text": "我在北京"}, headers={"x-request-id": "n-1"})
-    assert answer.status_code == 503
-    assert answer.json() == {
-        "detail": "model ner is not loaded: registered model 'ner' has no @champion version yet",
-        "request_id": "n-1",
-    }
+def test_a_model_without_a_champion_is_reported_not_loaded(tmp_path: Path) -> None:
+    """The replica of a model nobody registered yet stays up and says why it cannot answer
+    (the gateway turns ModelUnavailable into that 503); run on the class itself, no Ray."""
+    from serving.config import ModelSpec, ServingConfig
+    from serving.deployments import DEPLOYMENTS
+    from serving.deployments.base import ModelUnavailable
+
+    config = ServingConfig(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        feature_repo=tmp_path,
+        event_log=tmp_path / "events.db",
+        prediction_log=tmp_path / "predictions.db",
+    )
+    ghost = DEPLOYMENTS["text"].func_or_class(
+        "ghost", ModelSpec(kind="text", registered_model="ghost"), config
+    )
+    status = ghost.status()
+    assert not status["loaded"] and status["versions"] == {}
+    expected = "model ghost is not loaded: registered model 'ghost' has no @champion version yet"
+    assert status["problem"] == expected
+    with pytest.raises(ModelUnavailable, match="no @champion version yet"):
+        ghost.score_items([{"text": "我在北京", "id": "n-1"}])
 
 
 def test_faq_match_compares_two_questions_once_registered(client, pipeline_workspace) -> None:

@@ -8,26 +8,20 @@ is sqlite: small, local and shared by the gateway and the intake worker.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from uuid import uuid4
 
+from serving.adapters.local_db import open_table_db
 from serving.adapters.messages import InboundMessage
 
 
 class IdentityMap:
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL: survives a process crash; a power cut may drop the last commits. The intake
-        # log (FULL) is the record that must not lose messages, not this table.
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db = open_table_db(self.path)
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS identities (tenant TEXT NOT NULL, channel TEXT NOT NULL,"
             " sender_id TEXT NOT NULL, customer_id TEXT NOT NULL, linked_at REAL NOT NULL,"

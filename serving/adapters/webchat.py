@@ -9,7 +9,6 @@ the dialogue state itself is keyed by customer id and lives with the dialogue ma
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from uuid import uuid4
 
 from pydantic import ConfigDict, Field
 
+from serving.adapters.local_db import open_table_db
 from serving.adapters.messages import ChannelResponse, InboundMessage, RawRequest, Reply
 from serving.schemas import IntentResponse, TextRequest
 
@@ -101,14 +101,8 @@ class ChatTranscript:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL: survives a process crash; a power cut may drop the last commits. The intake
-        # log (FULL) is the record that must not lose messages, not this table.
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db = open_table_db(self.path)
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS web_chat_transcript ("
             " seq INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL,"
