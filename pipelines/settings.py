@@ -153,6 +153,8 @@ class BertSettings(Strict):
     """The BERT-BiLSTM family and the candidates the champion family is chosen from on dev."""
 
     families: list[Family] = Field(min_length=1)
+    # A later (more complex) family replaces an earlier one only if better on dev by more.
+    min_dev_gain: float = Field(0.005, ge=0.0)
     encoder: BertEncoderSettings
     train: BertTrainSettings
     vocab_size: int = Field(gt=10)

@@ -139,3 +139,14 @@ def test_behaviour_checks_catch_a_model_that_depends_on_width(fitted) -> None:
     assert any("full_width" in p for p in bad.problems)
     assert any("known examples wrong" in p for p in bad.problems)
     assert to_full_width("ok 1!") == "ｏｋ\u3000１！"
+
+
+def test_a_more_complex_family_needs_a_real_lead_on_dev() -> None:
+    from pipelines.text import choose_family
+
+    scores = {"tfidf": 0.9130, "bert_bilstm": 0.2091, "ensemble": 0.9143}
+    assert choose_family(scores, min_gain=0.005) == "tfidf"  # one sentence is not a lead
+    assert choose_family(scores, min_gain=0.0) == "ensemble"
+    assert choose_family({"tfidf": 0.80, "bert_bilstm": 0.86, "ensemble": 0.87}, 0.005) == (
+        "ensemble"
+    )
