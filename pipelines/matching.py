@@ -24,12 +24,11 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from pipelines.io import read_json, write_json
+from pipelines.promotion import promote_evaluated
 from pipelines.settings import Settings
 from pipelines.text import load_split, log_data
 from pipelines.text_families import write_history
-from pipelines.validate import validation_blockers
 from training.match_model import clean
-from training.registry import register_and_gate
 from training.text.overlap import OverlapMatcher, best_threshold
 from training.tracking import use_experiment
 
@@ -232,22 +231,13 @@ def evaluate_matching(settings: Settings) -> dict[str, Any]:
 
 def promote_matching(settings: Settings) -> dict[str, Any]:
     evaluation = read_json(out_dir(settings) / "evaluation.json")
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    promotion = register_and_gate(
-        model_uri=evaluation["model_uri"],
+    return promote_evaluated(
+        settings,
+        evaluation,
         name=evaluation["model_name"],
+        dataset=evaluation["dataset"],
+        metric="f1",
         candidate_score=evaluation["test"]["f1"],
         score_champion=lambda uri: test_scores(settings, uri)["f1"],
-        min_improvement=settings.registry.min_improvement,
-        blockers=validation_blockers(settings.validation_report(evaluation["dataset"])),
-        tags={
-            "run_id": evaluation["run_id"],
-            "dataset": evaluation["dataset"],
-            "test_f1": f"{evaluation['test']['f1']:.4f}",
-        },
+        out_file=out_dir(settings) / "promotion.json",
     )
-    mlflow.MlflowClient().set_tag(evaluation["run_id"], "promotion", promotion.reason)
-    result = {"run_id": evaluation["run_id"], "dataset": evaluation["dataset"]}
-    result |= promotion.to_dict()
-    write_json(out_dir(settings) / "promotion.json", result)
-    return result

@@ -22,11 +22,10 @@ import mlflow
 import pandas as pd
 
 from pipelines.io import read_json, write_json
+from pipelines.promotion import promote_evaluated
 from pipelines.settings import BertTrainSettings, Settings
 from pipelines.text import load_split, log_data
 from pipelines.text_families import write_history
-from pipelines.validate import validation_blockers
-from training.registry import register_and_gate
 from training.text.spans import spans_bio
 from training.tracking import use_experiment
 
@@ -248,24 +247,14 @@ def evaluate_ner(settings: Settings) -> dict[str, Any]:
 
 def promote_ner(settings: Settings) -> dict[str, Any]:
     evaluation = read_json(out_dir(settings) / "evaluation.json")
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    blockers = validation_blockers(settings.validation_report(evaluation["dataset"]))
-    blockers += [f"behaviour: {p}" for p in evaluation["behaviour"]["problems"]]
-    promotion = register_and_gate(
-        model_uri=evaluation["model_uri"],
+    return promote_evaluated(
+        settings,
+        evaluation,
         name=evaluation["model_name"],
+        dataset=evaluation["dataset"],
+        metric="f1",
         candidate_score=evaluation["test"]["f1"],
         score_champion=lambda uri: test_f1(settings, uri)["f1"],
-        min_improvement=settings.registry.min_improvement,
-        blockers=blockers,
-        tags={
-            "run_id": evaluation["run_id"],
-            "dataset": evaluation["dataset"],
-            "test_entity_f1": f"{evaluation['test']['f1']:.4f}",
-        },
+        out_file=out_dir(settings) / "promotion.json",
+        blockers=[f"behaviour: {p}" for p in evaluation["behaviour"]["problems"]],
     )
-    mlflow.MlflowClient().set_tag(evaluation["run_id"], "promotion", promotion.reason)
-    result = {"run_id": evaluation["run_id"], "dataset": evaluation["dataset"]}
-    result |= promotion.to_dict()
-    write_json(out_dir(settings) / "promotion.json", result)
-    return result

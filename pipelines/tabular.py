@@ -24,9 +24,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
 from pipelines.io import read_json, write_json
+from pipelines.promotion import promote_evaluated
 from pipelines.settings import LOWER_IS_BETTER, Settings, TabularTask, UnknownName
-from pipelines.validate import validation_blockers
-from training.registry import register_and_gate
 from training.tabular.automl import (
     AutoMLParams,
     EvalMetric,
@@ -331,21 +330,13 @@ def promote_tabular(settings: Settings, name: str) -> dict[str, Any]:
     spec = resolve_task(settings, name)
     trained = read_json(settings.model_dir(name) / "train.json")
     evaluation = read_json(settings.model_dir(name) / "evaluation.json")
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    blockers = validation_blockers(settings.validation_report(spec.dataset))
-    promotion = register_and_gate(
-        model_uri=evaluation["model_uri"],
+    return promote_evaluated(
+        settings,
+        evaluation,
         name=spec.registered_model,
+        dataset=spec.dataset,
+        metric=spec.metric,
         candidate_score=gate_score(spec, evaluation["test"]),
         score_champion=lambda uri: gate_score(spec, test_metrics(settings, spec, uri, trained)),
-        min_improvement=settings.registry.min_improvement,
-        blockers=blockers,
-        tags={
-            "run_id": evaluation["run_id"],
-            f"test_{spec.metric}": f"{evaluation['test'][spec.metric]:.4f}",
-        },
+        out_file=settings.model_dir(name) / "promotion.json",
     )
-    mlflow.MlflowClient().set_tag(evaluation["run_id"], "promotion", promotion.reason)
-    result = {"run_id": evaluation["run_id"], **promotion.to_dict()}
-    write_json(settings.model_dir(name) / "promotion.json", result)
-    return result

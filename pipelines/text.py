@@ -23,6 +23,7 @@ from sklearn.metrics import classification_report
 from sklearn.model_selection import train_test_split
 
 from pipelines.io import read_json, write_json
+from pipelines.promotion import promote_evaluated
 from pipelines.settings import BaselineSettings, Settings, TextTask
 from pipelines.text_families import (
     Member,
@@ -32,10 +33,9 @@ from pipelines.text_families import (
     train_bert,
     write_history,
 )
-from pipelines.validate import read_report, validation_blockers
+from pipelines.validate import read_report
 from training.behaviour import run_behaviour_checks
 from training.evaluate import classification_metrics, confusion_figure
-from training.registry import register_and_gate
 from training.text.calibration import (
     expected_calibration_error,
     fit_temperature,
@@ -316,23 +316,14 @@ def evaluate_text(settings: Settings, target: Target) -> dict[str, Any]:
 
 def promote_text(settings: Settings, target: Target) -> dict[str, Any]:
     evaluation = read_json(target.out_dir / "evaluation.json")
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    blockers = validation_blockers(settings.validation_report(target.dataset))
-    blockers += [f"behaviour: {p}" for p in evaluation["behaviour"]["problems"]]
-    promotion = register_and_gate(
-        model_uri=evaluation["model_uri"],
+    return promote_evaluated(
+        settings,
+        evaluation,
         name=target.model_name,
+        dataset=target.dataset,
+        metric="accuracy",
         candidate_score=evaluation["test"]["accuracy"],
         score_champion=lambda uri: test_scores(settings, target, uri)["accuracy"],
-        min_improvement=settings.registry.min_improvement,
-        blockers=blockers,
-        tags={
-            "run_id": evaluation["run_id"],
-            "dataset": target.dataset,
-            "test_accuracy": f"{evaluation['test']['accuracy']:.4f}",
-        },
+        out_file=target.out_dir / "promotion.json",
+        blockers=[f"behaviour: {p}" for p in evaluation["behaviour"]["problems"]],
     )
-    mlflow.MlflowClient().set_tag(evaluation["run_id"], "promotion", promotion.reason)
-    result = {"run_id": evaluation["run_id"], "dataset": target.dataset, **promotion.to_dict()}
-    write_json(target.out_dir / "promotion.json", result)
-    return result
