@@ -66,23 +66,21 @@ def train_siamese(settings: Settings, train: pd.DataFrame, dev: pd.DataFrame, tm
     """Tokenizer, siamese model and its fit; per-epoch metrics go to the active run."""
     import torch
 
-    from training.text.models import EncoderParams, SiameseMatcher
-    from training.text.tokenizer import TokenizerParams, build_tokenizer
+    from pipelines.pretrain import start_encoder
+    from training.text.models import SiameseMatcher
     from training.text.train import TrainParams, fit_matcher
 
     spec, bert = settings.text.faq_match, settings.text.bert
     torch.set_num_threads(bert.threads)
     questions = [*train["text_a"], *train["text_b"], *dev["text_a"], *dev["text_b"]]
-    tokenizer = build_tokenizer(
-        list(dict.fromkeys(questions)),
-        tmp / "tokenizer",
-        TokenizerParams(vocab_size=bert.vocab_size, min_frequency=bert.min_frequency),
+    tokenizer, encoder, pretrained = start_encoder(
+        settings, spec.corpus, list(dict.fromkeys(questions)), tmp / "tokenizer", spec.max_len
     )
-    mlflow.log_artifact(str(tmp / "tokenizer" / "vocab.txt"), "tokenizer")
     positives = max(int(train["label"].sum()), 1)
     weight = spec.positive_weight or (len(train) - positives) / positives
-    encoder = EncoderParams(**bert.encoder.model_dump(), max_len=spec.max_len)
     model = SiameseMatcher(encoder, len(tokenizer))
+    if pretrained is not None:
+        pretrained.initialise(model)
     mlflow.log_params(
         {"positive_weight": weight, "vocab_size": len(tokenizer)}
         | {f"bert_{k}": v for k, v in asdict(encoder).items()}
@@ -99,7 +97,7 @@ def train_siamese(settings: Settings, train: pd.DataFrame, dev: pd.DataFrame, tm
         (dev["text_a"].tolist(), dev["text_b"].tolist()),
         dev["label"].tolist(),
         spec.max_len,
-        TrainParams(**spec.train.model_dump(), seed=settings.seed),
+        TrainParams(**spec.train.model_dump(), seed=settings.seed, pad_multiple=bert.pad_multiple),
         on_epoch,
         class_weights=[1.0, weight],
     )
@@ -215,15 +213,35 @@ def test_scores(settings: Settings, model_uri: str) -> dict[str, float]:
     }
 
 
+def pair_behaviour(settings: Settings, model, test: pd.DataFrame, threshold: float):
+    """The behavioural checks of training.behaviour.run_pair_checks on the logged pyfunc:
+    300 test pairs (seeded) perturbed, plus params `text.faq_match.known_pairs`."""
+    from training.behaviour import run_pair_checks
+
+    def score(a: list[str], b: list[str]) -> list[float]:
+        return model.predict(pd.DataFrame({"text_a": a, "text_b": b}))["score"].tolist()
+
+    probe = test.sample(min(len(test), 300), random_state=settings.seed)
+    pairs = list(zip(probe["text_a"], probe["text_b"], strict=True))
+    known = settings.text.faq_match.known_pairs
+    return run_pair_checks(score, pairs, threshold, known, settings.text.min_invariance)
+
+
 def evaluate_matching(settings: Settings) -> dict[str, Any]:
     trained = read_json(out_dir(settings) / "train.json")
     mlflow.set_tracking_uri(settings.tracking_uri)
     metrics = test_scores(settings, trained["model_uri"])
+    model = mlflow.pyfunc.load_model(trained["model_uri"])
+    threshold = trained["families"][trained["model_family"]]["threshold"]
+    behaviour = pair_behaviour(settings, model, pairs(settings, "test"), threshold)
     with mlflow.start_run(run_id=trained["run_id"]):
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        mlflow.log_dict(behaviour.to_dict(), "behaviour.json")
+        mlflow.set_tag("behaviour", "passed" if behaviour.passed else "failed")
     result = {
         **{k: trained[k] for k in ("run_id", "model_uri", "model_name", "task", "dataset")},
         "test": metrics,
+        "behaviour": behaviour.to_dict(),
     }
     write_json(out_dir(settings) / "evaluation.json", result)
     return result
@@ -240,4 +258,5 @@ def promote_matching(settings: Settings) -> dict[str, Any]:
         candidate_score=evaluation["test"]["f1"],
         score_champion=lambda uri: test_scores(settings, uri)["f1"],
         out_file=out_dir(settings) / "promotion.json",
+        blockers=[f"behaviour: {p}" for p in evaluation.get("behaviour", {}).get("problems", [])],
     )

@@ -26,6 +26,7 @@ from pipelines.promotion import promote_evaluated
 from pipelines.settings import BertTrainSettings, Settings
 from pipelines.text import load_split, log_data
 from pipelines.text_families import write_history
+from serving.privacy.masking import mask_for_logs, mask_payload
 from training.text.spans import spans_bio
 from training.tracking import use_experiment
 
@@ -50,16 +51,20 @@ def tag_names(train: pd.DataFrame) -> list[str]:
     return ["O", *sorted({tag for tags in train["tags"] for tag in tags} - {"O"})]
 
 
-def candidates(settings: Settings, vocab: int, tags: list[str]) -> dict[str, tuple[Any, dict]]:
-    """name -> (untrained model, the pyfunc's config for it)."""
-    from training.text.models import BertBiLSTMTagger, BiLSTMCRFTagger, EncoderParams
+def candidates(
+    settings: Settings, vocab: int, tags: list[str], encoder, pretrained=None
+) -> dict[str, tuple[Any, dict]]:
+    """name -> (untrained model, the pyfunc's config for it); BERT taggers start from the
+    pretrained encoder when there is one (the BiLSTM-CRF baseline has no BERT to start)."""
+    from training.text.models import BertBiLSTMTagger, BiLSTMCRFTagger
 
     ner = settings.text.ner
-    encoder = EncoderParams(**settings.text.bert.encoder.model_dump(), max_len=ner.max_len)
     models = {}
     for head in ner.heads:
         use_crf = head == "crf"
         model = BertBiLSTMTagger(encoder, vocab, len(tags), use_crf, tags)
+        if pretrained is not None:
+            pretrained.initialise(model)
         config = {"kind": "bert_bilstm", "use_crf": use_crf, "encoder": asdict(encoder)}
         models[f"bert_bilstm_{head}"] = (model, config)
     baseline = BiLSTMCRFTagger(
@@ -76,10 +81,10 @@ def candidates(settings: Settings, vocab: int, tags: list[str]) -> dict[str, tup
     return models
 
 
-def train_params(train: BertTrainSettings, seed: int):
+def train_params(train: BertTrainSettings, seed: int, pad_multiple: int):
     from training.text.train import TrainParams
 
-    return TrainParams(**train.model_dump(), seed=seed)
+    return TrainParams(**train.model_dump(), seed=seed, pad_multiple=pad_multiple)
 
 
 def seqeval_report(true: list[list[str]], predicted: list[list[str]]) -> dict[str, Any]:
@@ -96,9 +101,10 @@ def seqeval_report(true: list[list[str]], predicted: list[list[str]]) -> dict[st
 def train_ner(settings: Settings) -> dict[str, Any]:
     import torch
 
+    from pipelines.pretrain import start_encoder
     from training.ner_model import EntityTagger
     from training.text.export import log_pyfunc
-    from training.text.tokenizer import TokenizerParams, build_tokenizer, save_tokenizer
+    from training.text.tokenizer import save_tokenizer
     from training.text.train import fit_tagger, predict_tags
 
     ner, bert = settings.text.ner, settings.text.bert
@@ -126,12 +132,10 @@ def train_ner(settings: Settings) -> dict[str, Any]:
     with mlflow.start_run(run_name="ner-taggers") as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags({"task": "ner", "dataset": ner.dataset})
         log_data(settings, ner.dataset, rows)
-        tokenizer = build_tokenizer(
-            [*rows["text"], *dev["text"]],
-            Path(tmp) / "tokenizer",
-            TokenizerParams(vocab_size=bert.vocab_size, min_frequency=bert.min_frequency),
-        )
-        mlflow.log_artifact(str(Path(tmp) / "tokenizer" / "vocab.txt"), "tokenizer")
+        tokenizer, encoder, pretrained = start_encoder(
+            settings, ner.corpus, [*rows["text"], *dev["text"]], Path(tmp) / "tokenizer",
+            ner.max_len,
+        )  # fmt: skip
         mlflow.log_params(
             {"seed": settings.seed, "train_rows": len(rows), "max_len": ner.max_len}
             | {f"bert_{k}": v for k, v in bert.encoder.model_dump().items()}
@@ -139,7 +143,8 @@ def train_ner(settings: Settings) -> dict[str, Any]:
             | {f"baseline_{k}": v for k, v in ner.baseline_train.model_dump().items()}
         )
         train_tags = [[index[t] for t in row] for row in rows["tags"]]
-        for name, (model, config) in candidates(settings, len(tokenizer), tags).items():
+        models = candidates(settings, len(tokenizer), tags, encoder, pretrained)
+        for name, (model, config) in models.items():
             budget = ner.baseline_train if name == "bilstm_crf" else ner.train
 
             def on_epoch(epoch: int, metrics: dict[str, float], name: str = name) -> None:
@@ -154,7 +159,7 @@ def train_ner(settings: Settings) -> dict[str, Any]:
                 gold["dev"],
                 tags,
                 ner.max_len,
-                train_params(budget, settings.seed),
+                train_params(budget, settings.seed, bert.pad_multiple),
                 on_epoch,
             )
             predicted = predict_tags(model, tokenizer, words["test"], tags, ner.max_len)
@@ -187,7 +192,10 @@ def train_ner(settings: Settings) -> dict[str, Any]:
         (bundle / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         wrapper = EntityTagger()
         wrapper.load(bundle)
-        example = pd.DataFrame({"text": [PATTERN_PROBE, dev["text"].iloc[0]]})
+        # The input example is an MLflow artifact: masked like a log (it only shows the input
+        # shape; the behaviour check below still runs on the raw probe).
+        texts = [mask_for_logs(t) for t in (PATTERN_PROBE, dev["text"].iloc[0])]
+        example = pd.DataFrame({"text": texts})
         info = log_pyfunc(NER_MODEL, bundle, example, wrapper.predict(None, example))
     result = {
         "run_id": run.info.run_id,
@@ -233,7 +241,8 @@ def evaluate_ner(settings: Settings) -> dict[str, Any]:
     with mlflow.start_run(run_id=trained["run_id"]):
         mlflow.log_metrics({f"test_entity_{k}": v for k, v in test.items()})
         mlflow.log_dict(report["per_type"], "test_seqeval_report.json")
-        mlflow.log_dict({"probe": PATTERN_PROBE, "entities": probe}, "behaviour.json")
+        behaviour = {"probe": PATTERN_PROBE, "entities": probe}
+        mlflow.log_dict(mask_payload(behaviour, "standard"), "behaviour.json")  # an artifact
         mlflow.set_tag("behaviour", "failed" if problems else "passed")
     result = {
         **{k: trained[k] for k in ("run_id", "model_uri", "model_name", "task", "dataset")},

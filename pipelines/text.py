@@ -34,6 +34,7 @@ from pipelines.text_families import (
     write_history,
 )
 from pipelines.validate import read_report
+from serving.privacy.masking import mask_payload
 from training.behaviour import run_behaviour_checks
 from training.evaluate import classification_metrics, confusion_figure
 from training.text.calibration import (
@@ -185,8 +186,12 @@ def train_text(settings: Settings, target: Target) -> dict[str, Any]:
         if "ensemble" in families:
             dev_labels = dev["label"].map(classes.index).to_numpy()
             members["ensemble"], extra["ensemble"] = ensemble(
-                members["tfidf"], members["bert_bilstm"], dev_labels
+                members["tfidf"],
+                members["bert_bilstm"],
+                dev_labels,
+                settings.text.bert.ensemble_weight_steps,
             )
+            mlflow.log_param("ensemble_weight", extra["ensemble"]["ensemble_weight"])
         reports = {}
         for family in families:
             chosen_on, test_metrics = family_report(
@@ -303,7 +308,8 @@ def evaluate_text(settings: Settings, target: Target) -> dict[str, Any]:
         mlflow.log_metrics({f"test_{name}": value for name, value in metrics.items()})
         mlflow.log_figure(figure, "confusion_matrix.png")
         mlflow.log_dict(report, "test_classification_report.json")
-        mlflow.log_dict(behaviour.to_dict(), "behaviour.json")
+        # examples of changed answers quote test texts: masked like logs
+        mlflow.log_dict(mask_payload(behaviour.to_dict(), "standard"), "behaviour.json")
         mlflow.set_tag("behaviour", "passed" if behaviour.passed else "failed")
     result = {
         **{k: trained[k] for k in ("run_id", "model_uri", "model_name", "task", "dataset")},

@@ -19,7 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pipelines.settings import BertSettings, Settings, TextTask
+from pipelines.settings import Settings, TextTask
 from training.text.calibration import fit_temperature, softmax
 from training.tfidf import normalise
 
@@ -46,12 +46,6 @@ class Member:
     test: np.ndarray
 
 
-def encoder_params(bert: BertSettings, spec: TextTask):
-    from training.text.models import EncoderParams
-
-    return EncoderParams(**bert.encoder.model_dump(), max_len=spec.max_len)
-
-
 def subsample(train: pd.DataFrame, rows: int | None, seed: int) -> pd.DataFrame:
     """Seeded subsample (the test suite's tiny profile); every class keeps a row if it can."""
     if rows is None or rows >= len(train):
@@ -67,8 +61,8 @@ def train_bert(
     """Tokenizer from this task's train+dev texts, then BERT-BiLSTM; per-epoch MLflow metrics."""
     import torch
 
+    from pipelines.pretrain import start_encoder
     from training.text.models import BertBiLSTMClassifier
-    from training.text.tokenizer import TokenizerParams, build_tokenizer
     from training.text.train import TrainParams, fit_classifier
 
     bert = settings.text.bert
@@ -77,15 +71,15 @@ def train_bert(
     texts, dev_texts = normalise(rows["text"].tolist()), normalise(dev["text"].tolist())
     index = {label: i for i, label in enumerate(classes)}
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = build_tokenizer(
-            [*texts, *dev_texts],
-            Path(tmp),
-            TokenizerParams(vocab_size=bert.vocab_size, min_frequency=bert.min_frequency),
+        tokenizer, encoder, pretrained = start_encoder(
+            settings, spec.corpus, [*texts, *dev_texts], Path(tmp), spec.max_len
         )
-        mlflow.log_artifact(str(Path(tmp) / "vocab.txt"), "tokenizer")
-    encoder = encoder_params(bert, spec)
     model = BertBiLSTMClassifier(encoder, len(tokenizer), len(classes))
-    params = TrainParams(**bert.train.model_dump(), seed=settings.seed)
+    if pretrained is not None:
+        pretrained.initialise(model)
+    params = TrainParams(
+        **bert.train.model_dump(), seed=settings.seed, pad_multiple=bert.pad_multiple
+    )
     mlflow.log_params(
         {f"bert_{k}": v for k, v in asdict(encoder).items()}
         | {f"bert_{k}": v for k, v in bert.train.model_dump().items()}
@@ -124,17 +118,40 @@ def bert_logits(fit: BertFit, texts: list[str]) -> np.ndarray:
     return predict_logits(fit.model, fit.tokenizer, normalise(texts), fit.config["max_len"])
 
 
-def ensemble(tfidf: Member, bert: Member, dev_labels: np.ndarray) -> tuple[Member, dict]:
-    """Average of the members' calibrated probabilities, as log-probabilities (logits)."""
+def ensemble_weight(
+    tfidf_dev: np.ndarray, bert_dev: np.ndarray, dev_labels: np.ndarray, steps: int
+) -> float:
+    """BERT-BiLSTM weight w in (1 - w) * P_tfidf + w * P_bert with the lowest dev log-loss on a
+    grid of `steps` + 1 points. Log-loss rather than accuracy: smooth, so a weight is not
+    chosen on a handful of flipped dev sentences; ties go to the smaller weight."""
+    rows = np.arange(len(dev_labels))
+    best, best_loss = 0.0, float("inf")
+    for weight in np.linspace(0.0, 1.0, steps + 1):
+        mixture = (1 - weight) * tfidf_dev[rows, dev_labels] + weight * bert_dev[rows, dev_labels]
+        loss = float(-np.log(np.clip(mixture, 1e-12, 1.0)).mean())
+        if loss < best_loss - 1e-9:
+            best, best_loss = float(weight), loss
+    return best
+
+
+def ensemble(
+    tfidf: Member, bert: Member, dev_labels: np.ndarray, steps: int = 20
+) -> tuple[Member, dict]:
+    """Weighted average of the members' calibrated probabilities, as log-probabilities; the
+    weight is tuned on dev (`ensemble_weight`)."""
     t_tfidf = fit_temperature(tfidf.dev, dev_labels)
     t_bert = fit_temperature(bert.dev, dev_labels)
+    weight = ensemble_weight(
+        softmax(tfidf.dev, t_tfidf), softmax(bert.dev, t_bert), dev_labels, steps
+    )
 
     def mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        mixture = (softmax(a, t_tfidf) + softmax(b, t_bert)) / 2
+        mixture = (1 - weight) * softmax(a, t_tfidf) + weight * softmax(b, t_bert)
         return np.log(np.clip(mixture, 1e-12, 1.0))
 
     member = Member(mix(tfidf.dev, bert.dev), mix(tfidf.test, bert.test))
-    return member, {"tfidf_temperature": t_tfidf, "bert_temperature": t_bert}
+    extra = {"tfidf_temperature": t_tfidf, "bert_temperature": t_bert, "ensemble_weight": weight}
+    return member, extra
 
 
 def write_history(

@@ -81,3 +81,37 @@ def test_weighting_shifts_the_siamese_towards_positives_and_its_bundle_reloads(t
     out = matcher.predict(None, pd.DataFrame({"text_a": dev.text_a, "text_b": dev.text_b}))
     np.testing.assert_allclose(out["score"].to_numpy(), scores, rtol=1e-4, atol=1e-5)
     assert (out["label"].to_numpy() == (scores >= 0.5)).all()
+
+
+def test_pair_checks_catch_an_asymmetric_scorer_and_a_wrong_known_order() -> None:
+    """A scorer that reads which side a question is on fails symmetry; one that ranks a known
+    paraphrase below a known different pair fails the known-pair check; a symmetric overlap
+    score passes both, and trailing punctuation no longer moves it once inputs are cleaned."""
+    from training.behaviour import run_pair_checks
+
+    frame = read_dataset("atec_question_matching")
+    probe = frame[frame.split == "test"].head(200)
+    pairs = list(zip(probe.text_a, probe.text_b, strict=True))
+    known = {
+        "same": [("花呗怎么还款", "花呗如何还款")],
+        "different": [("花呗怎么还款", "借呗额度怎么提升")],
+    }
+
+    def jaccard(a: list[str], b: list[str]) -> list[float]:
+        out = []
+        for x, y in zip(a, b, strict=True):
+            sx, sy = set(clean(x)), set(clean(y))
+            out.append(len(sx & sy) / max(len(sx | sy), 1))
+        return out
+
+    passed = run_pair_checks(jaccard, pairs, 0.4, known, 0.9)
+    assert passed.passed, passed.problems
+    assert passed.rates["symmetry"] == 1.0 and passed.rates["known_pairs_margin"] > 0
+
+    def one_sided(a: list[str], b: list[str]) -> list[float]:
+        return [min(len(x) / 20, 1.0) for x in a]
+
+    failed = run_pair_checks(one_sided, pairs, 0.5, known, 0.9)
+    assert any(p.startswith("symmetry") for p in failed.problems)
+    assert any("known paraphrase" in p for p in failed.problems)
+    assert clean("花呗怎么还款？？") == clean("花呗怎么还款") == "花呗怎么还款"

@@ -80,9 +80,18 @@ def test_faq_match_is_trained_with_both_families_and_registered(pipeline_workspa
     chosen = trained["families"][trained["model_family"]]
     assert evaluation["test"]["f1"] == pytest.approx(chosen["test"]["f1"], abs=1e-9)
     assert evaluation["test"]["roc_auc"] == pytest.approx(chosen["test"]["roc_auc"], abs=1e-6)
-    assert (promotion["model_name"], promotion["alias"]) == ("faq_match", "champion")
+    behaviour = evaluation["behaviour"]
+    checks = {"symmetry", "punctuation", "full_width", "known_pairs_margin"}
+    assert checks <= set(behaviour["rates"])
+    # The gate: champion only with the behavioural checks passed, else challenger with why.
+    assert promotion["model_name"] == "faq_match"
+    if behaviour["passed"]:  # champion unless a reused workspace already has an equal one
+        assert "behaviour" not in promotion["reason"]
+        assert promotion["alias"] == "champion" or promotion["reason"].startswith("does not beat")
+    else:
+        assert promotion["alias"] == "challenger" and "behaviour" in promotion["reason"]
     mlflow.set_tracking_uri(f"sqlite:///{pipeline_workspace}/mlruns/mlflow.db")
-    model = mlflow.pyfunc.load_model("models:/faq_match@champion")
+    model = mlflow.pyfunc.load_model(f"models:/faq_match/{promotion['version']}")
     pairs = pd.DataFrame(
         {"text_a": ["花呗怎么还款", "借呗能提前还吗"], "text_b": ["花呗如何还款", "今天天气"]}
     )

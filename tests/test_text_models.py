@@ -350,3 +350,45 @@ def test_ensemble_pyfunc_loads_from_its_own_code_and_vocab(tokenizer, intent, tm
     assert [labels[i] for i in mixed.dev.argmax(1)] == out["top_label"]
     unknown = [c < 0.5 for c in out["confidence"]]
     assert [lab == "unknown" for lab in out["label"]] == unknown
+
+
+def test_padding_to_a_multiple_changes_shapes_not_answers(tokenizer, intent, ner) -> None:
+    """Widths rounded up to 16 (fewer distinct shapes for torch's kernels) must give the same
+    logits and tags as padding to the longest row: masks keep the extra pads out."""
+    from training.text.train import Padding, predict_logits
+
+    assert [Padding(16, 64).width(n) for n in (1, 16, 17, 60)] == [16, 16, 32, 64]
+    assert Padding(16, 40).width(35) == 40 and Padding().width(7) == 7
+    torch.manual_seed(0)
+    model = BertBiLSTMClassifier(TINY, len(tokenizer), 5).eval()
+    texts = intent.text.tolist()[:80]
+    exact = predict_logits(model, tokenizer, texts, 40, pad_multiple=1)
+    padded = predict_logits(model, tokenizer, texts, 40, pad_multiple=16)
+    np.testing.assert_allclose(padded, exact, atol=1e-4)
+    tag_names = ["O", *sorted({t for tags in ner.tags for t in tags} - {"O"})]
+    tagger = BertBiLSTMTagger(TINY, len(tokenizer), len(tag_names), True, tag_names).eval()
+    words = [list(tokens) for tokens in ner.tokens[:60]]
+    assert predict_tags(tagger, tokenizer, words, tag_names, 40, pad_multiple=1) == predict_tags(
+        tagger, tokenizer, words, tag_names, 40, pad_multiple=16
+    )
+
+
+def test_ensemble_weight_follows_the_member_that_is_right_on_dev() -> None:
+    """The BERT weight is tuned on dev log-loss: all on the member that is right, none on one
+    that is uniform, and it is what the returned ensemble (and its params) use."""
+    from pipelines.text_families import ensemble_weight
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 200)
+    right = np.full((200, 4), 0.02)
+    right[np.arange(200), labels] = 0.94
+    uniform = np.full((200, 4), 0.25)
+    assert ensemble_weight(uniform, right, labels, 20) == 1.0
+    assert ensemble_weight(right, uniform, labels, 20) == 0.0
+    half = right.copy()
+    half[100:] = np.roll(right[100:], 1, axis=1)  # wrong, confidently, on half the rows
+    assert 0.0 < ensemble_weight(uniform, half, labels, 20) < 1.0
+    logits, flat = np.log(right), np.log(uniform)
+    member, extra = ensemble(Member(flat, flat), Member(logits, logits), labels)
+    assert extra["ensemble_weight"] == 1.0
+    assert (member.dev.argmax(1) == labels).all()

@@ -83,3 +83,71 @@ def run_behaviour_checks(
         if wrong:
             report.problems.append(f"known examples wrong: {'; '.join(wrong)}")
     return report
+
+
+# --- question matching (faq_match) -----------------------------------------------------------
+
+PairScore = Callable[[list[str], list[str]], Sequence[float]]
+
+
+def _pair_invariance(
+    score: PairScore,
+    pairs: Sequence[tuple[str, str]],
+    threshold: float,
+    perturb: Callable[[str, str], tuple[str, str]],
+) -> tuple[float, float, list[str]]:
+    """(share of pairs whose same/different decision survives, mean |score change|, failures)."""
+    a, b = [p[0] for p in pairs], [p[1] for p in pairs]
+    changed = [perturb(x, y) for x, y in pairs]
+    before = list(score(a, b))
+    after = list(score([c[0] for c in changed], [c[1] for c in changed]))
+    flips = [
+        f"{x!r} / {y!r}: {s:.3f} -> {t:.3f}"
+        for (x, y), s, t in zip(pairs, before, after, strict=True)
+        if (s >= threshold) != (t >= threshold)
+    ]
+    drift = sum(abs(s - t) for s, t in zip(before, after, strict=True)) / max(len(pairs), 1)
+    return 1 - len(flips) / max(len(pairs), 1), drift, flips[:5]
+
+
+def run_pair_checks(
+    score: PairScore,
+    pairs: Sequence[tuple[str, str]],
+    threshold: float,
+    known: dict[str, Sequence[tuple[str, str]]],
+    min_invariance: float,
+) -> BehaviourReport:
+    """Checks of a pair scorer P(same question | a, b) with decision `threshold`.
+
+    The same question asked twice must get the same decision whichever side it is on
+    (symmetry: a siamese head reads [u, v, |u-v|, u*v], which is not symmetric by
+    construction), with trailing punctuation, and in full-width forms; and every known
+    paraphrase pair (`known["same"]`) must score above every known different pair."""
+    report = BehaviourReport()
+    punctuation = PUNCTUATION  # one suffix per text, chosen by its length (reproducible)
+    checks = {
+        "symmetry": lambda x, y: (y, x),
+        "punctuation": lambda x, y: (
+            x.rstrip("。.!！?？") + punctuation[len(x) % len(punctuation)],
+            y.rstrip("。.!！?？") + punctuation[len(y) % len(punctuation)],
+        ),
+        "full_width": lambda x, y: (to_full_width(x), to_full_width(y)),
+    }
+    for name, perturb in checks.items():
+        rate, drift, failures = _pair_invariance(score, pairs, threshold, perturb)
+        report.rates[name] = rate
+        report.rates[f"{name}_mean_score_change"] = drift
+        report.failures[name] = failures
+        if rate < min_invariance:
+            report.problems.append(f"{name} invariance {rate:.3f} < {min_invariance}")
+    same, different = list(known.get("same", [])), list(known.get("different", []))
+    if same and different:
+        scored = list(score([p[0] for p in same + different], [p[1] for p in same + different]))
+        lowest_same, highest_different = min(scored[: len(same)]), max(scored[len(same) :])
+        report.rates["known_pairs_margin"] = lowest_same - highest_different
+        if lowest_same <= highest_different:
+            report.problems.append(
+                f"a known paraphrase scored {lowest_same:.3f}, not above a known different "
+                f"pair ({highest_different:.3f})"
+            )
+    return report

@@ -53,9 +53,15 @@ class QuestionMatcher(PythonModel):
         return pd.DataFrame({"score": score, "label": label})
 
 
+# Trailing sentence punctuation (after NFKC): "花呗怎么还款" and "花呗怎么还款？" ask the same.
+TRAILING = "。.!?~…,，、 \t"
+
+
 def clean(text: str) -> str:
-    """NFKC (full-width -> half-width) and no BOM: what training applies too."""
-    return unicodedata.normalize("NFKC", text).lstrip("\ufeff")
+    """NFKC (full-width -> half-width), no BOM, no trailing punctuation: what training applies
+    too. Without the last step the behavioural gate saw 16 % of probe pairs (tiny profile) flip
+    their decision when a question mark was added (the overlap challenger reads lengths)."""
+    return unicodedata.normalize("NFKC", text).lstrip("\ufeff").rstrip(TRAILING)
 
 
 mlflow.models.set_model(QuestionMatcher())

@@ -9,9 +9,10 @@ Output per text, the same columns as the TF-IDF pyfunc (text_classifier_model.py
 (`unknown` below the threshold tuned on dev), `confidence` (temperature-scaled), `top_label`,
 `in_scope`.
 
-Family `bert_bilstm`: softmax(logits / T). Family `ensemble`: the average of each member's
-calibrated probabilities (TF-IDF with its temperature, BERT-BiLSTM with its own), then one more
-temperature fitted on that average, so the threshold reads a calibrated confidence too.
+Family `bert_bilstm`: softmax(logits / T). Family `ensemble`: the weighted average of each
+member's calibrated probabilities (TF-IDF with its temperature, BERT-BiLSTM with its own; the
+BERT weight `ensemble_weight` tuned on dev log-loss), then one more temperature fitted on that
+average, so the threshold reads a calibrated confidence too.
 """
 
 from __future__ import annotations
@@ -69,11 +70,12 @@ class NeuralTextClassifier(PythonModel):
 
         config = self.config
         logits = predict_logits(self.model, self.tokenizer, texts, config["max_len"])
-        members = [_softmax(logits, config["bert_temperature"])]
+        mixture = _softmax(logits, config["bert_temperature"])
         if self.tfidf is not None:
             tfidf_logits = np.log(np.clip(self.tfidf.predict_proba(texts), 1e-12, 1.0))
-            members.append(_softmax(tfidf_logits, config["tfidf_temperature"]))
-        mixture = np.mean(members, axis=0)
+            weight = float(config.get("ensemble_weight", 0.5))  # 0.5: logged before tuning
+            tfidf = _softmax(tfidf_logits, config["tfidf_temperature"])
+            mixture = (1 - weight) * tfidf + weight * mixture
         return _softmax(np.log(np.clip(mixture, 1e-12, 1.0)), config["temperature"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

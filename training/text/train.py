@@ -40,6 +40,9 @@ class TrainParams:
     # Batches are drawn from pools of this many batches sorted by length: little padding,
     # yet still shuffled across epochs.
     bucket_batches: int = 50
+    # Batch widths are rounded up to a multiple of this (capped at the model's max_len): torch
+    # builds CPU kernels per new input shape, and length buckets otherwise make dozens of them.
+    pad_multiple: int = 16
 
 
 @dataclass
@@ -96,13 +99,31 @@ def encode_tagged(
     return ids, starts
 
 
-def _pad(rows: Sequence[Sequence[int]], value: int = 0) -> Tensor:
-    width = max(len(row) for row in rows)
+@dataclass(frozen=True)
+class Padding:
+    """Round batch widths up to a multiple of `multiple`, never beyond `cap` (position
+    embeddings); `multiple=1` pads to the longest row only."""
+
+    multiple: int = 1
+    cap: int | None = None
+
+    def width(self, longest: int) -> int:
+        width = -(-longest // self.multiple) * self.multiple
+        return max(longest, min(width, self.cap)) if self.cap else width
+
+
+NO_PADDING = Padding()
+
+
+def _pad(rows: Sequence[Sequence[int]], value: int = 0, padding: Padding = NO_PADDING) -> Tensor:
+    width = padding.width(max(len(row) for row in rows))
     return torch.tensor([list(row) + [value] * (width - len(row)) for row in rows])
 
 
-def _ids_and_mask(rows: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
-    ids = _pad(rows)
+def _ids_and_mask(
+    rows: Sequence[Sequence[int]], padding: Padding = NO_PADDING
+) -> tuple[Tensor, Tensor]:
+    ids = _pad(rows, padding=padding)
     return ids, (ids != 0).long()
 
 
@@ -218,8 +239,10 @@ def predict_logits(
     max_len: int,
     texts_b: Sequence[str] | None = None,
     batch_size: int = 64,
+    pad_multiple: int = TrainParams.pad_multiple,
 ) -> np.ndarray:
     """Raw logits for texts (classifier) or text pairs (matcher), in input order."""
+    padding = Padding(pad_multiple, max_len)
     ids_a = encode_texts(tokenizer, texts, max_len)
     ids_b = encode_texts(tokenizer, texts_b, max_len) if texts_b is not None else None
     lengths = [len(r) + (len(ids_b[i]) if ids_b else 0) for i, r in enumerate(ids_a)]
@@ -227,7 +250,10 @@ def predict_logits(
     model.eval()
     with torch.inference_mode():
         for indices in _buckets(lengths, batch_size, 1, None):
-            batch = _pair_batch(ids_a, ids_b, indices) if ids_b else _text_batch(ids_a, indices)
+            if ids_b:
+                batch = _pair_batch(ids_a, ids_b, indices, padding=padding)
+            else:
+                batch = _text_batch(ids_a, indices, padding=padding)
             logits = _forward(model, batch).float().numpy()
             if out.shape[1] == 0:
                 out = np.zeros((len(ids_a), logits.shape[1]), dtype=np.float32)
@@ -249,17 +275,19 @@ def predict_proba(
     return torch.softmax(torch.from_numpy(logits) / temperature, dim=-1).numpy()
 
 
-def _text_batch(ids: Sequence[Sequence[int]], indices: list[int], labels=None) -> Batch:
-    input_ids, mask = _ids_and_mask([ids[i] for i in indices])
+def _text_batch(
+    ids: Sequence[Sequence[int]], indices: list[int], labels=None, padding: Padding = NO_PADDING
+) -> Batch:
+    input_ids, mask = _ids_and_mask([ids[i] for i in indices], padding)
     batch = {"input_ids": input_ids, "attention_mask": mask}
     if labels is not None:
         batch["labels"] = torch.tensor([labels[i] for i in indices])
     return batch
 
 
-def _pair_batch(ids_a, ids_b, indices: list[int], labels=None) -> Batch:
-    a, mask_a = _ids_and_mask([ids_a[i] for i in indices])
-    b, mask_b = _ids_and_mask([ids_b[i] for i in indices])
+def _pair_batch(ids_a, ids_b, indices: list[int], labels=None, padding=NO_PADDING) -> Batch:
+    a, mask_a = _ids_and_mask([ids_a[i] for i in indices], padding)
+    b, mask_b = _ids_and_mask([ids_b[i] for i in indices], padding)
     batch = {"ids_a": a, "mask_a": mask_a, "ids_b": b, "mask_b": mask_b}
     if labels is not None:
         batch["labels"] = torch.tensor([labels[i] for i in indices])
@@ -300,9 +328,12 @@ def fit_classifier(
     ids = encode_texts(tokenizer, train_texts, max_len)
     labels = list(train_labels)
     dev_true = np.asarray(dev_labels)
+    padding = Padding(params.pad_multiple, max_len)
 
     def evaluate(trained: nn.Module) -> dict[str, float]:
-        logits = predict_logits(trained, tokenizer, dev_texts, max_len)
+        logits = predict_logits(
+            trained, tokenizer, dev_texts, max_len, pad_multiple=params.pad_multiple
+        )
         dev_loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(dev_true))
         return {
             "dev_accuracy": float((logits.argmax(1) == dev_true).mean()),
@@ -312,7 +343,7 @@ def fit_classifier(
     return _fit(
         model,
         [len(row) for row in ids],
-        lambda indices: _text_batch(ids, indices, labels),
+        lambda indices: _text_batch(ids, indices, labels, padding),
         _cross_entropy,
         evaluate,
         "dev_accuracy",
@@ -346,16 +377,18 @@ def fit_matcher(
     ids_b = encode_texts(tokenizer, train_pairs[1], max_len)
     labels = list(train_labels)
     dev_true = np.asarray(dev_labels)
+    padding = Padding(params.pad_multiple, max_len)
 
     def evaluate(trained: nn.Module) -> dict[str, float]:
-        logits = predict_logits(trained, tokenizer, dev_pairs[0], max_len, dev_pairs[1])
+        a, b = dev_pairs
+        logits = predict_logits(trained, tokenizer, a, max_len, b, pad_multiple=params.pad_multiple)
         scores = _classification_scores(dev_true, logits.argmax(1))
         return {f"dev_{name}": value for name, value in scores.items()}
 
     return _fit(
         model,
         [len(a) + len(b) for a, b in zip(ids_a, ids_b, strict=True)],
-        lambda indices: _pair_batch(ids_a, ids_b, indices, labels),
+        lambda indices: _pair_batch(ids_a, ids_b, indices, labels, padding),
         loss_fn,
         evaluate,
         f"dev_{select_on}",
@@ -367,10 +400,10 @@ def fit_matcher(
 # --- taggers ------------------------------------------------------------------------------------
 
 
-def _tag_batch(ids, starts, indices: list[int], tags=None) -> Batch:
-    input_ids, mask = _ids_and_mask([ids[i] for i in indices])
-    word_index = _pad([starts[i] for i in indices])
-    word_mask = _pad([[1] * len(starts[i]) for i in indices])
+def _tag_batch(ids, starts, indices: list[int], tags=None, padding=NO_PADDING) -> Batch:
+    input_ids, mask = _ids_and_mask([ids[i] for i in indices], padding)
+    word_index = _pad([starts[i] for i in indices], padding=padding)
+    word_mask = _pad([[1] * len(starts[i]) for i in indices], padding=padding)
     batch = {
         "input_ids": input_ids,
         "attention_mask": mask,
@@ -378,7 +411,7 @@ def _tag_batch(ids, starts, indices: list[int], tags=None) -> Batch:
         "word_mask": word_mask,
     }
     if tags is not None:
-        batch["tags"] = _pad([tags[i][: len(starts[i])] for i in indices])
+        batch["tags"] = _pad([tags[i][: len(starts[i])] for i in indices], padding=padding)
     return batch
 
 
@@ -395,14 +428,16 @@ def predict_tags(
     max_len: int,
     batch_size: int = 64,
     outside: str = "O",
+    pad_multiple: int = TrainParams.pad_multiple,
 ) -> list[list[str]]:
     """One tag per input word; words cut off by `max_len` are tagged `outside`."""
+    padding = Padding(pad_multiple, max_len)
     ids, starts = encode_tagged(tokenizer, words, max_len)
     decoded: list[list[int]] = [[] for _ in ids]
     model.eval()
     with torch.inference_mode():
         for indices in _buckets([len(r) for r in ids], batch_size, 1, None):
-            batch = _tag_batch(ids, starts, indices)
+            batch = _tag_batch(ids, starts, indices, padding=padding)
             emissions = model(batch["input_ids"], batch["attention_mask"], batch["word_index"])
             paths = model.tagger.decode(emissions, batch["word_mask"])
             for i, path in zip(indices, paths, strict=True):
@@ -436,15 +471,18 @@ def fit_tagger(
     ids, starts = encode_tagged(tokenizer, train_words, max_len)
     tags = [list(row) for row in train_tags]
     dev_true = [list(row) for row in dev_tags]
+    padding = Padding(params.pad_multiple, max_len)
 
     def evaluate(trained: nn.Module) -> dict[str, float]:
-        predicted = predict_tags(trained, tokenizer, dev_words, tag_names, max_len)
+        predicted = predict_tags(
+            trained, tokenizer, dev_words, tag_names, max_len, pad_multiple=params.pad_multiple
+        )
         return {"dev_f1": entity_f1(dev_true, predicted)}
 
     return _fit(
         model,
         [len(row) for row in ids],
-        lambda indices: _tag_batch(ids, starts, indices, tags),
+        lambda indices: _tag_batch(ids, starts, indices, tags, padding),
         _tagger_loss,
         evaluate,
         "dev_f1",
@@ -517,14 +555,16 @@ def mlm_loss(
     probability: float = 0.15,
     seed: int = 0,
     batch_size: int = 64,
+    pad_multiple: int = TrainParams.pad_multiple,
 ) -> float:
     """Mean masked-LM loss with a fixed masking seed, so values are comparable across epochs."""
     generator = torch.Generator().manual_seed(seed)
+    padding = Padding(pad_multiple, mlm.config.max_position_embeddings)
     total, count = 0.0, 0
     mlm.eval()
     with torch.inference_mode():
         for indices in _buckets([len(c) for c in chunks], batch_size, 1, None):
-            input_ids, mask = _ids_and_mask([chunks[i] for i in indices])
+            input_ids, mask = _ids_and_mask([chunks[i] for i in indices], padding)
             masked, labels = mask_tokens(input_ids, tokenizer, probability, generator)
             n = int((labels != -100).sum())
             if n:
@@ -552,9 +592,10 @@ def pretrain_mlm(
     chunks = chunk_texts(tokenizer, texts, max_len)
     dev_chunks = chunk_texts(tokenizer, dev_texts, max_len)
     generator = torch.Generator().manual_seed(params.seed)
+    padding = Padding(params.pad_multiple, max_len)
 
     def collate(indices: list[int]) -> Batch:
-        input_ids, mask = _ids_and_mask([chunks[i] for i in indices])
+        input_ids, mask = _ids_and_mask([chunks[i] for i in indices], padding)
         masked, labels = mask_tokens(input_ids, tokenizer, probability, generator)
         return {"input_ids": masked, "attention_mask": mask, "labels": labels}
 
@@ -562,7 +603,8 @@ def pretrain_mlm(
         return _masked_lm_loss(model, batch)
 
     def evaluate(model: nn.Module) -> dict[str, Any]:
-        return {"dev_mlm_loss": mlm_loss(model, tokenizer, dev_chunks, probability)}
+        loss = mlm_loss(model, tokenizer, dev_chunks, probability, pad_multiple=params.pad_multiple)
+        return {"dev_mlm_loss": loss}
 
     return _fit(
         mlm,
