@@ -8,7 +8,9 @@ Three write paths into the intake log (serving/adapters/intake.py), each into a 
   (group commit in `SqliteIntake.append`);
 - `sqlite async N`: N coroutines awaiting `GroupCommitter.append` (the gateway's route path);
 - `worker drain`: the intake worker with a no-op handler (claim + complete per message);
-- `redis single`: one Lua XADD+dedup per message on the local Redis (skipped when absent).
+- `redis single`: one Lua XADD+dedup per message on the local Redis (skipped when absent);
+- `... encrypted`: the same path with the message and reply encrypted at rest (AES-256-GCM,
+  per-customer data keys, serving/privacy/atrest.py), as the gateway and worker write them.
 After writing, the log is reopened from disk and counted; every message id must be there once,
 and re-sending a slice (vendor retries) must add nothing.
 
@@ -33,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.timing import write_result  # noqa: E402
 from serving.adapters.intake import SqliteIntake  # noqa: E402
 from serving.adapters.messages import InboundMessage  # noqa: E402
+from serving.privacy.atrest import FieldCipher  # noqa: E402
+from serving.privacy.crypto import Keyring, Vault  # noqa: E402
 
 
 def messages(n: int, prefix: str) -> list[InboundMessage]:
@@ -41,6 +45,7 @@ def messages(n: int, prefix: str) -> list[InboundMessage]:
             tenant="bench",
             channel="wecom",
             sender_id=f"user-{i % 997}",
+            customer_id=f"user-{i % 997}",  # as the identity map sets it: 997 data keys
             text=f"我的银行卡丢了，请帮我挂失 #{i}",
             message_id=f"{prefix}-{i:07d}",
         )
@@ -58,9 +63,16 @@ def persisted(path: Path) -> tuple[int, int]:
     return rows, distinct
 
 
-def sqlite_batch(folder: Path, n: int, batch: int) -> dict:
-    path = folder / "batch.db"
-    intake = SqliteIntake(path, synchronous="FULL")
+def bench_cipher(folder: Path) -> FieldCipher:
+    """A throwaway keyring and data-key store (the gateway's come from params.yaml)."""
+    keys = folder / "keys"
+    keys.mkdir(exist_ok=True)
+    return FieldCipher(Vault(Keyring.generate(), keys / "data_keys.db"))
+
+
+def sqlite_batch(folder: Path, n: int, batch: int, cipher: FieldCipher | None = None) -> dict:
+    path = folder / ("batch-encrypted.db" if cipher else "batch.db")
+    intake = SqliteIntake(path, synchronous="FULL", cipher=cipher)
     sent = messages(n, "b")
     start = time.perf_counter()
     new = sum(intake.append_many(sent[i : i + batch]) for i in range(0, n, batch))
@@ -135,14 +147,16 @@ def sqlite_concurrent(folder: Path, n: int, callers: int) -> dict:
     }
 
 
-def sqlite_async(folder: Path, n: int, concurrency: int) -> dict:
+def sqlite_async(
+    folder: Path, n: int, concurrency: int, cipher: FieldCipher | None = None
+) -> dict:
     """The gateway's path: coroutines awaiting `GroupCommitter.append` (one event loop)."""
     import asyncio
 
     from serving.adapters.intake import GroupCommitter
 
-    path = folder / "async.db"
-    intake = SqliteIntake(path, synchronous="FULL")
+    path = folder / ("async-encrypted.db" if cipher else "async.db")
+    intake = SqliteIntake(path, synchronous="FULL", cipher=cipher)
     committer = GroupCommitter(intake)
     sent = messages(n, "a")
 
@@ -174,15 +188,15 @@ def sqlite_async(folder: Path, n: int, concurrency: int) -> dict:
     }
 
 
-def worker_drain(folder: Path, n: int, batch: int) -> dict:
+def worker_drain(folder: Path, n: int, batch: int, cipher: FieldCipher | None = None) -> dict:
     """The worker: claim, a no-op handler, complete (what the log itself costs per message)."""
     import asyncio
 
     from serving.adapters.messages import Reply
     from serving.adapters.worker import IntakeWorker
 
-    path = folder / "worker.db"
-    intake = SqliteIntake(path, synchronous="FULL")
+    path = folder / ("worker-encrypted.db" if cipher else "worker.db")
+    intake = SqliteIntake(path, synchronous="FULL", cipher=cipher)
     intake.append_many(messages(n, "w"))
 
     async def handler(message: InboundMessage) -> Reply:
@@ -266,6 +280,16 @@ def main() -> None:
             ),
             "worker drain FULL": worker_drain(Path(folder), args.single * 5, 256),
         }
+        cipher = bench_cipher(Path(folder))
+        rows[f"sqlite batch {args.batch} encrypted"] = sqlite_batch(
+            Path(folder), args.messages, args.batch, cipher
+        )
+        rows[f"sqlite async {args.in_flight} FULL encrypted"] = sqlite_async(
+            Path(folder), args.concurrent, args.in_flight, cipher
+        )
+        rows["worker drain FULL encrypted"] = worker_drain(
+            Path(folder), args.single * 5, 256, cipher
+        )
     redis_row = redis_single(args.single, args.redis_url)
     if redis_row:
         rows["redis single"] = redis_row
@@ -283,12 +307,14 @@ def main() -> None:
         )
     Console().print(table)
     target = rows[f"sqlite batch {args.batch}"]
+    encrypted = rows[f"sqlite batch {args.batch} encrypted"]
     path = write_result(
         "intake",
         {
             "command": "nice .venv/bin/python bench/intake.py " + " ".join(sys.argv[1:]),
             "target": {"per_second": 5000, "lost": 0},
             "meets_target": target["per_second"] >= 5000 and target["lost"] == 0,
+            "meets_target_encrypted": encrypted["per_second"] >= 5000 and encrypted["lost"] == 0,
             "paths": rows,
         },
     )

