@@ -50,9 +50,13 @@ def quantiles(seconds: list[float]) -> dict[str, float]:
     }
 
 
+# The gateway's credential (X-API-Key): --api-key, $SCRM_API_KEY, or a key issued for the run.
+HEADERS: dict[str, str] = {}
+
+
 def sequential(url: str, path: str, n: int, body: dict | None = None) -> dict[str, float]:
     times = []
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with httpx.Client(base_url=url, timeout=30, headers=HEADERS) as client:
         for i in range(n + 10):
             payload = body or {"text": TEXTS[i % len(TEXTS)]}
             started = time.perf_counter()
@@ -74,7 +78,9 @@ async def _throughput(url: str, path: str, n: int, concurrency: int) -> dict[str
             errors += reply.status_code != 200
 
     limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=60, limits=limits, headers=HEADERS
+    ) as client:
         await asyncio.gather(*(client.post(path, json={"text": t}) for t in TEXTS))  # warm
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
@@ -212,7 +218,8 @@ def serve_rows(settings: Any, n: int) -> dict[str, dict[str, Any]]:
             rows["serve_analyze"] = sequential(url, "/v1/analyze", n)
             rows["serve_analyze"]["models"] = sorted(
                 k for k in ("intent", "sentiment", "entities")
-                if httpx.post(f"{url}/v1/analyze", json={"text": TEXTS[0]}).json().get(k)
+                if httpx.post(f"{url}/v1/analyze", json={"text": TEXTS[0]}, headers=HEADERS)
+                .json().get(k)
             )  # fmt: skip
             for deployment in config["applications"][0]["deployments"]:
                 if deployment["name"] == "intent":
@@ -224,6 +231,17 @@ def serve_rows(settings: Any, n: int) -> dict[str, dict[str, Any]]:
         finally:
             stop_detached(settings)
     return rows
+
+
+def bench_key(settings: Any) -> str:
+    """A data-scientist key (predict) of the default tenant with its own rate limit: the
+    benchmark measures the gateway, not the per-subject limit."""
+    from serving.privacy.auth import ApiKeyStore, Subject
+
+    subject = Subject(id="bench-serve", tenant=settings.privacy.tenancy.default_tenant,
+                      role="data_scientist", method="api_key", rate_per_s=100_000.0,
+                      burst=100_000)  # fmt: skip
+    return ApiKeyStore(settings.path(settings.privacy.api_keys_file)).issue(subject)
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -239,6 +257,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per measurement")
     parser.add_argument("--uvicorn", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("SCRM_API_KEY"),
+        help="gateway key with `predict` (default $SCRM_API_KEY; else one is issued and revoked)",
+    )
     args = parser.parse_args()
     if args.uvicorn:
         run_uvicorn(args.uvicorn, args.port)
@@ -255,7 +278,15 @@ def main() -> None:
     uri = f"models:/intent/{version}"
     results: dict[str, dict[str, Any]] = {"in_process": in_process(uri, args.requests)}
     results["plain_fastapi_uvicorn"] = plain_fastapi(uri, args.requests)
-    results.update(serve_rows(settings, args.requests))
+    issued = None if args.api_key else bench_key(settings)
+    HEADERS["X-API-Key"] = args.api_key or issued
+    try:
+        results.update(serve_rows(settings, args.requests))
+    finally:
+        if issued:
+            from serving.privacy.auth import ApiKeyStore
+
+            ApiKeyStore(settings.path(settings.privacy.api_keys_file)).revoke(issued.split("_")[1])
     serve, plain = results["ray_serve_batch"], results["plain_fastapi_uvicorn"]
     ratios = {
         "serve_p50_over_fastapi_p50": round(serve["p50_ms"] / plain["p50_ms"], 2),

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -126,19 +127,25 @@ def serve_forever(
     address: str | None,
     ready: Callable[[str], None],
     config_file: Path | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> None:
     """Run until SIGTERM or Ctrl-C, then shut Serve and Ray down cleanly.
 
     SIGHUP (`scrm serve reload`) re-reads the config file and makes every model replica
-    re-check its registry aliases at once.
+    re-check its registry aliases at once. `tls` (certificate, key): HTTPS with TLS 1.3 only
+    on host:port, through a TLS front; Serve itself then listens on a loopback port.
     """
     import ray
     from ray.serve._private import api as serve_api
     from ray.serve.config import ProxyLocation
 
-    raw = deploy_config(settings, config_file, host, port)
-    if not address:
+    front = tls_front(tls, host, port)
+    if front is not None:
         ensure_port_free(host, port)
+    serve_host, serve_port = front.upstream if front is not None else (host, port)
+    raw = deploy_config(settings, config_file, serve_host, serve_port)
+    if not address:
+        ensure_port_free(serve_host, serve_port)
     ray.init(
         address=address or "local",
         namespace="serve",
@@ -160,22 +167,48 @@ def serve_forever(
         )
         deploy(raw)
         wait_running(600)
+        if front is not None:
+            front.start()
         if running_pid(settings) is None:  # foreground: let `scrm serve reload` find us
             (folder / "serve.pid").write_text(str(os.getpid()))
-        (folder / "serve.ready").write_text(f"http://{host}:{port}")
-        ready(f"http://{host}:{port}")
+        url = f"{'https' if front else 'http'}://{host}:{port}"
+        (folder / "serve.ready").write_text(url)
+        ready(url)
         with contextlib.suppress(KeyboardInterrupt):
             while not stop.wait(0.5):
                 if reload_requested.is_set():
                     reload_requested.clear()
-                    reload_now(settings, config_file, host, port)
+                    reload_now(settings, config_file, serve_host, serve_port)
         shutdown(address)
     finally:
+        if front is not None:
+            front.stop()
         ray.shutdown()
         pid_file = folder / "serve.pid"
         if pid_file.is_file() and pid_file.read_text().strip() == str(os.getpid()):
             for name in ("serve.pid", "serve.ready"):
                 (folder / name).unlink(missing_ok=True)
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def tls_front(tls: tuple[Path, Path] | None, host: str, port: int) -> Any:
+    """The TLS 1.3 front for `--tls-cert/--tls-key` (None without them).
+
+    Ray Serve's `http_options` accepts a certificate but cannot set a minimum TLS version, so
+    Serve would accept TLS 1.2; the front (serving/privacy/tls.py) pins TLS 1.3 and forwards
+    to Serve on a free loopback port. A bad certificate or key fails here, before Ray starts.
+    """
+    if tls is None:
+        return None
+    from serving.privacy.tls import TlsFront
+
+    cert_file, key_file = tls
+    return TlsFront(cert_file, key_file, host, port, ("127.0.0.1", free_loopback_port()))
 
 
 def reload_now(settings: Settings, config_file: Path | None, host: str, port: int) -> None:
@@ -245,10 +278,15 @@ def start_detached(
     timeout_s: float,
     address: str | None = None,
     config_file: Path | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> str:
     """Start `scrm serve` in the background and return its URL once /healthz answers."""
     if pid := running_pid(settings):
         raise ServeError(f"already running as pid {pid}; `scrm serve --stop` first")
+    if tls is not None:
+        from serving.privacy.tls import tls13_context
+
+        tls13_context(*tls)  # a missing or bad certificate: one line now, not a dead child
     if not address:
         ensure_port_free(host, port)
     folder = run_dir(settings)
@@ -258,6 +296,9 @@ def start_detached(
     command = [sys.executable, "-m", "pipelines.cli", "serve", "--host", host, "--port", str(port)]
     command += ["--address", address] if address else []
     command += ["--config", str(Path(config_file).resolve())] if config_file else []
+    if tls is not None:
+        command += ["--tls-cert", str(Path(tls[0]).resolve())]
+        command += ["--tls-key", str(Path(tls[1]).resolve())]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             command,
@@ -268,7 +309,7 @@ def start_detached(
             start_new_session=True,
         )
     (folder / "serve.pid").write_text(str(process.pid))
-    url = f"http://{host}:{port}"
+    url = f"{'https' if tls else 'http'}://{host}:{port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -278,7 +319,9 @@ def start_detached(
             time.sleep(1)
             continue
         try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+            # our own child on this host: its certificate may name another host (or be
+            # self-signed), so the readiness probe alone skips verification
+            if httpx.get(f"{url}/healthz", timeout=2, verify=not tls).status_code == 200:
                 (folder / "serve.json").write_text(json.dumps({"url": url, "pid": process.pid}))
                 return url
         except httpx.HTTPError:

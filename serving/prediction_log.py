@@ -2,8 +2,9 @@
 
 Replicas append from several processes at once, so the database runs in WAL mode with a busy
 timeout, and each replica writes from a background thread: a slow disk never holds a request.
-Texts are masked before they are written (runs of 6+ digits: phone, ID, card, order numbers),
-because the log outlives the conversation and is read by people.
+Texts are masked before they are written (runs of 6+ digits: phone, ID, card, order numbers;
+emails; names and addresses the NER model found), because the log outlives the conversation
+and is read by people. Each row carries the calling tenant; per-tenant reads filter by it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,16 @@ from typing import Any
 
 import pandas as pd
 
+from serving.privacy.masking import Span, mask_text, mask_value
+
+ENTITY_KINDS = {"name": "name", "address": "address", "PER": "name", "LOC": "address"}
+
 # 6+ digits, optionally split by single spaces or hyphens (138 0013 8000, 6222-0200-...).
 DIGIT_RUN = re.compile(r"\d(?:[ \-]?\d){5,}")
 COLUMNS = (
     "at",
     "request_id",
+    "tenant",
     "model",
     "registered_model",
     "variant",
@@ -43,6 +49,7 @@ CREATE TABLE IF NOT EXISTS predictions (
 );
 CREATE INDEX IF NOT EXISTS predictions_model ON predictions (model, at);
 """
+INDEXES = "CREATE INDEX IF NOT EXISTS predictions_tenant ON predictions (tenant, model, at);"
 
 
 def mask_digits(text: str) -> str:
@@ -50,10 +57,15 @@ def mask_digits(text: str) -> str:
     return DIGIT_RUN.sub(lambda m: re.sub(r"\d", "*", m.group()), text)
 
 
+def mask_log_text(text: str, spans: list[Span] | None = None) -> str:
+    """Digit runs starred, then emails and the given name/address spans masked (standard)."""
+    return mask_text(mask_digits(text), "standard", spans or ())
+
+
 def masked(value: Any) -> Any:
-    """Mask every string inside an input (texts, string features)."""
+    """Mask every string inside an input or output (texts, string features, entity texts)."""
     if isinstance(value, str):
-        return mask_digits(value)
+        return mask_log_text(value)
     if isinstance(value, dict):
         return {k: masked(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -66,7 +78,37 @@ def connect(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.executescript(SCHEMA)
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(predictions)")}
+    if "tenant" not in columns:  # a log written before rows carried the tenant
+        connection.execute("ALTER TABLE predictions ADD COLUMN tenant TEXT")
+    connection.executescript(INDEXES)
     return connection
+
+
+def entity_spans(output: Any) -> list[Span]:
+    """Names and addresses the NER model found, as spans of its input text."""
+    entities = output.get("entities") if isinstance(output, dict) else None
+    spans = []
+    for entity in entities if isinstance(entities, list) else []:
+        if not isinstance(entity, dict):
+            continue
+        kind = ENTITY_KINDS.get(str(entity.get("type") or entity.get("label")))
+        if kind and isinstance(entity.get("start"), int) and isinstance(entity.get("end"), int):
+            spans.append(Span(entity["start"], entity["end"], kind))
+    return spans
+
+
+def masked_output(output: Any) -> Any:
+    """Outputs masked too: NER answers repeat the numbers and names of the text."""
+    if isinstance(output, dict) and isinstance(output.get("entities"), list):
+        entities = []
+        for entity in output["entities"]:
+            kind = ENTITY_KINDS.get(str(entity.get("type") or entity.get("label")))
+            if isinstance(entity, dict) and kind and isinstance(entity.get("text"), str):
+                entity = {**entity, "text": mask_value(entity["text"], kind, "standard")}
+            entities.append(entity)
+        output = {**output, "entities": entities}
+    return masked(output)
 
 
 class PredictionLog:
@@ -83,9 +125,13 @@ class PredictionLog:
         records = []
         for row in rows:
             row = {**row, "at": row.get("at", now), "served": int(bool(row.get("served", True)))}
+            spans = entity_spans(row.get("output"))
+            if isinstance(row.get("input"), str):
+                row["input"] = mask_log_text(row["input"], spans)
+            row["features"] = masked(row.get("features"))
+            row["output"] = masked_output(row.get("output"))
             for column in ("input", "features", "output"):
                 value = row.get(column)
-                value = masked(value) if column != "output" else value
                 row[column] = None if value is None else json.dumps(value, ensure_ascii=False)
             records.append(tuple(row.get(c) for c in COLUMNS))
         if records:
@@ -112,13 +158,17 @@ class PredictionLog:
                 print(f"prediction log: {len(records)} rows lost: {error}")
 
 
-def read_log(path: Path, model: str | None = None) -> pd.DataFrame:
-    """The log as a frame (outputs parsed), optionally one model's rows only."""
+def read_log(path: Path, model: str | None = None, tenant: str | None = None) -> pd.DataFrame:
+    """The log as a frame (outputs parsed), optionally one model's and one tenant's rows."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no prediction log at {path}: nothing has been served yet")
-    with sqlite3.connect(path, timeout=30) as connection:
-        query = "SELECT * FROM predictions" + (" WHERE model = ?" if model else "")
-        frame = pd.read_sql_query(query, connection, params=(model,) if model else ())
+    where = {"model": model, "tenant": tenant}
+    where = {column: value for column, value in where.items() if value is not None}
+    query = "SELECT * FROM predictions"
+    if where:
+        query += " WHERE " + " AND ".join(f"{column} = ?" for column in where)
+    with connect(Path(path)) as connection:  # connect: adds the tenant column to old logs
+        frame = pd.read_sql_query(query, connection, params=tuple(where.values()))
     for column in ("input", "features", "output"):
         frame[column] = frame[column].map(lambda v: json.loads(v) if v else None)
     return frame
@@ -128,13 +178,14 @@ def _answer(output: dict[str, Any]) -> Any:
     return output.get("label", output.get("entities"))
 
 
-def ab_report(path: Path, model: str) -> dict[str, Any]:
+def ab_report(path: Path, model: str, tenant: str | None = None) -> dict[str, Any]:
     """Champion vs challenger from the log: volume, latency, answers, and, for items both scored
     (shadow mode), how often they agree. No ground truth online: agreement and confidence say
-    where to look; the offline gate decides promotion."""
-    frame = read_log(path, model)
+    where to look; the offline gate decides promotion. `tenant`: that tenant's traffic only."""
+    frame = read_log(path, model, tenant)
     if frame.empty:
-        raise ValueError(f"the prediction log has no rows for model {model!r}")
+        whose = f" of tenant {tenant!r}" if tenant else ""
+        raise ValueError(f"the prediction log has no rows{whose} for model {model!r}")
     variants = {}
     for variant, rows in frame.groupby("variant"):
         outputs = rows["output"].tolist()
@@ -150,7 +201,7 @@ def ab_report(path: Path, model: str) -> dict[str, Any]:
             "mean_confidence": round(float(confidence.mean()), 4) if len(confidence) else None,
             "top_labels": labels.value_counts().head(5).to_dict(),
         }
-    report: dict[str, Any] = {"model": model, "variants": variants}
+    report: dict[str, Any] = {"model": model, "tenant": tenant, "variants": variants}
     by_variant = {
         v: rows.drop_duplicates("request_id").set_index("request_id")["output"]
         for v, rows in frame.groupby("variant")
@@ -163,3 +214,14 @@ def ab_report(path: Path, model: str) -> dict[str, Any]:
             report["paired_items"] = len(common)
             report["agreement"] = round(sum(same) / len(same), 4)
     return report
+
+
+def erase(path: Path, customer_id: str) -> int:
+    """Delete the rows scored for a customer (right to be forgotten): tabular models log the
+    customer id as their input; text rows hold masked texts and no customer id."""
+    if not Path(path).is_file():
+        return 0
+    with sqlite3.connect(path, timeout=30) as connection:
+        return connection.execute(
+            "DELETE FROM predictions WHERE input = ?", (json.dumps(customer_id),)
+        ).rowcount

@@ -109,3 +109,53 @@ def test_erasure_without_any_keyring_still_deletes_events(tmp_path) -> None:
     assert json.loads(result.stdout)["conversation_events_deleted"] == 1
     with sqlite3.connect(tmp_path / "data/events/conversations.db") as db:
         assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+
+
+def test_keys_issue_list_revoke(root) -> None:
+    from serving.privacy.auth import ApiKeyStore, AuthError
+
+    issued = scrm(root, "keys", "issue", "--subject", "desk-7", "--tenant", "acme", "--role",
+                  "agent", "--department", "cards", "--clearance", "2")  # fmt: skip
+    assert issued.returncode == 0, issued.stderr
+    key = issued.stdout.strip()
+    assert key.startswith("scrm_") and len(key.splitlines()) == 1  # printed once, alone
+    store_file = root / "data/privacy/api_keys.json"
+    assert key not in store_file.read_text()  # only its hash is kept
+    assert (store_file.stat().st_mode & 0o777) == 0o600
+    store = ApiKeyStore(store_file)
+    subject = store.verify(key)
+    assert (subject.id, subject.tenant, subject.role, subject.department, subject.clearance) == (
+        "desk-7", "acme", "agent", "cards", 2,
+    )  # fmt: skip
+    key_id = key.split("_")[1]
+    listed = scrm(root, "keys", "list", "--tenant", "acme")
+    assert listed.returncode == 0 and key_id in json.loads(listed.stdout)
+    assert "sha256" not in listed.stdout and key not in listed.stdout
+    assert json.loads(scrm(root, "keys", "list", "--tenant", "globex").stdout) == {}
+
+    revoked = scrm(root, "keys", "revoke", key_id)
+    assert revoked.returncode == 0, revoked.stderr
+    with pytest.raises(AuthError, match="revoked"):
+        store.verify(key)
+    unknown = scrm(root, "keys", "revoke", "nope")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == "error: no API key with id nope; see scrm keys list"
+
+
+def test_keys_issue_refuses_bad_attributes_in_one_line(root) -> None:
+    bad = scrm(root, "keys", "issue", "--subject", "x", "--tenant", "acme", "--role", "boss")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: role: Input should be")
+    assert len(bad.stderr.strip().splitlines()) == 1
+    high = scrm(root, "keys", "issue", "--subject", "x", "--tenant", "acme", "--role", "agent",
+                "--clearance", "7")  # fmt: skip
+    assert high.returncode == 1 and "clearance" in high.stderr
+
+
+def test_serve_tls_options_are_checked_before_anything_starts(root, tmp_path) -> None:
+    half = scrm(root, "serve", "--tls-cert", str(tmp_path / "cert.pem"))
+    assert half.returncode == 1 and "--tls-cert and --tls-key go together" in half.stderr
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    bad = scrm(root, "serve", "--detach", "--port", "1", "--tls-cert", str(tmp_path / "bad.pem"),
+               "--tls-key", str(tmp_path / "bad.pem"))  # fmt: skip
+    assert bad.returncode == 1 and "cannot load TLS certificate/key" in bad.stderr
+    assert not (root / "run" / "serve.pid").exists()

@@ -383,3 +383,72 @@ def test_guard_from_params_and_a_bad_policy_stops_start_up(tmp_path, monkeypatch
         PolicyError, match=rf"policies.yaml line {line}: rules\[0\].effect 'refuse'"
     ):
         Guard.from_config(config.model_copy(update={"policy_file": str(broken)}), tmp_path)
+
+
+def test_a_route_without_a_guard_is_refused_at_import() -> None:
+    """serving/app.py calls assert_guarded at import: a forgotten guard stops the gateway."""
+    from fastapi import APIRouter
+
+    from serving.privacy.gateway import GUARD, assert_guarded, unguarded_routes
+
+    app = FastAPI()
+    guarded = APIRouter(prefix="/v1/x", dependencies=[Depends(GUARD.require("predict"))])
+
+    @guarded.get("/a")
+    def a() -> dict:
+        return {}
+
+    @app.get("/v1/b", dependencies=[Depends(GUARD.require("customer.read"))])
+    def b() -> dict:
+        return {}
+
+    @app.get("/healthz")
+    def health() -> dict:
+        return {}
+
+    app.include_router(guarded)
+    assert_guarded(app, {"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+    @app.post("/v1/forgot")
+    def forgot() -> dict:
+        return {}
+
+    assert unguarded_routes(app, {"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc",
+                                  "/openapi.json"}) == ["POST /v1/forgot"]  # fmt: skip
+    with pytest.raises(RuntimeError, match="routes without an access check.*POST /v1/forgot"):
+        assert_guarded(app, {"/healthz"})
+
+
+def test_the_gateway_app_guards_every_route() -> None:
+    from serving.app import PUBLIC, api
+    from serving.privacy.gateway import unguarded_routes
+
+    assert unguarded_routes(api, PUBLIC) == []
+    exposed = set(unguarded_routes(api, set()))  # what PUBLIC opens, and nothing else
+    assert {"GET /healthz", "GET /readyz", "GET /metrics"} <= exposed
+    assert all(route.split()[1] in PUBLIC for route in exposed)
+
+
+def test_the_intake_workers_gateway_client_sends_its_key(monkeypatch) -> None:
+    import asyncio
+
+    import httpx
+
+    from serving.adapters.handlers import gateway_intent
+    from serving.adapters.messages import InboundMessage
+
+    seen = []
+
+    def route(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("x-api-key"))
+        return httpx.Response(200, json={"label": "weather", "in_scope": True})
+
+    message = InboundMessage(channel="web_chat", sender_id="s", text="hi", message_id="m")
+    monkeypatch.setenv("SCRM_API_KEY", "scrm_env_key")
+    asyncio.run(gateway_intent("http://gw", transport=httpx.MockTransport(route))(message))
+    asyncio.run(
+        gateway_intent("http://gw", transport=httpx.MockTransport(route), api_key="scrm_given")(
+            message
+        )
+    )
+    assert seen == ["scrm_env_key", "scrm_given"]

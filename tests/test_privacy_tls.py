@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI
 
-from serving.privacy.tls import tls13_context, uvicorn_tls_options
+from serving.privacy.tls import TlsFront, tls13_context, uvicorn_tls_options
 
 
 def self_signed(folder):
@@ -119,3 +119,39 @@ def test_context_refuses_missing_or_bad_files(tmp_path) -> None:
     cert_file, key_file = self_signed(tmp_path)
     context = tls13_context(cert_file, key_file)
     assert context.minimum_version == context.maximum_version == ssl.TLSVersion.TLSv1_3
+
+
+def test_tls_front_pins_tls13_in_front_of_plain_http(tmp_path) -> None:
+    """What `scrm serve --tls-cert/--tls-key` runs in front of Ray Serve's proxy."""
+    app = FastAPI()
+
+    @app.get("/healthz")
+    def health() -> dict:
+        return {"ok": True}
+
+    upstream_port = free_port()
+    upstream = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=upstream_port, log_level="warning")
+    )
+    thread = threading.Thread(target=upstream.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not upstream.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    cert_file, key_file = self_signed(tmp_path)
+    front = TlsFront(cert_file, key_file, "127.0.0.1", free_port(), ("127.0.0.1", upstream_port))
+    front.start()
+    try:
+        version, answer = handshake(front.port, client_context(cert_file, ssl.TLSVersion.TLSv1_3))
+        assert version == "TLSv1.3" and answer.endswith(b'{"ok":true}')
+        with pytest.raises(ssl.SSLError):
+            handshake(front.port, client_context(cert_file, ssl.TLSVersion.TLSv1_2))
+        again = handshake(front.port, client_context(cert_file, ssl.TLSVersion.TLSv1_3))
+        assert again[1].startswith(b"HTTP/1.1 200")  # a refused client does not stop it
+    finally:
+        front.stop()
+        upstream.should_exit = True
+        thread.join(timeout=10)
+    with pytest.raises(OSError):  # stopped: nothing listens any more
+        socket.create_connection(("127.0.0.1", front.port), timeout=2).close()

@@ -244,7 +244,7 @@ def test_hot_swap_answers_every_request_and_switches_version(client, pipeline_wo
     stop = threading.Event()
 
     def keep_asking() -> None:
-        with httpx.Client(base_url=str(client.base_url), timeout=30) as own:
+        with httpx.Client(base_url=str(client.base_url), timeout=30, headers=client.headers) as own:
             while not stop.is_set():
                 reply = own.post("/v1/intent", json={"text": WEATHER})
                 answers.append((reply.status_code, reply.json().get("model_version")))

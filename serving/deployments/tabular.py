@@ -29,6 +29,19 @@ def input_columns(model: Any) -> list[str] | None:
     return schema.input_names() if schema is not None else None
 
 
+def as_schema_floats(model: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    """Integer values of double columns as floats: Feast hands back `recency_days: 3` (int64)
+    and MLflow refuses to convert int64 to a double column ("Can not safely convert")."""
+    schema = model.metadata.get_input_schema()
+    for spec in schema.inputs if schema is not None else []:
+        name, kind = getattr(spec, "name", None), str(getattr(spec, "type", ""))
+        if name in frame and kind.endswith(("double", "float")):
+            column = frame[name]
+            if pd.api.types.is_integer_dtype(column) or pd.api.types.is_bool_dtype(column):
+                frame[name] = column.astype("float64")
+    return frame
+
+
 @serve.deployment
 class TabularModel(RegistryModel):
     def score(self, model: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -39,7 +52,7 @@ class TabularModel(RegistryModel):
             missing = sorted(set(columns) - set(frame.columns))
             if missing:
                 raise MissingFeatures(f"{self.name} needs features it did not get: {missing}")
-            frame = frame[columns]
+            frame = as_schema_floats(model, frame[columns])
         explain = max(int(item.get("explain", 0)) for item in items)
         if explain:  # the pyfunc's counterfactual reasons (baselines logged with the model)
             predictions = model.predict(frame, params={"explain": explain})

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from serving.privacy import stores
+from serving.privacy.atrest import FieldCipher
 from serving.privacy.audit import AuditLog
 from serving.privacy.config import PrivacyConfig
 from serving.privacy.crypto import Keyring, KeyringError, Vault, rotate
@@ -15,8 +17,10 @@ from serving.privacy.profiles import COLUMNS, ProfileStore
 
 
 def encrypted_columns(config: PrivacyConfig, root: Path) -> list:
-    """Every encrypted column of the platform, with its database (add new stores here)."""
-    return [(root / config.personal_db, column) for column in COLUMNS]
+    """Every encrypted column of the platform, with its database (add new stores in
+    serving/privacy/stores.py)."""
+    profile = [(root / config.personal_db, column) for column in COLUMNS]
+    return profile + stores.encrypted_columns(stores.PlatformStores.from_params(root))
 
 
 def rotate_keys(config: PrivacyConfig, root: Path, new_key: bool, retire: bool) -> dict:
@@ -27,6 +31,7 @@ def rotate_keys(config: PrivacyConfig, root: Path, new_key: bool, retire: bool) 
         encrypted_columns(config, root),
         new_key=new_key,
         retire=retire,
+        extra=stores.redis_rotation(stores.PlatformStores.from_params(root)),
     )
 
 
@@ -44,7 +49,10 @@ def erase(
     except KeyringError:
         # Nothing was ever encrypted; shredding only deletes data-key rows, no master key needed.
         keyring = Keyring.generate()
-    profiles = ProfileStore(Vault(keyring, root / config.data_keys_db), root / config.personal_db)
+    vault = Vault(keyring, root / config.data_keys_db)
+    profiles = ProfileStore(vault, root / config.personal_db)
+    if erasers is None:  # every conversation store, the prediction log and Feast online rows
+        erasers = stores.erasers(stores.PlatformStores.from_params(root), FieldCipher(vault))
     return erase_customer(
         customer_id,
         profiles=profiles,

@@ -47,6 +47,11 @@ class Subject(BaseModel):
     clearance: int = Field(0, ge=0, le=3)
     purpose: str | None = Field(None, max_length=64)
     method: Literal["api_key", "jwt"] = "jwt"
+    # The API key's id (None for a JWT): lets an admin list and revoke keys of their tenant.
+    key_id: str | None = None
+    # Per-key rate limit (service keys: benchmarks, evaluation); None: privacy.rate_limit.
+    rate_per_s: float | None = Field(None, gt=0)
+    burst: int | None = Field(None, ge=1)
 
 
 def readable_validation(error: ValidationError) -> str:
@@ -102,24 +107,29 @@ class ApiKeyStore:
         keys = self._load()
         keys[key_id] = {
             "sha256": hash_key(key),
-            "subject": subject.model_dump(exclude={"method"}),
+            "subject": subject.model_dump(exclude={"method", "key_id"}, exclude_none=True),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "revoked": False,
         }
         self._save(keys)
         return key
 
-    def revoke(self, key_id: str) -> bool:
+    def revoke(self, key_id: str, tenant: str | None = None) -> bool:
+        """Revoke a key (only among `tenant`'s keys when given); False if there is none."""
         keys = self._load()
-        if key_id not in keys:
+        if key_id not in keys or tenant not in (None, keys[key_id]["subject"].get("tenant")):
             return False
         keys[key_id]["revoked"] = True
         self._save(keys)
         return True
 
-    def list(self) -> dict[str, dict[str, Any]]:
-        """Key ids with their subject and state (never a hash)."""
-        return {k: {f: v for f, v in e.items() if f != "sha256"} for k, e in self._load().items()}
+    def list(self, tenant: str | None = None) -> dict[str, dict[str, Any]]:
+        """Key ids with their subject and state (never a hash), of `tenant` when given."""
+        return {
+            k: {f: v for f, v in e.items() if f != "sha256"}
+            for k, e in self._load().items()
+            if tenant in (None, e["subject"].get("tenant"))
+        }
 
     def verify(self, key: str) -> Subject:
         parts = key[len(KEY_PREFIX) :].split("_", 1) if key.startswith(KEY_PREFIX) else []
@@ -130,7 +140,9 @@ class ApiKeyStore:
             raise AuthError("unknown API key")
         if entry.get("revoked"):
             raise AuthError("API key revoked")
-        return subject_from_claims(entry["subject"], "api_key")
+        subject = subject_from_claims(entry["subject"], "api_key")
+        limits = {k: entry["subject"].get(k) for k in ("rate_per_s", "burst")}
+        return subject.model_copy(update={"key_id": parts[0], **limits})
 
 
 class JwtVerifier:
@@ -217,7 +229,9 @@ class Authenticator:
         if api_key:
             return self._api_key(api_key.strip())
         if not authorization:
-            raise AuthError("missing credentials: send Authorization: Bearer <token>")
+            raise AuthError(
+                "missing credentials: send X-API-Key: <key> or Authorization: Bearer <token>"
+            )
         scheme, _, credential = authorization.strip().partition(" ")
         credential = credential.strip()
         if not credential:

@@ -33,6 +33,23 @@ class RateLimitSettings(Strict):
     burst: int = Field(20, ge=1)
 
 
+class TenancySettings(Strict):
+    """Whose customers are whose (docs/privacy.md, "Tenants").
+
+    Customer ids are one namespace (the Feast entity), each id owned by one tenant: the
+    customers loaded from the data sets belong to `default_tenant`, which also owns this
+    deployment's conversation layer (channels, agent desk); a customer first written through
+    the API (`POST /v1/customers/{id}/events`) belongs to the writer's tenant, recorded in
+    `directory_db`.
+    """
+
+    default_tenant: str = Field("default", min_length=1, max_length=64)
+    directory_db: str = "data/privacy/customers.db"
+    # Sensitivity of a customer's features (0 public .. 3 sensitive): callers whose clearance is
+    # lower are refused (policies.yaml deny-above-clearance).
+    customer_sensitivity: int = Field(1, ge=0, le=3)
+
+
 class PrivacyConfig(Strict):
     """Where policies, keys and the audit trail live, and the request limits."""
 
@@ -49,6 +66,7 @@ class PrivacyConfig(Strict):
     audit_db: str = "data/privacy/audit.db"
     jwt: JwtSettings = JwtSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    tenancy: TenancySettings = TenancySettings()
     max_body_bytes: int = Field(65536, gt=0)
     max_auth_header_bytes: int = Field(8192, gt=0)
     max_batch_items: int = Field(100, gt=0)

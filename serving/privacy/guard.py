@@ -34,6 +34,11 @@ from serving.privacy.limits import TokenBucket
 from serving.privacy.masking import FIELD_KINDS, SpanSource, mask_payload
 
 ResourceLoader = Callable[[Request], Resource | None | Awaitable[Resource | None]]
+NotFound = str | Callable[[Request], str]
+
+
+def missing(not_found: NotFound, request: Request) -> str:
+    return not_found(request) if callable(not_found) else not_found
 
 
 @dataclass(frozen=True)
@@ -112,38 +117,85 @@ class Guard:
             headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
             raise HTTPException(error.status, detail=error.message, headers=headers) from None
         if self.limiter is not None:
-            self.limiter.check(f"{subject.tenant}/{subject.id}")
+            self.limiter.check(f"{subject.tenant}/{subject.id}", subject.rate_per_s, subject.burst)
         request.state.subject = subject
         return subject
 
     def require(
-        self, action: str, resource: ResourceLoader | None = None, audit: bool = True
+        self,
+        action: str,
+        resource: ResourceLoader | None = None,
+        audit: bool = True,
+        not_found: NotFound = "not found",
     ) -> Callable[[Request], Awaitable[Access]]:
         """Dependency for one route: `action` on the resource `resource(request)` loads.
 
         A loader returning None means "no such object" (404). Without a loader the resource is
         the caller's tenant itself (type `tenant`), for routes that touch no single object.
+        `not_found` is the 404's detail (or makes it from the request), the same whether the
+        object does not exist or the caller may not know it does.
         """
 
         async def dependency(request: Request) -> Access:
-            subject = await self.authenticated(request)
-            target = await self._load(resource, request, subject)
-            if target is None:
-                raise HTTPException(404, detail="not found")
-            context = self.context(request, action, subject)
-            decision = self.policy.evaluate(subject, action, target, context)
-            if audit or not decision.allowed:
-                self.record(subject, action, target, decision, context)
-            if not decision.allowed:
-                if self.hides(subject, target):
-                    raise HTTPException(404, detail="not found")
-                raise HTTPException(403, detail=f"{action} denied: {decision.reason}")
-            access = Access(subject, decision, target, context, request.state)
-            request.state.access = access
-            return access
+            return await self.check(request, action, resource, audit, not_found)
 
         dependency.__name__ = f"require_{action.replace('.', '_')}"
         return dependency
+
+    async def check(
+        self,
+        request: Request,
+        action: str,
+        resource: ResourceLoader | None = None,
+        audit: bool = True,
+        not_found: NotFound = "not found",
+    ) -> Access:
+        """Authenticate, load, decide, audit; the Access also lands in `request.state.access`."""
+        subject = await self.authenticated(request)
+        target = await self._load(resource, request, subject)
+        if target is None:
+            raise HTTPException(404, detail=missing(not_found, request))
+        access = self.decide(subject, action, target, self.context(request, action, subject),
+                             audit, missing(not_found, request))  # fmt: skip
+        access = Access(access.subject, access.decision, access.resource, access.context,
+                        request.state)  # fmt: skip
+        request.state.access = access
+        return access
+
+    def decide(
+        self,
+        subject: Subject,
+        action: str,
+        target: Resource,
+        context: Context,
+        audit: bool = True,
+        not_found: str = "not found",
+    ) -> Access:
+        """One decision on one resource: 404 when the caller may not learn it exists, 403
+        otherwise; audited (denials always)."""
+        decision = self.policy.evaluate(subject, action, target, context)
+        if audit or not decision.allowed:
+            self.record(subject, action, target, decision, context)
+        if not decision.allowed:
+            if self.hides(subject, target):
+                raise HTTPException(404, detail=not_found)
+            raise HTTPException(403, detail=f"{action} denied: {decision.reason}")
+        return Access(subject, decision, target, context)
+
+    def authorize(
+        self,
+        access: Access,
+        action: str,
+        target: Resource | None,
+        audit: bool = True,
+        not_found: str = "not found",
+    ) -> Access:
+        """A further object-level decision inside a route (an id in the body, not the path)."""
+        if target is None:
+            raise HTTPException(404, detail=not_found)
+        context = Context(action, access.context.hour, access.context.weekday,
+                          access.context.channel, access.context.purpose)  # fmt: skip
+        return self.decide(access.subject, action, target, context, audit, not_found)
 
     async def _load(
         self, loader: ResourceLoader | None, request: Request, subject: Subject

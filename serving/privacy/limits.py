@@ -31,18 +31,20 @@ class TokenBucket:
         self.buckets: dict[str, tuple[float, float]] = {}
         self.lock = threading.Lock()
 
-    def take(self, key: str) -> float:
-        """0 if a request may go now, else the seconds until one may."""
+    def take(self, key: str, rate: float | None = None, burst: int | None = None) -> float:
+        """0 if a request may go now, else the seconds until one may (`rate`/`burst`: this
+        key's own limits, e.g. a service key's)."""
+        rate, burst = rate or self.rate, burst or self.burst
         now = self.clock()
         with self.lock:
-            tokens, last = self.buckets.get(key, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            tokens, last = self.buckets.get(key, (float(burst), now))
+            tokens = min(float(burst), tokens + (now - last) * rate)
             if tokens >= 1:
                 self.buckets[key] = (tokens - 1, now)
                 self._prune(now)
                 return 0.0
             self.buckets[key] = (tokens, now)
-            return (1 - tokens) / self.rate
+            return (1 - tokens) / rate
 
     def _prune(self, now: float) -> None:
         if len(self.buckets) <= self.max_keys:
@@ -50,13 +52,14 @@ class TokenBucket:
         full = self.burst / self.rate
         self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < full}
 
-    def check(self, key: str) -> None:
+    def check(self, key: str, rate: float | None = None, burst: int | None = None) -> None:
         """Raise 429 with Retry-After when `key` is over its rate."""
-        wait = self.take(key)
+        wait = self.take(key, rate, burst)
         if wait > 0:
             raise HTTPException(
                 429,
-                detail=f"rate limit: {self.rate:g} requests/s (burst {self.burst}); retry later",
+                detail=f"rate limit: {rate or self.rate:g} requests/s (burst "
+                f"{burst or self.burst}); retry later",
                 headers={"Retry-After": str(math.ceil(wait))},
             )
 
@@ -85,8 +88,13 @@ def check_batch(items: Sized, limit: int, what: str = "items") -> None:
 class BodySizeLimit:
     """ASGI middleware: 413 for request bodies over `max_bytes` (declared or streamed)."""
 
-    def __init__(self, app: Any, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: Any, max_bytes: int | Callable[[], int]):
+        self.app, self.limit = app, max_bytes
+
+    @property
+    def max_bytes(self) -> int:
+        """The limit; a callable is asked per request (a Serve replica reads its params late)."""
+        return self.limit() if callable(self.limit) else self.limit
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
