@@ -1,31 +1,41 @@
 """`scrm eval dialogue` and `scrm eval retrieval`: the bank scenario report and FAQ retrieval.
 
-dialogue: BANKING77 test utterances, each opening a fresh conversation, go through the dialogue
-manager driven by the real intent model; each reply is scored as answered correctly (FAQ entry
-or task flow of the gold intent), answered wrongly (any other automatic reply), or not answered
-(handed off, or asked to rephrase: the next unclear turn hands off), with per-turn latency.
+dialogue: BANKING77 test utterances, each opening a fresh web chat conversation, sent over HTTP
+through the full gateway (channel adapter -> durable intake -> intent model deployments ->
+dialogue manager -> reply); each reply is scored as answered correctly (FAQ entry or task flow
+of the gold intent), answered wrongly (any other automatic reply), or not answered (handed off,
+or asked to rephrase: the next unclear turn hands off), with the round-trip latency.
+`--in-process` runs the same dialogue manager in this process over the registered intent model
+(or a quick TF-IDF fit): the report without Ray, and bench/chat.py's baseline turn.
 
 retrieval: ATEC question pairs of the frozen test split (never seen by `faq_match` training):
 every distinct question is an FAQ question; each question that has a labelled paraphrase asks,
-and the top-ranked other question must be one of its labelled paraphrases.
+and the top-ranked other question must be one of its labelled paraphrases. The matcher is the
+lexical one, the registered `faq_match` re-scoring its shortlist, or both combined.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pipelines.chat_client import ChatResult, gateway, probe, send_all, wait_ready
 from pipelines.datasets import load_dataset
 from pipelines.settings import Settings
-from serving.dialogue import Turn, build_dialogue
-from serving.dialogue.matching import LexicalMatcher
+from serving.dialogue import DialogueManager, Turn, build_dialogue
+from serving.dialogue.flows import load_flows
+from serving.dialogue.matching import LexicalMatcher, RerankMatcher
 from serving.dialogue.sessions import SqliteSessionStore
-from serving.dialogue.understanding import PyfuncUnderstanding, QuestionMatcher
+from serving.dialogue.understanding import PyfuncUnderstanding, QuestionMatcher, RegistryMatcher
 
 INTENT_DATASET = "banking77"
 PAIRS_DATASET = "atec_question_matching"
@@ -78,21 +88,24 @@ class QuickIntentModel:
         )
 
 
+def require_tracking_store(
+    settings: Settings, what: str, hint: str = "run the pipeline (make pipeline) or pass --quick"
+) -> None:
+    """Asking MLflow would create an empty tracking store as a side effect: check first."""
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise FileNotFoundError(f"cannot load {what}: no MLflow tracking store at {uri}; {hint}")
+
+
 def load_intent_model(settings: Settings, model_uri: str, quick: bool) -> tuple[Any, str]:
     if quick:
         return QuickIntentModel(settings), "in-process TF-IDF baseline (--quick)"
-    uri = settings.tracking_uri
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        # Asking MLflow would create an empty tracking store as a side effect.
-        raise FileNotFoundError(
-            f"cannot load {model_uri}: no MLflow tracking store at {uri}; "
-            "run the pipeline (make pipeline) or pass --quick"
-        )
+    require_tracking_store(settings, model_uri)
     import mlflow
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(settings.tracking_uri)
     try:
         return mlflow.pyfunc.load_model(model_uri), model_uri
     except MlflowException as error:
@@ -102,14 +115,37 @@ def load_intent_model(settings: Settings, model_uri: str, quick: bool) -> tuple[
         ) from error
 
 
-def outcome(reply, gold: str, flow_intents: dict[str, list[str]]) -> str:
-    if reply.kind == "answer":
-        return "correct" if reply.intent == gold else "wrong"
-    if reply.kind == "task":
-        return "correct" if gold in flow_intents.get(reply.flow, []) else "wrong"
-    if reply.kind in ("handoff", "clarify"):
-        return reply.kind
+def classify(
+    kind: str | None, intent: str | None, flow: str | None, gold: str, flows: dict[str, list[str]]
+) -> str:
+    """correct / wrong / handoff / clarify, from what the dialogue did with one utterance."""
+    if kind == "answer":
+        return "correct" if intent == gold else "wrong"
+    if kind == "task":
+        return "correct" if gold in flows.get(flow or "", []) else "wrong"
+    if kind == "clarify":
+        return "clarify"
+    if kind in ("handoff", "queued", "with_agent"):
+        return "handoff"
     return "wrong"  # chitchat or anything else automatic that does not answer the question
+
+
+def outcome(reply, gold: str, flow_intents: dict[str, list[str]]) -> str:
+    """A `Reply` of the in-process dialogue manager."""
+    return classify(reply.kind, reply.intent, reply.flow, gold, flow_intents)
+
+
+def reply_outcome(body: dict[str, Any], gold: str, flow_intents: dict[str, list[str]]) -> str:
+    """A web chat answer: `dialogue.kind`/`dialogue.flow`, and `intent.label`, which for an
+    answer is the intent of the FAQ entry given."""
+    dialogue = body.get("dialogue") or {}
+    intent = (body.get("intent") or {}).get("label")
+    return classify(dialogue.get("kind"), intent, dialogue.get("flow"), gold, flow_intents)
+
+
+def flow_intents(settings: Settings) -> dict[str, list[str]]:
+    flows = load_flows(settings.root / settings.dialogue.flows_dir)
+    return {name: list(flow.triggers.intents) for name, flow in flows.items()}
 
 
 def percentiles(values_ms: list[float]) -> dict[str, float]:
@@ -122,48 +158,163 @@ def percentiles(values_ms: list[float]) -> dict[str, float]:
     }
 
 
-def eval_dialogue(
-    settings: Settings, model_uri: str, quick: bool = False, limit: int | None = None
-) -> dict[str, Any]:
-    model, source = load_intent_model(settings, model_uri, quick)
+def test_utterances(settings: Settings, limit: int | None) -> pd.DataFrame:
+    """The BANKING77 test split, or a seeded sample of `limit` of it."""
     test = split(settings, INTENT_DATASET, "test")
     if limit:
         test = test.sample(n=min(limit, len(test)), random_state=settings.seed)
-    with tempfile.TemporaryDirectory() as folder:
-        store = SqliteSessionStore(Path(folder) / "sessions.db", settings.dialogue.session.ttl_s)
-        handoff = settings.dialogue.handoff.model_copy(update={"desk_path": None})
-        config = settings.dialogue.model_copy(update={"handoff": handoff})  # no live desk
-        manager = build_dialogue(config, settings.root, PyfuncUnderstanding(model), store=store)
-        flow_intents = {n: f.triggers.intents for n, f in manager.flows.flows.items()}
-        counts = {"correct": 0, "wrong": 0, "handoff": 0, "clarify": 0}
-        latencies, wrong_examples = [], []
-        for i, (text, gold) in enumerate(zip(test["text"], test["label"], strict=True)):
-            started = time.perf_counter()
-            reply = manager.handle(Turn(channel="web_chat", sender_id=f"eval-{i}", text=text))
-            latencies.append((time.perf_counter() - started) * 1000)
-            result = outcome(reply, gold, flow_intents)
-            counts[result] += 1
-            if result == "wrong" and len(wrong_examples) < 10:
-                wrong_examples.append(
-                    {"text": text, "gold": gold, "got": reply.intent or reply.kind}
-                )
-    n = len(test)
+    return test.reset_index(drop=True)
+
+
+def summarise(
+    outcomes: list[str], latencies_ms: list[float], examples: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Shares of the four outcomes (plus `failed`: no 200 from the gateway), latency."""
+    counts = {k: outcomes.count(k) for k in ("correct", "wrong", "handoff", "clarify", "failed")}
+    n = len(outcomes)
+    answered = counts["correct"] + counts["wrong"]
     return {
-        "dataset": f"{INTENT_DATASET} test",
         "utterances": n,
-        "intent_model": source,
+        "answered_automatically": round(answered / n, 4),
         "answered_correctly": round(counts["correct"] / n, 4),
         "answered_wrongly": round(counts["wrong"] / n, 4),
         "handed_off": round((counts["handoff"] + counts["clarify"]) / n, 4),
         "of_which_asked_to_rephrase": round(counts["clarify"] / n, 4),
-        "precision_of_automatic_answers": round(
-            counts["correct"] / max(1, counts["correct"] + counts["wrong"]), 4
-        ),
-        "latency_ms": percentiles(latencies),
+        "failed": round(counts["failed"] / n, 4),
+        "precision_of_automatic_answers": round(counts["correct"] / max(1, answered), 4),
+        "latency_ms": percentiles(latencies_ms) if latencies_ms else None,
         "counts": counts,
-        "thresholds": settings.dialogue.knowledge.model_dump(),
-        "wrong_examples": wrong_examples,
+        "wrong_examples": [e for e in examples if e["outcome"] == "wrong"][:10],
     }
+
+
+@contextlib.contextmanager
+def in_process_dialogue(
+    settings: Settings, model_uri: str, quick: bool = False
+) -> Iterator[tuple[DialogueManager, str]]:
+    """The gateway's dialogue manager, in this process: the registered intent model (or the
+    quick fit) as its understanding, sessions in a throwaway file, no live agent desk."""
+    model, source = load_intent_model(settings, model_uri, quick)
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteSessionStore(Path(folder) / "sessions.db", settings.dialogue.session.ttl_s)
+        handoff = settings.dialogue.handoff.model_copy(update={"desk_path": None})
+        config = settings.dialogue.model_copy(update={"handoff": handoff})
+        yield build_dialogue(config, settings.root, PyfuncUnderstanding(model), store=store), source
+
+
+def eval_dialogue_in_process(
+    settings: Settings, model_uri: str, quick: bool = False, limit: int | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The report without a gateway: the dialogue manager and intent model in this process."""
+    test, flows = test_utterances(settings, limit), flow_intents(settings)
+    outcomes, latencies, replies = [], [], []
+    with in_process_dialogue(settings, model_uri, quick) as (manager, source):
+        for i, (text, gold) in enumerate(zip(test["text"], test["label"], strict=True)):
+            started = time.perf_counter()
+            reply = manager.handle(Turn(channel="web_chat", sender_id=f"eval-{i}", text=text))
+            latency = (time.perf_counter() - started) * 1000
+            result = outcome(reply, gold, flows)
+            outcomes.append(result)
+            latencies.append(latency)
+            replies.append(
+                {"index": i, "text": text, "gold": gold, "kind": reply.kind,
+                 "intent": reply.intent, "flow": reply.flow, "outcome": result,
+                 "latency_ms": round(latency, 3)}
+            )  # fmt: skip
+    report = {
+        "dataset": f"{INTENT_DATASET} test",
+        "mode": "in-process",
+        "intent_model": source,
+        **summarise(outcomes, latencies, replies),
+        "thresholds": settings.dialogue.knowledge.model_dump(),
+    }
+    return report, replies
+
+
+def scored_reply(result: ChatResult, text: str, gold: str, flows: dict) -> dict[str, Any]:
+    """One gateway answer as a row of the replies file (what the report is computed from)."""
+    body = result.body or {}
+    dialogue = body.get("dialogue") or {}
+    return {
+        "index": result.index,
+        "text": text,
+        "gold": gold,
+        "status": result.status,
+        "kind": dialogue.get("kind"),
+        "intent": (body.get("intent") or {}).get("label"),
+        "flow": dialogue.get("flow"),
+        "reply": body.get("reply"),
+        "outcome": reply_outcome(body, gold, flows) if result.status == 200 else "failed",
+        "latency_ms": round(result.latency_ms, 3),
+        "throttled": result.throttled,
+        "detail": result.detail,
+    }
+
+
+def eval_dialogue_gateway(
+    settings: Settings,
+    url: str | None = None,
+    api_key: str | None = None,
+    limit: int | None = None,
+    concurrency: int = 4,
+    progress: bool = True,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The bank scenario report through the full gateway: every utterance a new web chat
+    session over HTTP; returns the report and one scored row per utterance."""
+    if url is None:  # a gateway started here serves this project's registry
+        hint = "run the pipeline (make pipeline) or pass --url"
+        require_tracking_store(settings, "models:/intent_en@champion", hint)
+    test, flows = test_utterances(settings, limit), flow_intents(settings)
+    texts, golds = test["text"].tolist(), test["label"].tolist()
+    with gateway(settings, url) as base:
+        models = wait_ready(base, ("intent_en",), timeout_s=600)
+        probe(base, api_key, "I lost my card")
+        started = time.perf_counter()
+        with progress_bar(len(texts), progress) as advance:
+            results = asyncio.run(send_all(base, texts, concurrency, api_key, on_done=advance))
+        wall = time.perf_counter() - started
+    replies = [scored_reply(r, texts[r.index], golds[r.index], flows) for r in results]
+    ok = [r for r in replies if r["status"] == 200]
+    statuses: dict[str, int] = {}
+    for row in replies:
+        statuses[str(row["status"])] = statuses.get(str(row["status"]), 0) + 1
+    report = {
+        "dataset": f"{INTENT_DATASET} test",
+        "mode": "gateway",
+        "url": url or "started here (scrm serve --detach on a free port)",
+        "route": "POST /v1/channels/web_chat/messages",
+        "models": {m: models.get(m, {}).get("versions") for m in ("intent_en", "ner", "faq_match")},
+        "concurrency": concurrency,
+        **summarise([r["outcome"] for r in replies], [r["latency_ms"] for r in ok], replies),
+        "statuses": statuses,
+        "throttled_retries": sum(r["throttled"] for r in replies),
+        "wall_s": round(wall, 2),
+        "turns_per_s": round(len(replies) / wall, 2),
+        "thresholds": settings.dialogue.knowledge.model_dump(),
+    }
+    return report, replies
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, enabled: bool):
+    """A rich progress bar on stderr (stdout carries the one JSON line); yields `advance`."""
+    if not enabled:
+        yield lambda _result: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("chat turns", total=total)
+        yield lambda _result: bar.advance(task)
+
+
+def write_replies(rows: list[dict[str, Any]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def retrieval_queries(pairs: pd.DataFrame) -> tuple[list[str], dict[str, set[str]]]:
@@ -178,17 +329,59 @@ def retrieval_queries(pairs: pd.DataFrame) -> tuple[list[str], dict[str, set[str
     return questions, paraphrases
 
 
+MATCHERS = ("lexical", "faq_match", "combined")
+
+
+def pair_model(settings: Settings) -> RegistryMatcher:
+    """The registered `faq_match` champion (`dialogue.knowledge.matcher_model`), loaded here
+    as serving loads it; a readable error when the pipeline has not registered it."""
+    uri = settings.tracking_uri
+    model_uri = settings.dialogue.knowledge.matcher_model
+    require_tracking_store(settings, model_uri, "run `dvc repro promote_faq_match`")
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return RegistryMatcher(model_uri, tracking_uri=uri)
+    except MlflowException as error:
+        first = str(error).splitlines()[0]
+        raise FileNotFoundError(
+            f"cannot load {model_uri} from {uri} ({first}); run `dvc repro promote_faq_match`"
+        ) from error
+
+
+def retrieval_matcher(
+    settings: Settings, name: str, lexical: LexicalMatcher, model: QuestionMatcher | None = None
+) -> QuestionMatcher | None:
+    """None for `lexical`; else the knowledge base's re-ranker over `model` (default: the
+    registered `faq_match`), as the dialogue uses it, on this evaluation's lexical index."""
+    if name not in MATCHERS:
+        raise ValueError(f"unknown matcher {name!r}; choose one of {', '.join(MATCHERS)}")
+    if name == "lexical":
+        return None
+    knowledge = settings.dialogue.knowledge
+    weight = 1.0 if name == "faq_match" else knowledge.model_weight
+    model = model or pair_model(settings)
+    languages = knowledge.model_languages
+    return RerankMatcher(lexical, model, knowledge.rerank_top, weight, languages)
+
+
 def eval_retrieval(
     settings: Settings,
     matcher: QuestionMatcher | None = None,
-    rerank_top: int = 20,
+    rerank_top: int | None = None,
     pairs: pd.DataFrame | None = None,
+    matcher_name: str = "lexical",
+    model: QuestionMatcher | None = None,
 ) -> dict[str, Any]:
     """Precision of the top answer: lexical ranking over all questions (one sparse product),
-    optionally re-ranked by `matcher` (e.g. faq_match) among the lexical top `rerank_top`."""
+    re-scored among the lexical top `rerank_top` by `matcher`, or by the one `matcher_name`
+    names (`faq_match`, `combined`: `retrieval_matcher`)."""
     pairs = split(settings, PAIRS_DATASET, "test") if pairs is None else pairs
+    rerank_top = rerank_top or settings.dialogue.knowledge.rerank_top
     questions, paraphrases = retrieval_queries(pairs)
     lexical = LexicalMatcher(questions)
+    if matcher is None:
+        matcher = retrieval_matcher(settings, matcher_name, lexical, model)
     vectors, _ = lexical.matrix(questions)
     index = {q: i for i, q in enumerate(questions)}
     asking = sorted(paraphrases)
@@ -215,9 +408,7 @@ def eval_retrieval(
     return {
         "open_pool": {
             "dataset": f"{PAIRS_DATASET} test split ({len(pairs)} pairs)",
-            "matcher": "lexical"
-            if matcher is None
-            else f"lexical top-{rerank_top} + {type(matcher).__name__}",
+            "matcher": describe(matcher, rerank_top),
             "faq_questions": len(questions),
             "queries": len(asking),
             "precision_at_1": round(float(hits_arr.mean()), 4),
@@ -236,6 +427,15 @@ def eval_retrieval(
         "labelled_candidates": labelled_ranking(pairs, lexical, matcher),
         "pairs": pair_precision(pairs, lexical, matcher),
     }
+
+
+def describe(matcher: QuestionMatcher | None, rerank_top: int) -> str:
+    if matcher is None:
+        return "lexical"
+    if isinstance(matcher, RerankMatcher):
+        model = getattr(matcher.model, "model_uri", type(matcher.model).__name__)
+        return f"lexical top-{rerank_top}, re-scored {matcher.model_weight:g} x {model}"
+    return f"lexical top-{rerank_top} + {type(matcher).__name__}"
 
 
 def _scores(matcher, lexical: LexicalMatcher, question: str, candidates: list[str]) -> list[float]:
@@ -269,8 +469,11 @@ def pair_precision(
 ) -> dict[str, Any]:
     """Every labelled pair scored: of the pairs the matcher would accept at a threshold, the
     share that really are paraphrases (the risk of a confident wrong answer), and recall."""
-    texts = zip(pairs["text_a"], pairs["text_b"], strict=True)
-    scores = np.array([_scores(matcher, lexical, a, [b])[0] for a, b in texts])
+    texts = list(zip(pairs["text_a"], pairs["text_b"], strict=True))
+    if hasattr(matcher, "score_pairs"):  # one model call for all pairs
+        scores = np.array(matcher.score_pairs(texts))
+    else:
+        scores = np.array([_scores(matcher, lexical, a, [b])[0] for a, b in texts])
     positive = pairs["label"].astype(str).to_numpy() == "1"
     table = {}
     for threshold in (0.5, 0.6, 0.7, 0.75, 0.8, 0.9):

@@ -20,10 +20,11 @@ from fastapi import FastAPI, HTTPException
 
 from serving.adapters.api import wire
 from serving.adapters.config import ChannelSettings
+from serving.adapters.mqtt import MqttBridge, bridge_from_settings
 from serving.adapters.service import ChannelService, build_channel_service
 from serving.dialogue import DialogueConfig, DialogueManager, build_dialogue
 from serving.dialogue.channels import message_handler
-from serving.dialogue.events import stream_recorder
+from serving.dialogue.events import BackgroundRecorder
 from serving.dialogue.handoff import feature_value
 from serving.dialogue.understanding import Analysis, Entity
 
@@ -83,15 +84,47 @@ class HandleUnderstanding:
         )
 
 
+class HandleMatcher:
+    """`QuestionMatcher` over the gateway's `faq_match` deployment (the registry's champion,
+    loaded once there): one unbatched call scores a whole shortlist. A failure raises; the
+    knowledge base's `RerankMatcher` then ranks lexically."""
+
+    def __init__(self, handle: Any, timeout_s: float):
+        self.handle = handle
+        self.timeout_s = timeout_s
+
+    def score(self, question: str, candidates: list[str]) -> list[float]:
+        if not candidates:
+            return []
+        sent = time.time()
+        items = [
+            {"text_a": question, "text_b": c, "id": f"faq:{uuid.uuid4().hex[:12]}", "sent_at": sent}
+            for c in candidates
+        ]
+        answers = self.handle.predict_many.remote(items).result(timeout_s=self.timeout_s)
+        return [float(a.get("score", a.get("probability", 0.0))) for a in answers]
+
+
 @dataclass
 class Conversation:
     channels: ChannelService
     dialogue: DialogueManager
+    # Kiosks: the MQTT bridge when `channels.mqtt.enabled`; runs in the replica's event loop.
+    mqtt: MqttBridge | None = None
 
     @property
     def handler(self):
         """The channels' message handler: the dialogue, in a worker thread."""
         return message_handler(self.dialogue)
+
+    def start(self) -> None:
+        """Start what runs beside the routes (the MQTT bridge); needs a running event loop."""
+        if self.mqtt is not None:
+            self.mqtt.start()
+
+    def stop(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.stop()
 
 
 def channel_deliver(channels: ChannelService) -> Any:
@@ -114,17 +147,33 @@ def build_conversation(
         dialogue_config,
         root,
         HandleUnderstanding(handles, timeout_s),
-        record_event=stream_recorder(stream),
+        record_event=BackgroundRecorder(stream),  # the feature push off the reply path
         deliver=channel_deliver(channels),
         value_of=feature_value(features, VALUE_FEATURE),
+        pair_model=HandleMatcher(handles["faq_match"], timeout_s)
+        if "faq_match" in handles
+        else None,
     )
-    return Conversation(channels, dialogue)
+    conversation = Conversation(channels, dialogue)
+    if channel_settings.mqtt.enabled:
+        conversation.mqtt = bridge_from_settings(channel_settings, channels, conversation.handler)
+    return conversation
 
 
 def activate(conversation: Conversation, app: FastAPI) -> None:
-    """Make `conversation` the one the channel and agent-desk routes of this process use."""
+    """Make `conversation` the one the channel and agent-desk routes of this process use,
+    and start it (called in the replica's event loop: the Serve constructor's)."""
+    stop_current()
     wire(app, conversation.channels, conversation.handler)
     CURRENT["dialogue"] = conversation.dialogue
+    CURRENT["conversation"] = conversation
+    conversation.start()
+
+
+def stop_current() -> None:
+    """Stop this process's conversation (the replica shuts down, or another one replaces it)."""
+    if (conversation := CURRENT.pop("conversation", None)) is not None:
+        conversation.stop()
 
 
 def current_dialogue() -> DialogueManager:

@@ -249,17 +249,21 @@ def test_dingtalk_known_sign_value() -> None:
 
 
 @pytest.mark.parametrize(
-    "headers",
+    "make_headers",
     [
-        dingtalk_headers("wrong-secret"),
-        dingtalk_headers(at=time.time() - 3700),  # stale: > 1 hour
-        dingtalk_headers(at=time.time() + 3700),  # from the future
-        {},
-        {"timestamp": "abc", "sign": "x"},
+        lambda: dingtalk_headers("wrong-secret"),
+        lambda: dingtalk_headers(at=time.time() - 3700),  # stale: > 1 hour
+        lambda: dingtalk_headers(at=time.time() + 3700),  # from the future
+        dict,
+        lambda: {"timestamp": "abc", "sign": "x"},
     ],
+    ids=["wrong-secret", "stale", "future", "missing", "malformed"],
 )
-def test_dingtalk_bad_or_stale_sign_is_401_and_stores_nothing(setup, headers) -> None:
+def test_dingtalk_bad_or_stale_sign_is_401_and_stores_nothing(setup, make_headers) -> None:
+    """Headers are signed when the test runs, not at collection: a long session would
+    otherwise bring the 'future' timestamp back inside the allowed skew."""
     client, service, dialogue = setup
+    headers = make_headers()
     answer = client.post(
         "/v1/channels/dingtalk/messages", json=dingtalk_body("d-2"), headers=headers
     )
@@ -371,6 +375,21 @@ def test_customer_moving_from_wecom_to_web_chat_keeps_one_customer_id(setup) -> 
     assert web.json()["customer_id"] == follow_up.json()["customer_id"] == "C-1001"
     assert [m.customer_id for m in dialogue.seen] == ["C-1001"] * 3
     assert [m.channel for m in dialogue.seen] == ["wecom", "web_chat", "web_chat"]
+
+
+def test_identity_link_route_binds_a_sender_to_a_crm_id(setup) -> None:
+    client, service, dialogue = setup
+    linked = client.put("/v1/channels/wecom/identities/ext-user-3", json={"customer_id": "C-3"})
+    assert linked.status_code == 200, linked.text
+    assert linked.json()["identities"] == [{"channel": "wecom", "sender_id": "ext-user-3"}]
+    assert service.identity.lookup(CORP, "wecom", "ext-user-3") == "C-3"  # WeCom: corp tenant
+    crypto = WeComCrypto(TOKEN, AES_KEY, CORP)
+    post_wecom(client, crypto, wecom_text("ext-user-3", "我的卡丢了", "900031"))
+    assert dialogue.seen[-1].customer_id == "C-3"
+    fax = client.put("/v1/channels/fax/identities/u", json={"customer_id": "C-3"})
+    assert fax.status_code == 400 and "Unsupported channel: fax" in fax.json()["detail"]
+    bad = client.put("/v1/channels/wecom/identities/u", json={"customer_id": "C 3; drop"})
+    assert bad.status_code == 422
 
 
 def test_identity_map_mints_once_and_links(tmp_path) -> None:
@@ -554,15 +573,15 @@ def test_dingtalk_sender_refuses_foreign_hosts_and_expired_webhooks() -> None:
     from serving.adapters.senders import DeliveryFailed, DingTalkWebhookSender
 
     sender = DingTalkWebhookSender()
-    future = str(int((time.time() + 60) * 1000))
+    future = str(int(time.time() + 60))
     cases = {
         "host evil.example not allowed": {
             "session_webhook": "https://evil.example/x",
-            "session_webhook_expires_ms": future,
+            "session_webhook_expires_s": future,
         },
         "expired": {
             "session_webhook": "https://oapi.dingtalk.com/x",
-            "session_webhook_expires_ms": "1000",
+            "session_webhook_expires_s": "1000",
         },
         "no DingTalk sessionWebhook": {},
     }

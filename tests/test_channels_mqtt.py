@@ -7,6 +7,7 @@ scrm/in/<client> and must get the reply on scrm/out/<client>.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import socket
@@ -186,4 +187,110 @@ def test_bridge_on_the_machines_own_broker_when_there_is_one(tmp_path) -> None:
         return answer
 
     assert asyncio.run(scenario())["reply"] == "收到：查余额"
+    service.close()
+
+
+def test_started_bridge_announces_itself_answers_and_stops_cleanly(broker, tmp_path) -> None:
+    """What the gateway does with `channels.mqtt.enabled`: `start()` in its event loop,
+    `stop()` when the replica shuts down; the retained status tells kiosks whether it listens."""
+    service = ChannelService(
+        [WebChatAdapter()],
+        IdentityMap(tmp_path / "c.db"),
+        SqliteIntake(tmp_path / "i.db"),
+        ChatTranscript(tmp_path / "c.db"),
+    )
+    bridge = MqttBridge(service, Dialogue(), port=broker, reconnect_s=0.2)
+
+    async def next_payload(client: aiomqtt.Client, timeout: float) -> bytes | None:
+        try:
+            async with asyncio.timeout(timeout):
+                async for incoming in client.messages:
+                    return bytes(incoming.payload)
+        except TimeoutError:
+            return None
+        return None
+
+    async def scenario() -> tuple[list, bool]:
+        async with aiomqtt.Client("127.0.0.1", broker) as watcher:
+            await watcher.subscribe(bridge.status_topic, qos=1)
+            task = bridge.start()
+            statuses = [await next_payload(watcher, 10)]
+            await watcher.subscribe("scrm/out/kiosk-9", qos=1)
+            await watcher.publish("scrm/in/kiosk-9", "查余额".encode(), qos=1)
+            answer = json.loads(await next_payload(watcher, 10) or b"{}")
+            assert "mqtt" in service.outbound
+            bridge.stop()
+            await asyncio.gather(task, return_exceptions=True)
+            statuses.append(await next_payload(watcher, 5))  # the retained status cleared
+            await watcher.publish("scrm/in/kiosk-9", "还在吗".encode(), qos=1)
+            after_stop = await next_payload(watcher, 1.0)
+            return [statuses, answer, after_stop], task.done()
+
+    (statuses, answer, after_stop), done = asyncio.run(scenario())
+    assert statuses == [b"online", b""]
+    assert answer["reply"] == "收到：查余额"
+    assert after_stop is None and done and "mqtt" not in service.outbound
+    service.close()
+
+
+def test_bridge_keeps_retrying_while_the_broker_is_down(tmp_path) -> None:
+    service = ChannelService(
+        [WebChatAdapter()],
+        IdentityMap(tmp_path / "c.db"),
+        SqliteIntake(tmp_path / "i.db"),
+        ChatTranscript(tmp_path / "c.db"),
+    )
+    bridge = MqttBridge(service, Dialogue(), port=free_port(), reconnect_s=0.1)
+
+    async def scenario() -> tuple[bool, bool]:
+        task = bridge.start()
+        await asyncio.sleep(0.5)  # several failed connects
+        alive = not task.done()
+        bridge.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        return alive, task.cancelled()
+
+    assert asyncio.run(scenario()) == (True, True)
+    service.close()
+
+
+def test_replicas_sharing_the_subscription_answer_each_kiosk_message_once(broker, tmp_path):
+    """Two gateway replicas on `$share/scrm/scrm/in/#`: the broker gives each message to one."""
+    service = ChannelService(
+        [WebChatAdapter()],
+        IdentityMap(tmp_path / "c.db"),
+        SqliteIntake(tmp_path / "i.db"),
+        ChatTranscript(tmp_path / "c.db"),
+    )
+    replicas = [Dialogue(), Dialogue()]
+    bridges = [
+        MqttBridge(service, dialogue, port=broker, topic_in="$share/scrm/scrm/in/#")
+        for dialogue in replicas
+    ]
+
+    async def scenario() -> list[dict]:
+        readies = [asyncio.Event(), asyncio.Event()]
+        tasks = [asyncio.create_task(b.run(r)) for b, r in zip(bridges, readies, strict=True)]
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 10)
+        got: list[dict] = []
+        async with aiomqtt.Client("127.0.0.1", broker) as kiosk:
+            await kiosk.subscribe("scrm/out/kiosk-s", qos=1)
+            for n in range(6):
+                body = {"text": f"第{n}条", "message_id": f"s-{n}"}
+                await kiosk.publish("scrm/in/kiosk-s", json.dumps(body), qos=1)
+            for window in (10, 0.5):  # all six, then a moment for any second answer
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(window):
+                        async for incoming in kiosk.messages:
+                            got.append(json.loads(bytes(incoming.payload)))
+                            if len(got) == 6:
+                                break
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return got
+
+    got = asyncio.run(scenario())
+    assert sorted(g["message_id"] for g in got) == [f"s-{n}" for n in range(6)]
+    assert sum(len(d.seen) for d in replicas) == 6 and all(d.seen for d in replicas)
     service.close()

@@ -7,11 +7,12 @@ customer's aggregates and the online read sees them at once. Feast's import cost
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from serving.dialogue.events import stream_recorder
+from serving.dialogue.events import BackgroundRecorder, stream_recorder
 from tests.test_dialogue import intent, make_manager, say
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,3 +66,33 @@ def test_every_turn_updates_the_customers_online_features(feast_project: Path, t
     # an anonymous visitor has no customer entity: nothing is pushed for them
     say(manager, "change my pin", channel="web_chat", sender="anon")
     assert online(store, "C77")["messages_1d"] == 3
+
+
+def test_the_gateways_recorder_pushes_off_the_reply_path_in_batches(
+    feast_project: Path, tmp_path
+) -> None:
+    """`BackgroundRecorder` (what the gateway wires): the turn only queues its event; once the
+    queue is drained every customer's features are online, batched into few pushes."""
+    from features.conversations import ConversationEvent
+    from features.store import ConversationStream, apply_definitions, open_store
+
+    store = open_store(feast_project / "features")
+    apply_definitions(store)
+    stream = ConversationStream(store, tmp_path / "events.db")
+    pushed: list[int] = []
+    push = store.push
+    store.push = lambda source, frame, **kw: (pushed.append(len(frame)), push(source, frame, **kw))
+    recorder = BackgroundRecorder(stream)
+    manager = make_manager(tmp_path, {"change my pin": intent("change_pin")}, record_event=recorder)
+    for i in range(6):
+        say(manager, "change my pin", channel="web_chat", sender=f"s{i}", customer_id=f"B{i % 3}")
+    say(manager, "change my pin", channel="web_chat", sender="anon")  # no entity: not queued
+    recorder.flush()
+    assert [online(store, f"B{i}")["messages_1d"] for i in range(3)] == [2, 2, 2]
+    assert sum(pushed) <= 6 and online(store, "B0")["last_intent"] == "change_pin"
+
+    pushed.clear()
+    now = datetime.now(UTC)
+    events = [ConversationEvent(c, now, "wecom", "card_arrival", "neutral", False) for c in "XYX"]
+    assert stream.record_many(events) == 2 and pushed == [2]  # one push, one row per customer
+    assert online(store, "X")["messages_1d"] == 2 and online(store, "Y")["messages_1d"] == 1

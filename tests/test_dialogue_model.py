@@ -91,7 +91,7 @@ def test_latency_summary_is_ordered() -> None:
 def test_eval_dialogue_cli_explains_a_missing_tracking_store(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
     monkeypatch.chdir(REPO)
-    result = CliRunner().invoke(app, ["eval", "dialogue", "--limit", "5"])
+    result = CliRunner().invoke(app, ["eval", "dialogue", "--in-process", "--limit", "5"])
     assert result.exit_code == 1
     assert "cannot load models:/intent_en@champion: no MLflow tracking store" in result.output
     assert "--quick" in result.output and not (tmp_path / "empty.db").exists()

@@ -10,8 +10,9 @@ import pytest
 
 from pipelines.dialogue_eval import eval_retrieval
 from pipelines.settings import load_settings
-from serving.dialogue.knowledge import KnowledgeBase, load_entries
-from serving.dialogue.matching import LexicalMatcher
+from serving.dialogue.config import KnowledgeConfig
+from serving.dialogue.knowledge import KnowledgeBase, knowledge_matcher, load_entries
+from serving.dialogue.matching import LexicalMatcher, RerankMatcher
 
 REPO = Path(__file__).resolve().parents[1]
 KB = REPO / "data" / "kb"
@@ -111,3 +112,114 @@ def test_atec_held_out_retrieval_is_precise_when_it_answers() -> None:
     assert pool["precision_when_answered_labelled"] >= 0.9
     assert report["pairs"]["at"]["0.75"]["precision"] >= 0.9
     assert report["labelled_candidates"]["precision_at_1"] > 0.5
+
+
+class PairModel:
+    """A stand-in for `faq_match`: 0.9 for candidates sharing the question's last character,
+    else 0.1; records what it was asked (the shortlist)."""
+
+    def __init__(self, fail: bool = False):
+        self.asked: list[list[str]] = []
+        self.fail = fail
+
+    def score(self, question: str, candidates: list[str]) -> list[float]:
+        if self.fail:
+            raise RuntimeError("replica down")
+        self.asked.append(candidates)
+        return [0.9 if c[-1] == question[-1] else 0.1 for c in candidates]
+
+
+def test_rerank_scores_only_the_lexical_shortlist_with_the_pair_model() -> None:
+    faq = ["花呗怎么还款", "花呗如何还款呢", "借呗怎么开通", "余额宝收益"]
+    lexical = LexicalMatcher(faq)
+    model = PairModel()
+    matcher = RerankMatcher(lexical, model, top_k=2, model_weight=1.0)
+    scores = matcher.score("花呗怎么还款呢", faq)
+    assert len(model.asked) == 1 and len(model.asked[0]) == 2  # one call, the top 2 only
+    plain = lexical.score("花呗怎么还款呢", faq)
+    top = sorted(range(4), key=lambda i: -plain[i])[:2]
+    assert all(scores[i] == 0.0 for i in range(4) if i not in top)
+    assert scores[1] == 0.9  # the model's choice wins ("呢"), not the closer lexical match
+    combined = RerankMatcher(lexical, PairModel(), top_k=2, model_weight=0.5)
+    mixed = combined.score("花呗怎么还款呢", faq)
+    assert mixed[1] == pytest.approx(0.5 * 0.9 + 0.5 * plain[1])
+
+
+def test_rerank_keeps_lexical_scores_for_other_languages_and_a_failed_model() -> None:
+    faq = ["How do I reset my PIN?", "花呗怎么还款"]
+    lexical = LexicalMatcher(faq)
+    english = RerankMatcher(lexical, PairModel(), languages=["zh"])
+    assert english.score("reset my pin", faq) == lexical.score("reset my pin", faq)
+    assert english.model.asked == []
+    broken = RerankMatcher(lexical, PairModel(fail=True))
+    assert broken.score("花呗怎么还款", faq) == lexical.score("花呗怎么还款", faq)
+
+
+def test_knowledge_matcher_follows_the_config(entries) -> None:
+    assert isinstance(knowledge_matcher(KnowledgeConfig(), entries, PairModel()), LexicalMatcher)
+    config = KnowledgeConfig(matcher="combined", model_weight=0.3, rerank_top=5)
+    matcher = knowledge_matcher(config, entries, PairModel())
+    assert isinstance(matcher, RerankMatcher) and matcher.model_weight == 0.3
+    assert matcher.top_k == 5
+    faq_only = knowledge_matcher(KnowledgeConfig(matcher="faq_match"), entries, PairModel())
+    assert faq_only.model_weight == 1.0
+    # configured, but no model loaded (not registered yet): lexical, not a crash
+    no_model = knowledge_matcher(KnowledgeConfig(matcher="faq_match"), entries, None)
+    assert isinstance(no_model, LexicalMatcher)
+
+
+def test_a_knowledge_base_over_the_pair_model_answers_chinese_faq(entries) -> None:
+    """End to end in the knowledge base: the registered-model path ranks, confidence holds."""
+    config = KnowledgeConfig(matcher="faq_match")
+    matcher = knowledge_matcher(config, entries, PairModel())
+    kb = KnowledgeBase(entries, matcher, 0.7)
+    found = kb.retrieve("跨行转账要手续费吗？", "unknown", 0.2, in_scope=False)
+    assert found.entry is not None and found.similarity in (0.9, 0.1)
+    assert matcher.model.asked and len(matcher.model.asked[0]) == config.rerank_top
+
+
+def test_retrieval_report_with_a_pair_model_names_it_and_reranks() -> None:
+    pairs = pd.DataFrame(
+        {
+            "text_a": ["花呗怎么还款", "借呗怎么开通", "花呗逾期了怎么办", "借呗额度怎么提升"],
+            "text_b": ["花呗如何还款", "借呗如何开通呢", "花呗怎么还款呢", "借呗额度怎么提高"],
+            "label": ["1", "1", "0", "1"],
+        }
+    )
+    settings = load_settings(REPO)
+    report = eval_retrieval(settings, pairs=pairs, matcher_name="faq_match", model=PairModel())
+    assert "re-scored 1 x PairModel" in report["open_pool"]["matcher"]
+    # the stand-in accepts only same-last-character pairs: 花呗怎么还款 / 花呗如何还款, a paraphrase
+    accepted = report["pairs"]["at"]["0.5"]
+    assert (accepted["accepted_share"], accepted["precision"]) == (0.25, 1.0)
+    with pytest.raises(ValueError, match="unknown matcher 'bm25'"):
+        eval_retrieval(settings, pairs=pairs, matcher_name="bm25")
+
+
+def test_the_gateway_asks_its_faq_match_deployment_once_per_shortlist() -> None:
+    from serving.conversation import HandleMatcher
+
+    class Call:
+        def __init__(self, answers: list[dict]):
+            self.answers = answers
+
+        def result(self, timeout_s: float) -> list[dict]:
+            return self.answers
+
+    class PredictMany:
+        def __init__(self):
+            self.calls: list[list[dict]] = []
+
+        def remote(self, items: list[dict]) -> Call:
+            self.calls.append(items)
+            return Call([{"score": 0.25 * i, "label": "0", "model_name": "faq_match"}
+                         for i, _ in enumerate(items)])  # fmt: skip
+
+    class Handle:
+        predict_many = PredictMany()
+
+    matcher = HandleMatcher(Handle(), timeout_s=1.0)
+    assert matcher.score("花呗怎么还款", ["a", "b", "c"]) == [0.0, 0.25, 0.5]
+    (items,) = Handle.predict_many.calls
+    assert [i["text_b"] for i in items] == ["a", "b", "c"] and items[0]["text_a"] == "花呗怎么还款"
+    assert len({i["id"] for i in items}) == 3 and matcher.score("x", []) == []

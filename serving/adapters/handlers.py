@@ -9,16 +9,29 @@ async handler.
 
 from __future__ import annotations
 
+import os
+
 import httpx
 
 from serving.adapters.messages import InboundMessage, MessageHandler, Reply
 
 
 def gateway_intent(
-    gateway_url: str, timeout_s: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
+    gateway_url: str,
+    timeout_s: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+    api_key: str | None = None,
 ) -> MessageHandler:
-    """Answer with the intent the gateway's `POST /v1/intent` detects (raises on 5xx/timeout)."""
-    client = httpx.AsyncClient(base_url=gateway_url, timeout=timeout_s, transport=transport)
+    """Answer with the intent the gateway's `POST /v1/intent` detects (raises on 5xx/timeout).
+
+    The gateway needs a credential with `predict`: `api_key`, else $SCRM_API_KEY."""
+    key = api_key or os.environ.get("SCRM_API_KEY")
+    client = httpx.AsyncClient(
+        base_url=gateway_url,
+        timeout=timeout_s,
+        transport=transport,
+        headers={"X-API-Key": key} if key else None,
+    )
 
     async def handle(message: InboundMessage) -> Reply:
         response = await client.post("/v1/intent", json={"text": message.text})

@@ -92,8 +92,10 @@ class DingTalkWebhookSender:
         url = context.get("session_webhook") or ""
         if not url:
             raise DeliveryFailed(f"no DingTalk sessionWebhook known for {sender_id}")
-        expires_ms = int(context.get("session_webhook_expires_ms") or 0)
-        if expires_ms and expires_ms / 1000 < time.time():
+        expires_s = int(context.get("session_webhook_expires_s") or 0) or (
+            int(context.get("session_webhook_expires_ms") or 0) // 1000  # routes stored before
+        )
+        if expires_s and expires_s < time.time():
             raise DeliveryFailed(f"DingTalk sessionWebhook of {sender_id} expired; wait for them")
         parsed = urlparse(url)
         if parsed.scheme != "https" or parsed.hostname not in self.allowed_hosts:

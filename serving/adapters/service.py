@@ -30,6 +30,7 @@ from serving.adapters.router import ChannelAdapter, MessageRouter
 from serving.adapters.senders import DeliveryFailed, DingTalkWebhookSender, WeComAppSender
 from serving.adapters.webchat import ChatTranscript, WebChatAdapter
 from serving.adapters.wecom import WeComAdapter
+from serving.privacy.atrest import cipher_for, data_key
 
 log = logging.getLogger(__name__)
 Deliver = Callable[[InboundMessage, Reply], Awaitable[None]]
@@ -180,6 +181,20 @@ class ChannelService:
         if not sockets:
             self.sockets.pop(session_id, None)
 
+    def link(
+        self, channel: str, sender_id: str, customer_id: str, tenant: str | None = None
+    ) -> list[tuple[str, str]]:
+        """Bind a channel identity to a CRM id; returns every identity the customer now has.
+
+        The tenant defaults to the channel's own (WeCom: the corp id; web chat: its tenant).
+        """
+        if channel != "mqtt":  # the bridge is no router adapter; its senders are kiosk ids
+            adapter = self.adapter(channel)
+            tenant = tenant or getattr(adapter, "tenant", None)
+        tenant = tenant or "default"
+        self.identity.link(tenant, channel, sender_id, customer_id)
+        return self.identity.identities(tenant, customer_id)
+
     def history(self, session_id: str) -> list[dict]:
         return self.transcript.recent(session_id, self.history_turns)
 
@@ -190,6 +205,7 @@ class ChannelService:
 
 
 def intake_from_settings(settings: ChannelSettings, root: Path) -> IntakeLog:
+    """The configured intake log, its messages encrypted at rest (serving/privacy/atrest.py)."""
     config = settings.intake
     policy = RetryPolicy(config.lease_s, config.max_attempts, config.backoff_s)
     return open_intake(
@@ -199,6 +215,7 @@ def intake_from_settings(settings: ChannelSettings, root: Path) -> IntakeLog:
         config.synchronous,
         config.redis_url,
         config.stream,
+        cipher=cipher_for(root),
     )
 
 
@@ -224,11 +241,17 @@ def build_channel_service(settings: ChannelSettings, root: Path) -> ChannelServi
     else:
         unconfigured["dingtalk"] = [settings.dingtalk.app_secret_env]
     store = root / settings.store
+    identity = IdentityMap(store)
+    web_tenant = settings.web_chat.tenant
+
+    def transcript_owner(session_id: str) -> str:  # web chat lines bind to the customer's key
+        return data_key(web_tenant, identity.lookup(web_tenant, WebChatAdapter.name, session_id))
+
     service = ChannelService(
         adapters,
-        IdentityMap(store),
+        identity,
         intake_from_settings(settings, root),
-        ChatTranscript(store),
+        ChatTranscript(store, cipher_for(root), transcript_owner),
         mode=settings.intake.mode,
         reply_timeout_s=settings.intake.reply_timeout_s,
         history_turns=settings.web_chat.history_turns,

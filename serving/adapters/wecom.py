@@ -143,6 +143,7 @@ class WeComAdapter:
     def __init__(self, token: str, encoding_aes_key: str, corp_id: str):
         self.crypto = WeComCrypto(token, encoding_aes_key, corp_id)
         self.corp_id = corp_id
+        self.tenant = corp_id  # messages carry the corp id as their tenant
 
     @staticmethod
     def _query(request: RawRequest, *names: str) -> list[str]:

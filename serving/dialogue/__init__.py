@@ -11,9 +11,8 @@ from pathlib import Path
 from serving.dialogue.config import DialogueConfig
 from serving.dialogue.flows import Action, FlowEngine, demo_actions, load_flows
 from serving.dialogue.handoff import HandoffDesk, HandoffPolicy, ValueOf
-from serving.dialogue.knowledge import KnowledgeBase, load_entries
+from serving.dialogue.knowledge import KnowledgeBase, knowledge_matcher, load_entries
 from serving.dialogue.manager import Deliver, DialogueManager, Outbound, RecordEvent, Reply, Turn
-from serving.dialogue.matching import LexicalMatcher
 from serving.dialogue.sessions import SessionStore, open_session_store
 from serving.dialogue.understanding import (
     Analysis,
@@ -21,6 +20,7 @@ from serving.dialogue.understanding import (
     QuestionMatcher,
     Understanding,
 )
+from serving.privacy.atrest import cipher_for
 
 __all__ = [
     "Analysis",
@@ -44,12 +44,16 @@ def build_dialogue(
     record_event: RecordEvent | None = None,
     deliver: Deliver | None = None,
     value_of: ValueOf | None = None,
+    pair_model: QuestionMatcher | None = None,
 ) -> DialogueManager:
-    """A manager wired from settings; anything not given gets the local default (lexical
-    matcher, the configured session store, demo flow actions, no events, no delivery)."""
+    """A manager wired from settings; anything not given gets the local default (the
+    configured matcher over `pair_model`, else lexical; the configured session store, demo
+    flow actions, no events, no delivery)."""
     entries = load_entries(root / config.knowledge.kb_dir)
-    matcher = matcher or LexicalMatcher(q for e in entries for q in e.questions)
+    matcher = matcher or knowledge_matcher(config.knowledge, entries, pair_model)
     sessions = config.session
+    # Sessions and tickets are encrypted at rest (serving/privacy/atrest.py).
+    cipher = cipher_for(root) if store is None or config.handoff.desk_path else None
     return DialogueManager(
         config=config,
         understanding=understanding,
@@ -63,11 +67,17 @@ def build_dialogue(
         ),
         store=store
         or open_session_store(
-            sessions.store, root, sessions.sqlite_path, sessions.ttl_s, sessions.key_prefix
+            sessions.store,
+            root,
+            sessions.sqlite_path,
+            sessions.ttl_s,
+            sessions.key_prefix,
+            cipher,
         ),
         desk=HandoffDesk(
             config.handoff.default_skill,
             root / config.handoff.desk_path if config.handoff.desk_path else None,
+            cipher,
         ),
         policy=HandoffPolicy(config.handoff, value_of),
         record_event=record_event,

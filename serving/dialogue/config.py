@@ -5,6 +5,8 @@ Defined here, not in pipelines, so serving can build a dialogue without importin
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -27,8 +29,17 @@ class KnowledgeConfig(Strict):
     # when the intent is in scope and has FAQ entries; similarity alone otherwise.
     intent_weight: float = Field(0.7, ge=0, le=1)
     answer_threshold: float = Field(0.6, gt=0, le=1)
-    # Without a trusted intent the lexical match alone must clear this (stricter) bar.
+    # Without a trusted intent the question match alone must clear this (stricter) bar.
     lexical_only_threshold: float = Field(0.75, gt=0, le=1)
+    # Question similarity: `lexical` (TF-IDF character n-grams), `faq_match` (the registered
+    # pair model re-scoring the lexical shortlist of `rerank_top`), `combined` (their mean
+    # weighted by `model_weight` on the shortlist). The model only scores questions in
+    # `model_languages` (ATEC, its training data, is Chinese); others stay lexical.
+    matcher: Literal["lexical", "faq_match", "combined"] = "lexical"
+    matcher_model: str = "models:/faq_match@champion"
+    rerank_top: int = Field(20, ge=1, le=200)
+    model_weight: float = Field(0.5, ge=0, le=1)
+    model_languages: list[str] = Field(default_factory=lambda: ["zh"])
 
 
 class HandoffConfig(Strict):

@@ -1,18 +1,25 @@
 """FAQ knowledge base: entries per intent, retrieval by intent + question similarity.
 
 The answer confidence combines the intent model's confidence (when it is in scope and the
-intent has entries) with how close the customer's words are to an entry's questions. Below
-the threshold the dialogue does not answer: a wrong confident answer costs more than a handoff.
+intent has entries) with how close the customer's words are to an entry's questions (lexical
+similarity, re-scored by the `faq_match` pair model when configured: `knowledge_matcher`).
+Below the threshold the dialogue does not answer: a wrong confident answer costs more than a
+handoff.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from serving.dialogue.config import KnowledgeConfig
+from serving.dialogue.matching import LexicalMatcher, RerankMatcher
 from serving.dialogue.understanding import QuestionMatcher
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,21 @@ def load_entries(kb_dir: Path) -> list[FaqEntry]:
     if len({e.id for e in entries}) != len(entries):
         raise ValueError(f"duplicate FAQ entry ids in {kb_dir}")
     return entries
+
+
+def knowledge_matcher(
+    config: KnowledgeConfig, entries: list[FaqEntry], pair_model: QuestionMatcher | None = None
+) -> QuestionMatcher:
+    """The configured question matcher: lexical alone, or its shortlist re-scored by the pair
+    model (`faq_match`: the model's score; `combined`: weighted with the lexical one)."""
+    lexical = LexicalMatcher(q for e in entries for q in e.questions)
+    if config.matcher == "lexical":
+        return lexical
+    if pair_model is None:
+        log.warning("knowledge.matcher is %s but no pair model is loaded: lexical", config.matcher)
+        return lexical
+    weight = 1.0 if config.matcher == "faq_match" else config.model_weight
+    return RerankMatcher(lexical, pair_model, config.rerank_top, weight, config.model_languages)
 
 
 class KnowledgeBase:

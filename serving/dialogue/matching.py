@@ -1,12 +1,14 @@
-"""Lexical question matching: TF-IDF-weighted character n-grams, cosine similarity.
+"""Question matching: lexical similarity, optionally re-scored by the `faq_match` pair model.
 
-The default `QuestionMatcher`, so the knowledge base works before (and without) the trained
-`faq_match` model. Character n-grams need no word segmentation, which suits short Chinese
-questions, and still catch English word overlap and inflections ("cards"/"card").
+`LexicalMatcher` (TF-IDF-weighted character n-grams, cosine) is the default `QuestionMatcher`,
+so the knowledge base works before (and without) the trained `faq_match` model. Character
+n-grams need no word segmentation, which suits short Chinese questions, and still catch English
+word overlap and inflections ("cards"/"card"). `RerankMatcher` puts the pair model on top.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import unicodedata
@@ -14,7 +16,10 @@ from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 
+from serving.dialogue.understanding import QuestionMatcher
+
 _NOISE = re.compile(r"[^\w]+", re.UNICODE)
+log = logging.getLogger(__name__)
 
 
 def normalise(text: str) -> str:
@@ -77,3 +82,65 @@ class LexicalMatcher:
                 cols.append(vocabulary.setdefault(gram, len(vocabulary)))
                 values.append(weight / norm if norm else 0.0)
         return csr_matrix((values, (rows, cols)), shape=(len(texts), len(vocabulary))), vocabulary
+
+
+class RerankMatcher:
+    """The lexical shortlist re-scored by a pair model (the registered `faq_match`).
+
+    Scoring every FAQ question with the model on every turn would cost a model call per
+    question; the lexical matcher is cheap and its top `top_k` almost always hold the right
+    one, so only those get the model's score (`model_weight` of it, the rest lexical). The
+    others score 0: they cannot be the answer. A question outside `languages` (the model's
+    training language), or a model that fails, keeps the lexical scores: a missing model
+    degrades ranking, it never produces an answer the lexical matcher would not stand behind.
+    """
+
+    def __init__(
+        self,
+        lexical: LexicalMatcher,
+        model: QuestionMatcher,
+        top_k: int = 20,
+        model_weight: float = 1.0,
+        languages: Iterable[str] = ("zh",),
+    ):
+        self.lexical, self.model = lexical, model
+        self.top_k, self.model_weight = top_k, model_weight
+        self.languages = set(languages)
+
+    def applies(self, question: str) -> bool:
+        from serving.dialogue.replies import language_of
+
+        return language_of(question) in self.languages
+
+    def score(self, question: str, candidates: list[str]) -> list[float]:
+        lexical = self.lexical.score(question, candidates)
+        if not candidates or not self.applies(question):
+            return lexical
+        top = sorted(range(len(candidates)), key=lambda i: -lexical[i])[: self.top_k]
+        try:
+            model = self.model.score(question, [candidates[i] for i in top])
+        except Exception as error:  # model unavailable: rank lexically, as without it
+            log.warning("pair model failed (%s); lexical scores only", error)
+            return lexical
+        scores = [0.0] * len(candidates)
+        w = self.model_weight
+        for i, value in zip(top, model, strict=True):
+            scores[i] = w * float(value) + (1 - w) * lexical[i]
+        return scores
+
+    def score_pairs(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """Each (question, candidate) pair on its own (a shortlist of one), in one model call
+        when the model has `score_pairs` (bulk evaluation)."""
+        lexical = [self.lexical.similarity(a, b) for a, b in pairs]
+        chosen = [i for i, (a, _) in enumerate(pairs) if self.applies(a)]
+        if not chosen:
+            return lexical
+        picked = [pairs[i] for i in chosen]
+        if hasattr(self.model, "score_pairs"):
+            model = self.model.score_pairs(picked)
+        else:
+            model = [self.model.score(a, [b])[0] for a, b in picked]
+        scores = list(lexical)
+        for i, value in zip(chosen, model, strict=True):
+            scores[i] = self.model_weight * float(value) + (1 - self.model_weight) * lexical[i]
+        return scores

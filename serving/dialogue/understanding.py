@@ -110,25 +110,41 @@ class PyfuncUnderstanding:
 
 
 class RegistryMatcher:
-    """Production `QuestionMatcher`: the registered `faq_match` pair model (mlflow.pyfunc).
+    """The registered `faq_match` pair model (mlflow.pyfunc), loaded in this process.
 
     Expects a model taking a frame with `text_a`, `text_b` and returning a probability column
-    (`score`, `probability` or the first numeric column) per pair.
+    (`score`, `probability` or the first numeric column) per pair. Used where no gateway runs
+    (reports, tests); the gateway asks its `faq_match` deployment instead (`HandleMatcher`).
     """
 
-    def __init__(self, model_uri: str = "models:/faq_match@champion"):
+    def __init__(
+        self, model_uri: str = "models:/faq_match@champion", tracking_uri: str | None = None
+    ):
+        import mlflow
         import mlflow.pyfunc
 
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
+        self.model_uri = model_uri
         self.model = mlflow.pyfunc.load_model(model_uri)
 
     def score(self, question: str, candidates: list[str]) -> list[float]:
+        return self.score_pairs([(question, candidate) for candidate in candidates])
+
+    def score_pairs(self, pairs: list[tuple[str, str]]) -> list[float]:
         import pandas as pd
 
-        if not candidates:
+        if not pairs:
             return []
-        frame = pd.DataFrame({"text_a": [question] * len(candidates), "text_b": candidates})
-        out = self.model.predict(frame)
-        if isinstance(out, pd.DataFrame):
-            column = next((c for c in ("score", "probability") if c in out), None)
-            out = out[column] if column else out.select_dtypes("number").iloc[:, 0]
-        return [float(v) for v in out]
+        frame = pd.DataFrame({"text_a": [a for a, _ in pairs], "text_b": [b for _, b in pairs]})
+        return pair_scores(self.model.predict(frame))
+
+
+def pair_scores(out: Any) -> list[float]:
+    """The probability column of a pair model's answer (a frame, a series or an array)."""
+    import pandas as pd
+
+    if isinstance(out, pd.DataFrame):
+        column = next((c for c in ("score", "probability") if c in out), None)
+        out = out[column] if column else out.select_dtypes("number").iloc[:, 0]
+    return [float(v) for v in out]
