@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from serving.privacy.masking import install_log_masking
+
 if TYPE_CHECKING:
     from pipelines.text import Target
 
@@ -28,6 +30,10 @@ for _name, _value in {
     "DVC_NO_ANALYTICS": "1",
 }.items():
     os.environ.setdefault(_name, _value)
+
+# Logs are always masked: every record any library writes in a `scrm` process (pipelines, Ray
+# workers started from it, MLflow) has its phone/ID/card numbers masked (docs/privacy.md).
+install_log_masking()
 
 app = typer.Typer(
     help="scrm-platform: validate -> features -> tune -> train -> evaluate -> promote -> serve.",
@@ -325,6 +331,22 @@ def target(task: str, dataset: str | None) -> Target:
 
 @app.command()
 @friendly_errors
+def pretrain(
+    corpus: Annotated[str, typer.Argument(help="A corpus of params text.pretrain.corpora.")] = "zh",
+    results_fp: ResultsFp = None,
+) -> None:
+    """Masked-LM pretraining of the BERT encoder on CORPUS's train texts; registers it."""
+    from pipelines.pretrain import pretrain as pretrain_corpus
+
+    config = settings()
+    config.text.corpus(corpus)  # an unknown corpus fails here, with the known ones
+    with console.status(f"Pretraining the {corpus} encoder (masked LM)"):
+        result = pretrain_corpus(config, corpus)
+    emit(result, results_fp)
+
+
+@app.command()
+@friendly_errors
 def tune(
     task: Task = "intent",
     dataset: DatasetOption = None,
@@ -495,6 +517,10 @@ def serve(
     detach: Annotated[bool, typer.Option(help="Run in the background; return when ready.")] = False,
     stop: Annotated[bool, typer.Option(help="Stop the background server.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for --detach.")] = 300,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate: serve HTTPS, TLS 1.3 only.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
 ) -> None:
     """Serve the champion models and channel adapters with Ray Serve (OpenAPI at /docs)."""
     if ctx.invoked_subcommand:
@@ -508,16 +534,19 @@ def serve(
         pid = stop_detached(config)
         console.print(f"stopped server pid {pid}" if pid else "no server was running")
         return
+    if (tls_cert is None) != (tls_key is None):
+        fail("--tls-cert and --tls-key go together")
+    tls = (tls_cert, tls_key) if tls_cert and tls_key else None
     if detach:
         with console.status(f"Starting Ray Serve on {host}:{port}"):
-            url = start_detached(config, host, port, timeout, address, config_file)
+            url = start_detached(config, host, port, timeout, address, config_file, tls)
         console.print(f"[green]✓[/] serving at {url} (docs: {url}/docs); stop: scrm serve --stop")
         return
 
     def ready(url: str) -> None:
         console.print(f"[green]✓[/] serving at {url} (docs: {url}/docs); Ctrl-C stops")
 
-    serve_forever(config, host, port, address, ready, config_file)
+    serve_forever(config, host, port, address, ready, config_file, tls)
 
 
 @serve_app.command("reload")
@@ -539,13 +568,16 @@ def serve_reload(
 @friendly_errors
 def ab_report(
     model: Annotated[str, typer.Argument(help="A served model (serving config), e.g. churn.")],
+    tenant: Annotated[
+        str | None, typer.Option(help="Only this tenant's traffic (rows carry the caller's).")
+    ] = None,
     results_fp: ResultsFp = None,
 ) -> None:
     """Champion vs challenger from the prediction log: volume, latency, answers, agreement."""
     from serving.prediction_log import ab_report as report
 
     config = settings()
-    emit(report(config.path(config.serving.prediction_log), model), results_fp)
+    emit(report(config.path(config.serving.prediction_log), model, tenant), results_fp)
 
 
 @app.command()
@@ -622,12 +654,18 @@ def intake_worker(
 
 @intake_app.command("status")
 @friendly_errors
-def intake_status() -> None:
-    """Messages per state, and the latest dead letters."""
+def intake_status(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's messages.")] = None,
+) -> None:
+    """Messages per state, and the latest dead letters (of one tenant with --tenant)."""
     intake = channel_intake(settings())
     print(
         json.dumps(
-            {"counts": intake.counts(), "dead_letters": intake.dead_letters(20)},
+            {
+                "tenant": tenant,
+                "counts": intake.counts(tenant),
+                "dead_letters": intake.dead_letters(20, tenant),
+            },
             ensure_ascii=False,
             indent=2,
         )
@@ -641,43 +679,83 @@ app.add_typer(eval_app, name="eval")
 @eval_app.command("dialogue")
 @friendly_errors
 def eval_dialogue_command(
-    model: Annotated[str, typer.Option(help="Intent model URI.")] = "models:/intent_en@champion",
-    quick: Annotated[
-        bool, typer.Option(help="Fit the TF-IDF baseline in-process instead of the registry's.")
-    ] = False,
+    url: Annotated[
+        str | None, typer.Option(help="A running gateway; default: start one on a free port.")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="SCRM_API_KEY", help="Sent as X-API-Key.", show_default=False),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Seeded sample of test utterances.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Customers at once.")] = 4,
+    in_process: Annotated[
+        bool, typer.Option(help="No gateway: the dialogue and intent model in this process.")
+    ] = False,
+    model: Annotated[
+        str, typer.Option(help="Intent model URI (--in-process).")
+    ] = "models:/intent_en@champion",
+    quick: Annotated[
+        bool, typer.Option(help="--in-process with a TF-IDF fit instead of the registry's model.")
+    ] = False,
+    replies_fp: Annotated[
+        Path | None, typer.Option("--replies-fp", help="One scored reply per line (JSONL).")
+    ] = None,
     results_fp: ResultsFp = None,
 ) -> None:
-    """BANKING77 test utterances through the dialogue manager: answered right, wrong, handed off,
-    latency (JSON on stdout, a copy in data/models/dialogue/evaluation.json)."""
-    from pipelines.dialogue_eval import eval_dialogue
+    """The bank scenario report: BANKING77 test utterances as web chat messages through the
+    gateway; shares answered right, wrong, handed off, and latency (JSON on stdout, a copy in
+    data/models/dialogue/evaluation.json)."""
+    from pipelines.chat_client import GatewayError
+    from pipelines.dialogue_eval import (
+        eval_dialogue_gateway,
+        eval_dialogue_in_process,
+        write_replies,
+    )
 
     config = settings()
-    result = eval_dialogue(config, model, quick=quick, limit=limit)
-    emit(result, results_fp or config.model_dir("dialogue") / "evaluation.json")
+    name = "evaluation_in_process.json" if in_process or quick else "evaluation.json"
+    try:
+        if in_process or quick:
+            result, replies = eval_dialogue_in_process(config, model, quick=quick, limit=limit)
+        else:
+            result, replies = eval_dialogue_gateway(config, url, api_key, limit, concurrency)
+    except GatewayError as error:
+        fail(str(error))
+    if replies_fp:
+        write_replies(replies, replies_fp)
+    emit(result, results_fp or config.model_dir("dialogue") / name)
+    latency = result["latency_ms"] or {"p50": float("nan"), "p95": float("nan")}
     console.print(
-        f"[green]✓[/] {result['utterances']} utterances: {result['answered_correctly']:.1%} "
-        f"answered correctly, {result['answered_wrongly']:.1%} wrongly, "
-        f"{result['handed_off']:.1%} handed off; latency p50 {result['latency_ms']['p50']:.1f} ms, "
-        f"p95 {result['latency_ms']['p95']:.1f} ms ({result['intent_model']})",
+        f"[green]✓[/] {result['utterances']} utterances ({result['mode']}): "
+        f"{result['answered_correctly']:.1%} answered correctly, "
+        f"{result['answered_wrongly']:.1%} wrongly, {result['handed_off']:.1%} handed off, "
+        f"{result['failed']:.1%} failed; latency p50 {latency['p50']:.1f} ms, "
+        f"p95 {latency['p95']:.1f} ms",
         highlight=False,
     )
 
 
 @eval_app.command("retrieval")
 @friendly_errors
-def eval_retrieval_command(results_fp: ResultsFp = None) -> None:
-    """FAQ retrieval quality on the held-out ATEC test pairs with the lexical matcher."""
+def eval_retrieval_command(
+    matcher: Annotated[
+        str, typer.Option(help="lexical, faq_match (the registered model) or combined.")
+    ] = "lexical",
+    results_fp: ResultsFp = None,
+) -> None:
+    """FAQ retrieval quality (precision of the top answer) on the held-out ATEC test pairs."""
     from pipelines.dialogue_eval import eval_retrieval
 
     config = settings()
-    result = eval_retrieval(config)
-    emit(result, results_fp or config.model_dir("dialogue") / "retrieval.json")
+    result = eval_retrieval(config, matcher_name=matcher)
+    default = config.model_dir("dialogue") / f"retrieval_{matcher}.json"
+    emit(result, results_fp or default)
     pool, labelled = result["open_pool"], result["labelled_candidates"]
     console.print(
-        f"[green]✓[/] ATEC test: top answer precision {pool['precision_at_1']:.1%} among "
-        f"{pool['faq_questions']} questions, {labelled['precision_at_1'] or 0:.1%} among labelled "
-        f"candidates; {pool['answered_share']:.1%} answered at the threshold, precision "
+        f"[green]✓[/] ATEC test ({pool['matcher']}): top answer precision "
+        f"{pool['precision_at_1']:.1%} among {pool['faq_questions']} questions, "
+        f"{labelled['precision_at_1'] or 0:.1%} among labelled candidates; "
+        f"{pool['answered_share']:.1%} answered at the threshold, precision "
         f"{pool['precision_when_answered'] or 0:.1%} "
         f"({pool['precision_when_answered_labelled'] or 0:.1%} of the "
         f"{pool['answered_with_labelled_pair']} with a labelled pair)",
@@ -685,7 +763,9 @@ def eval_retrieval_command(results_fp: ResultsFp = None) -> None:
     )
 
 
-keys_app = typer.Typer(help="Encryption keys of personal data at rest (docs/privacy.md).")
+keys_app = typer.Typer(
+    help="API keys of callers, and encryption keys of personal data at rest (docs/privacy.md)."
+)
 app.add_typer(keys_app, name="keys")
 customers_app = typer.Typer(help="Customers' personal data: erasure (right to be forgotten).")
 app.add_typer(customers_app, name="customers")
@@ -715,6 +795,71 @@ def keys_rotate(
     emit(result, results_fp)
     console.print(f"[green]✓[/] active key {result['active']}; values by key "
                   f"{result['values_by_key']}", highlight=False)  # fmt: skip
+
+
+@keys_app.command("issue")
+@friendly_errors
+def keys_issue(
+    subject: Annotated[str, typer.Option(help="Who the key stands for (user or service id).")],
+    tenant: Annotated[str, typer.Option(help="Whose data the key may reach.")],
+    role: Annotated[
+        str,
+        typer.Option(help="customer, agent, supervisor, marketer, data_scientist or admin."),
+    ],
+    department: Annotated[str | None, typer.Option(help="Policy attribute.")] = None,
+    clearance: Annotated[
+        int, typer.Option(help="0 public, 1 internal, 2 personal, 3 sensitive.")
+    ] = 0,
+    purpose: Annotated[str | None, typer.Option(help="e.g. fraud_review.")] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Own requests/s limit (service keys); default params.")
+    ] = None,
+    burst: Annotated[int | None, typer.Option(help="Own burst with --rate.")] = None,
+) -> None:
+    """Issue an API key (send it as X-API-Key): printed once, stored only as its sha256."""
+    from pydantic import ValidationError
+
+    from serving.privacy.auth import ApiKeyStore, Subject, readable_validation
+
+    config = settings()
+    try:
+        who = Subject(
+            id=subject, tenant=tenant, role=role, department=department, clearance=clearance,
+            purpose=purpose, method="api_key", rate_per_s=rate, burst=burst,
+        )  # fmt: skip
+    except ValidationError as error:
+        fail(readable_validation(error))
+    key = ApiKeyStore(config.path(config.privacy.api_keys_file)).issue(who)
+    print(key)
+    console.print(
+        f"[green]✓[/] key {key.split('_')[1]} for {subject} ({role}, tenant {tenant}); it is"
+        " shown only now: revoke with scrm keys revoke ID",
+        highlight=False,
+    )
+
+
+@keys_app.command("revoke")
+@friendly_errors
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The id: scrm_<id>_...")]) -> None:
+    """Revoke an API key at once (the gateway reads the key file on every request)."""
+    from serving.privacy.auth import ApiKeyStore
+
+    config = settings()
+    if not ApiKeyStore(config.path(config.privacy.api_keys_file)).revoke(key_id):
+        fail(f"no API key with id {key_id}; see scrm keys list")
+    console.print(f"[green]✓[/] key {key_id} revoked", highlight=False)
+
+
+@keys_app.command("list")
+@friendly_errors
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+) -> None:
+    """Key ids with their subject and state (never a secret or hash), as JSON."""
+    from serving.privacy.auth import ApiKeyStore
+
+    config = settings()
+    emit(ApiKeyStore(config.path(config.privacy.api_keys_file)).list(tenant), None)
 
 
 @customers_app.command("erase")

@@ -111,6 +111,8 @@ class TextTask(Strict):
     known_examples: dict[str, str] = Field(default_factory=dict)
     # BERT-BiLSTM input length in tokens (reviews need more than chat turns).
     max_len: int = Field(64, gt=2)
+    # The `text.pretrain.corpora` entry whose pretrained encoder starts the BERT-BiLSTM.
+    corpus: str = "zh"
 
 
 class BaselineSettings(Strict):
@@ -162,6 +164,31 @@ class BertSettings(Strict):
     # Subsample of train rows (seeded); null = all. The test suite's tiny profile sets it.
     max_train_rows: int | None = Field(None, gt=0)
     threads: int = Field(2, gt=0)
+    # Start every BERT-BiLSTM (intent, sentiment, ner, faq_match) from `scrm pretrain CORPUS`'s
+    # encoder and tokenizer instead of random weights and a tokenizer of the task's own texts.
+    pretrained: bool = False
+    # Pad batch widths to a multiple of this (torch builds CPU kernels per new input shape).
+    pad_multiple: int = Field(16, ge=1)
+    # Search grid size of the ensemble's BERT-BiLSTM weight, tuned on dev log-loss.
+    ensemble_weight_steps: int = Field(20, ge=1)
+
+
+class PretrainSettings(Strict):
+    """`scrm pretrain CORPUS`: masked-LM pretraining of the `text.bert.encoder` on the train
+    splits of a corpus's data sets (no dev or test text); its tokenizer is built from them."""
+
+    corpora: dict[str, list[str]] = Field(min_length=1)
+    registered_model_prefix: str = "text_encoder"
+    # Window length and number of position embeddings: >= every task's max_len.
+    max_len: int = Field(gt=2)
+    vocab_size: int = Field(gt=10)
+    min_frequency: int = Field(ge=1)
+    mask_probability: float = Field(0.15, gt=0, lt=1)
+    # Share of the corpus's texts held out to measure the masked-LM loss (seeded).
+    heldout_share: float = Field(0.02, gt=0, lt=0.5)
+    # Seeded subsample of texts (the test suite's tiny profile); null = all.
+    max_texts: int | None = Field(None, gt=0)
+    train: BertTrainSettings
 
 
 class NerSettings(Strict):
@@ -179,6 +206,7 @@ class NerSettings(Strict):
     max_train_rows: int | None = Field(None, gt=0)
     # First N dev and test rows only (the test suite's tiny profile); null = all.
     max_eval_rows: int | None = Field(None, gt=0)
+    corpus: str = "zh"
 
 
 class MatchSettings(Strict):
@@ -193,6 +221,11 @@ class MatchSettings(Strict):
     max_train_rows: int | None = Field(None, gt=0)
     # First N dev and test rows only (the test suite's tiny profile); null = all.
     max_eval_rows: int | None = Field(None, gt=0)
+    corpus: str = "zh"
+    # Behavioural gate: pairs that must score as "same" / "different", and in that order.
+    known_pairs: dict[Literal["same", "different"], list[tuple[str, str]]] = Field(
+        default_factory=dict
+    )
 
 
 class TextSettings(Strict):
@@ -202,6 +235,7 @@ class TextSettings(Strict):
     baseline: BaselineSettings
     tune: TuneSettings
     bert: BertSettings
+    pretrain: PretrainSettings
     ner: NerSettings
     faq_match: MatchSettings
     tasks: dict[str, TextTask]
@@ -210,6 +244,13 @@ class TextSettings(Strict):
         if name not in self.tasks:
             raise UnknownName(f"Unknown task: {name}; available: {', '.join(self.tasks)}")
         return self.tasks[name]
+
+    def corpus(self, name: str) -> list[str]:
+        """The data sets of a pretraining corpus (params `text.pretrain.corpora`)."""
+        corpora = self.pretrain.corpora
+        if name not in corpora:
+            raise UnknownName(f"Unknown corpus: {name}; available: {', '.join(corpora)}")
+        return corpora[name]
 
 
 class RecencyBaseline(Strict):

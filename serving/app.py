@@ -16,19 +16,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.adapters.api import channel_router as channel_routes
 from serving.config import GATEWAY, ModelSpec, ServingConfig, read_deploy_config
 from serving.conversation import activate, build_conversation, current_dialogue
 from serving.dialogue.agent_api import agent_router
 from serving.metrics import shared as shared_metrics
+from serving.privacy import gateway as privacy
+from serving.privacy.gateway import GUARD
+from serving.privacy.limits import BodySizeLimit
+from serving.privacy.masking import install_log_masking
+from serving.privacy.responses import MaskJsonResponses
+from serving.privacy.routes import admin_router, audit_router
 from serving.schemas import (
     AnalyzeResponse,
     BatchResponse,
@@ -55,8 +62,25 @@ api = FastAPI(
     description="Online prediction endpoints and channel adapters of the SCRM model platform.",
 )
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 422, 429, 503)
 }
+# Who may call what (serving/privacy/policies.yaml); every route not in PUBLIC has a guard,
+# checked when this module is imported (`privacy.assert_guarded` at the bottom).
+PREDICT = [Depends(GUARD.require("predict", audit=False))]
+READ_CUSTOMER = [
+    Depends(
+        GUARD.require("customer.read", privacy.customer_in_path, not_found=privacy.unknown_customer)
+    )
+]
+WRITE_CUSTOMER = [
+    Depends(
+        GUARD.require(
+            "customer.write", privacy.customer_to_write, not_found=privacy.unknown_customer
+        )
+    )
+]
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc",
+          "/openapi.json"}  # fmt: skip
 REQUEST_ID = re.compile(r"^[\w.:-]{1,64}$")
 INTENT_MODELS = ("intent", "intent_en")
 
@@ -113,6 +137,16 @@ async def validation_error(request: Request, error: RequestValidationError) -> J
     )
 
 
+@api.exception_handler(StarletteHTTPException)
+async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    """Every error carries the request id; 401s keep WWW-Authenticate, 429s Retry-After."""
+    return JSONResponse(
+        status_code=error.status_code,
+        content={"detail": error.detail, "request_id": request_id(request)},
+        headers=getattr(error, "headers", None),
+    )
+
+
 @api.exception_handler(ServingError)
 async def serving_error(request: Request, error: ServingError) -> JSONResponse:
     return JSONResponse(
@@ -130,8 +164,25 @@ async def _result(response: Any) -> Any:
     return await response
 
 
-api.include_router(channel_routes())
-api.include_router(agent_router(current_dialogue))
+api.include_router(
+    channel_routes(
+        message_guard=privacy.channel_message,
+        history_guard=GUARD.require(
+            "conversation.read", privacy.chat_session, not_found="unknown session"
+        ),
+        socket_guard=privacy.socket_caller,
+        identity_guard=GUARD.require(
+            "identity.link", privacy.identity_target, not_found="unknown customer"
+        ),
+    )
+)
+api.include_router(agent_router(current_dialogue, GUARD, privacy.default_tenant))
+api.include_router(audit_router(GUARD))
+api.include_router(admin_router(GUARD))
+# (The last added runs first.) Bodies over privacy.max_body_bytes never reach a route (413);
+# JSON answers of guarded routes are masked at the caller's level even where a route forgot to.
+api.add_middleware(MaskJsonResponses)
+api.add_middleware(BodySizeLimit, max_bytes=privacy.max_body_bytes)
 
 
 @serve.deployment
@@ -140,6 +191,7 @@ class Gateway:
     def __init__(self, models: dict[str, DeploymentHandle], config: ServingConfig):
         from features.store import ConversationStream, OnlineFeatureClient
 
+        install_log_masking()  # this replica's logs (Ray Serve, uvicorn, dialogue) are masked
         self.models = models
         self.config = config
         self.features = OnlineFeatureClient(
@@ -148,14 +200,25 @@ class Gateway:
         self.feature_clients: dict[str, Any] = {config.feature_service: self.features}
         self.stream = ConversationStream(self.features.store, config.event_log)
         if config.project_root is not None:
+            # access control first: a broken policy file stops the replica before it serves
+            privacy.install(config.project_root, self.known_customer)
             self.start_conversation(config.project_root)
+
+    def known_customer(self, customer_id: str) -> bool:
+        """Whether the data sets (the online store) hold this customer."""
+        return self.features.get(customer_id) is not None
 
     def start_conversation(self, root: Path) -> None:
         """Channels -> intake -> dialogue (models through this gateway's handles) -> channels."""
-        conversation = build_conversation(
+        self.conversation = build_conversation(
             root, self.models, self.stream, self.features, self.config.handle_timeout_s
         )
-        activate(conversation, api)
+        activate(self.conversation, api)
+
+    def __del__(self) -> None:
+        """Serve's graceful replica shutdown: stop what the conversation runs (MQTT bridge)."""
+        if (conversation := getattr(self, "conversation", None)) is not None:
+            conversation.stop()
 
     # --- ops ------------------------------------------------------------------------------
     @api.get("/healthz", response_model=Health, tags=["ops"])
@@ -221,8 +284,9 @@ class Gateway:
                 422, f"{len(items)} items in one request; at most {self.config.max_items}"
             )
         now = time.time()
+        tenant = privacy.caller_tenant()  # the prediction log keeps whose request it was
         for i, item in enumerate(items):
-            item.update(id=rid if len(items) == 1 else f"{rid}:{i}", sent_at=now)
+            item.update(id=rid if len(items) == 1 else f"{rid}:{i}", sent_at=now, tenant=tenant)
         if len(items) == 1 and self.config.batching:
             answers = [await self.bounded(handle.predict.remote(items[0]), model)]
         else:
@@ -257,29 +321,57 @@ class Gateway:
         return IntentResponse(**(await self.texts(model, [text], rid))[0])
 
     # --- text routes ----------------------------------------------------------------------
-    @api.post("/v1/intent", response_model=IntentResponse, responses=ERRORS, tags=["models"])
+    @api.post(
+        "/v1/intent",
+        response_model=IntentResponse,
+        responses=ERRORS,
+        tags=["models"],
+        dependencies=PREDICT,
+    )
     async def intent(self, body: TextRequest, request: Request) -> IntentResponse:
         """Classify one message into an intent (`model`: intent, the default, or intent_en)."""
         return await self.classify(body.text, request_id(request), self.intent_model(body.model))
 
-    @api.post("/v1/intent/batch", response_model=BatchResponse, responses=ERRORS, tags=["models"])
+    @api.post(
+        "/v1/intent/batch",
+        response_model=BatchResponse,
+        responses=ERRORS,
+        tags=["models"],
+        dependencies=PREDICT,
+    )
     async def intent_batch(self, body: TextBatchRequest, request: Request) -> BatchResponse:
         rid = request_id(request)
         answers = await self.texts(self.intent_model(body.model), body.texts, rid)
         return BatchResponse(request_id=rid, predictions=answers)
 
-    @api.post("/v1/intent_en", response_model=IntentResponse, responses=ERRORS, tags=["models"])
+    @api.post(
+        "/v1/intent_en",
+        response_model=IntentResponse,
+        responses=ERRORS,
+        tags=["models"],
+        dependencies=PREDICT,
+    )
     async def intent_en(self, body: TextRequest, request: Request) -> IntentResponse:
         """English banking intents (BANKING77)."""
         return await self.classify(body.text, request_id(request), "intent_en")
 
-    @api.post("/v1/sentiment", response_model=IntentResponse, responses=ERRORS, tags=["models"])
+    @api.post(
+        "/v1/sentiment",
+        response_model=IntentResponse,
+        responses=ERRORS,
+        tags=["models"],
+        dependencies=PREDICT,
+    )
     async def sentiment(self, body: TextRequest, request: Request) -> IntentResponse:
         """negative / positive (or unknown when unsure) for one message."""
         return await self.classify(body.text, request_id(request), "sentiment")
 
     @api.post(
-        "/v1/sentiment/batch", response_model=BatchResponse, responses=ERRORS, tags=["models"]
+        "/v1/sentiment/batch",
+        response_model=BatchResponse,
+        responses=ERRORS,
+        tags=["models"],
+        dependencies=PREDICT,
     )
     async def sentiment_batch(self, body: TextBatchRequest, request: Request) -> BatchResponse:
         rid = request_id(request)
@@ -287,12 +379,24 @@ class Gateway:
             request_id=rid, predictions=await self.texts("sentiment", body.texts, rid)
         )
 
-    @api.post("/v1/entities", response_model=EntitiesResponse, responses=ERRORS, tags=["models"])
+    @api.post(
+        "/v1/entities",
+        response_model=EntitiesResponse,
+        responses=ERRORS,
+        tags=["models"],
+        dependencies=PREDICT,
+    )
     async def entities(self, body: TextRequest, request: Request) -> EntitiesResponse:
         """Named entities (people, places, organisations, numbers...) in one message."""
         return EntitiesResponse(**(await self.texts("ner", [body.text], request_id(request)))[0])
 
-    @api.post("/v1/faq_match", response_model=PairPrediction, responses=ERRORS, tags=["models"])
+    @api.post(
+        "/v1/faq_match",
+        response_model=PairPrediction,
+        responses=ERRORS,
+        tags=["models"],
+        dependencies=PREDICT,
+    )
     async def faq_match(self, body: PairRequest, request: Request) -> PairPrediction:
         """Do two questions ask the same thing (ATEC question matching)?"""
         for text in (body.text_a, body.text_b):
@@ -300,7 +404,13 @@ class Gateway:
         items = [{"text_a": body.text_a, "text_b": body.text_b}]
         return PairPrediction(**(await self.predict("faq_match", items, request_id(request)))[0])
 
-    @api.post("/v1/analyze", response_model=AnalyzeResponse, responses=ERRORS, tags=["models"])
+    @api.post(
+        "/v1/analyze",
+        response_model=AnalyzeResponse,
+        responses=ERRORS,
+        tags=["models"],
+        dependencies=PREDICT,
+    )
     async def analyze(self, body: TextRequest, request: Request) -> AnalyzeResponse:
         """intent + sentiment + entities of one message, the three models called in parallel.
 
@@ -342,6 +452,10 @@ class Gateway:
             raise ServingError(
                 422, f"{len(requests)} items in one request; at most {self.config.max_items}"
             )
+        # object-level: every customer named must be the caller's (else 404, as unknown)
+        named = [r.customer_id for r in requests if r.customer_id]
+        if named:
+            await asyncio.to_thread(privacy.authorize_customers, named)
         spec: ModelSpec = self.config.models[model]
         lookup = [r.customer_id for r in requests if not r.features]
         online: dict[str, dict | None] = {}
@@ -375,20 +489,38 @@ class Gateway:
             answer.update(customer_id=item["customer_id"], features_from=item["source"])
         return answers
 
-    @api.post("/v1/churn", response_model=TabularPrediction, responses=ERRORS, tags=["models"])
+    @api.post(
+        "/v1/churn",
+        response_model=TabularPrediction,
+        responses=ERRORS,
+        tags=["models"],
+        dependencies=PREDICT,
+    )
     async def churn(self, body: TabularRequest, request: Request) -> TabularPrediction:
         """Churn probability of a customer (Telco features from the online store by id);
         `explain: N` adds the N features behind the score (for the profile page)."""
         return TabularPrediction(**(await self.tabular("churn", [body], request_id(request)))[0])
 
-    @api.post("/v1/churn/batch", response_model=BatchResponse, responses=ERRORS, tags=["models"])
+    @api.post(
+        "/v1/churn/batch",
+        response_model=BatchResponse,
+        responses=ERRORS,
+        tags=["models"],
+        dependencies=PREDICT,
+    )
     async def churn_batch(self, body: TabularBatchRequest, request: Request) -> BatchResponse:
         rid = request_id(request)
         return BatchResponse(
             request_id=rid, predictions=await self.tabular("churn", body.items, rid)
         )
 
-    @api.post("/v1/repurchase", response_model=TabularPrediction, responses=ERRORS, tags=["models"])
+    @api.post(
+        "/v1/repurchase",
+        response_model=TabularPrediction,
+        responses=ERRORS,
+        tags=["models"],
+        dependencies=PREDICT,
+    )
     async def repurchase(self, body: TabularRequest, request: Request) -> TabularPrediction:
         """Probability that a customer buys again within the horizon."""
         return TabularPrediction(
@@ -396,7 +528,11 @@ class Gateway:
         )
 
     @api.post(
-        "/v1/repurchase/batch", response_model=BatchResponse, responses=ERRORS, tags=["models"]
+        "/v1/repurchase/batch",
+        response_model=BatchResponse,
+        responses=ERRORS,
+        tags=["models"],
+        dependencies=PREDICT,
     )
     async def repurchase_batch(self, body: TabularBatchRequest, request: Request) -> BatchResponse:
         rid = request_id(request)
@@ -409,6 +545,7 @@ class Gateway:
         response_model=CustomerFeatures,
         responses=ERRORS,
         tags=["features"],
+        dependencies=READ_CUSTOMER,
     )
     def customer_features(self, customer_id: str = CUSTOMER_ID) -> CustomerFeatures:
         """The customer's features from the Feast online store, on-demand ones as of now."""
@@ -424,12 +561,17 @@ class Gateway:
         response_model=ConversationStats,
         responses=ERRORS,
         tags=["features"],
+        dependencies=WRITE_CUSTOMER,
     )
     def conversation_event(
         self, body: ConversationEventRequest, customer_id: str = CUSTOMER_ID
     ) -> ConversationStats:
-        """Record a conversation event; the customer's aggregates are online when this returns."""
-        return self.record(customer_id, body)
+        """Record a conversation event; the customer's aggregates are online when this returns.
+
+        A customer first written here belongs to the writer's tenant."""
+        stats = self.record(customer_id, body)
+        privacy.claim_customer(customer_id)
+        return stats
 
     def record(self, customer_id: str, body: ConversationEventRequest) -> ConversationStats:
         from features.conversations import ConversationEvent
@@ -485,3 +627,6 @@ def app_builder(args: dict[str, Any]) -> serve.Application:
     if not args:
         args = read_deploy_config()["applications"][0]["args"]
     return build_app(config_from_args(args))
+
+
+privacy.assert_guarded(api, PUBLIC)  # every route above is guarded or declared public

@@ -20,8 +20,16 @@ import httpx
 import pytest
 import yaml
 
+from tests.channel_setup import channel_port, configure_test_channels, start_mosquitto
+
+# Suite-wide log grep (issue 9): at session end every log the suite produced is scanned for raw
+# phone/ID/card numbers and the run fails on a hit (tests/log_grep.py says what and why).
+from tests.log_grep import pytest_configure, pytest_sessionfinish  # noqa: E402, F401
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# The live gateway accepts HS256 tokens signed with this (tests only; never a real secret).
+TEST_JWT_SECRET = "scrm-test-suite-hs256-secret-0123456789"
 COPIED = ["dvc.yaml", "params.yaml", "MLproject", "features", "training", "serving", "pipelines"]
 
 
@@ -57,9 +65,20 @@ def make_workspace(target: Path, datasets: tuple[str, ...] = ()) -> Path:
     return target
 
 
-def run(command: list[str], cwd: Path, check: bool = True, timeout: float = 600):
+def run(
+    command: list[str],
+    cwd: Path,
+    check: bool = True,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
+):
     result = subprocess.run(
-        command, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout
+        command,
+        cwd=cwd,
+        env=project_env(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stderr[-3000:]}")
@@ -107,6 +126,7 @@ def small_profile(root: Path) -> None:
         max_train_rows=200, max_eval_rows=300,
     )  # fmt: skip
     params["text"]["faq_match"].update(train=tiny, max_train_rows=400, max_eval_rows=400)
+    params["text"]["pretrain"].update(train=tiny, max_texts=600, vocab_size=3000)
     for task in ("churn", "repurchase"):
         params["tabular"]["tasks"][task]["automl"].update(
             time_limit=30, hyperparameters={"GBM": {}, "LR": {}}, importance_time_limit=10
@@ -133,7 +153,12 @@ def pipeline_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(pipeline_workspace: Path) -> Iterator[str]:
     """`scrm serve --detach` on a free loopback port; stopped by its own pid at teardown."""
     port = free_port()
-    run([str(BIN / "scrm"), "serve", "--detach", "--port", str(port)], pipeline_workspace)
+    channels_env = configure_test_channels(pipeline_workspace)  # WeCom, DingTalk, MQTT on
+    run(
+        [str(BIN / "scrm"), "serve", "--detach", "--port", str(port)],
+        pipeline_workspace,
+        env={**channels_env, "SCRM_JWT_SECRET": TEST_JWT_SECRET},
+    )
     pid = int((pipeline_workspace / "run" / "serve.pid").read_text())
     url = f"http://127.0.0.1:{port}"
     try:
@@ -152,6 +177,41 @@ def server(pipeline_workspace: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def client(server: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server, timeout=30) as http:
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The session's mosquitto on the port the gateway's MQTT bridge is configured for."""
+    try:
+        process = start_mosquitto(tmp_path_factory.mktemp("mqtt-broker"))
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    try:
+        yield channel_port("mqtt")
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def issue_key(root: Path, subject: str, tenant: str, role: str, **attributes) -> str:
+    """An API key in the workspace's key file (params privacy.api_keys_file), as
+    `scrm keys issue` writes it; the gateway reads the file per request."""
+    from serving.privacy.auth import ApiKeyStore, Subject
+
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    store = ApiKeyStore(root / params["privacy"]["api_keys_file"])
+    return store.issue(Subject(id=subject, tenant=tenant, role=role, method="api_key",
+                               **attributes))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def service_key(pipeline_workspace: Path) -> str:
+    """The suite's own key (issued per session): a supervisor of the data sets' tenant with
+    full clearance (predict, customer reads and writes, the desk, web chat) and its own rate
+    limit, since the suite sends hundreds of requests a second."""
+    return issue_key(pipeline_workspace, "test-suite", "default", "supervisor", clearance=3,
+                     rate_per_s=10_000.0, burst=10_000)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def client(server: str, service_key: str) -> Iterator[httpx.Client]:
+    headers = {"X-API-Key": service_key}
+    with httpx.Client(base_url=server, timeout=30, headers=headers) as http:
         yield http
