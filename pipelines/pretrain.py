@@ -15,6 +15,7 @@ tokenizer (training/text/pretrained.py).
 
 from __future__ import annotations
 
+import logging
 import random
 import tempfile
 from pathlib import Path
@@ -27,6 +28,8 @@ from pipelines.io import read_json, write_json
 from pipelines.settings import Settings
 from pipelines.text_families import write_history
 from training.tracking import use_experiment
+
+log = logging.getLogger(__name__)
 
 ENCODER_MODEL = Path(__file__).resolve().parents[1] / "training" / "encoder_model.py"
 TEXT_COLUMNS = ("text", "text_a", "text_b")
@@ -155,7 +158,8 @@ def log_encoder(directory: Path, corpus: str):
 
 
 def pretrained_for(settings: Settings, corpus: str):
-    """The encoder fine-tuning starts from, or None when `text.bert.pretrained` is false.
+    """The encoder fine-tuning starts from, or None when `text.bert.pretrained` is false or
+    the corpus has not been pretrained in this project (logged either way).
 
     Logs which pretraining run it came from on the active run (lineage in the MLflow UI)."""
     if not settings.text.bert.pretrained:
@@ -165,9 +169,15 @@ def pretrained_for(settings: Settings, corpus: str):
 
     directory = encoder_dir(settings, corpus)
     if not (directory / "config.json").is_file():
-        raise FileNotFoundError(
-            f"text.bert.pretrained is true but {directory} is missing: run `scrm pretrain {corpus}`"
-        )
+        # A data set added with `scrm data add` trains in a project where `scrm pretrain` may
+        # never have run (DVC runs it before every pipeline task): train from scratch and say so.
+        log.warning(
+            "text.bert.pretrained is true but %s is missing: the BERT-BiLSTM trains from "
+            "scratch (run `scrm pretrain %s` first to start from the pretrained encoder)",
+            directory, corpus,
+        )  # fmt: skip
+        mlflow.log_params({"pretrained": False, "pretrained_missing": str(directory)})
+        return None
     encoder = load_pretrained(directory)
     summary = read_json(out_dir(settings, corpus) / "pretrain.json")
     mlflow.log_params(

@@ -58,7 +58,7 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 def tls_files(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (made once per folder)."""
+    """A self-signed certificate for 127.0.0.1 and localhost (made once per folder)."""
     cert_file, key_file = folder / "vendor-cert.pem", folder / "vendor-key.pem"
     if cert_file.is_file() and key_file.is_file():
         return cert_file, key_file
@@ -75,7 +75,9 @@ def tls_files(folder: Path) -> tuple[Path, Path]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=2))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)

@@ -7,16 +7,18 @@ The pipeline runs once per session (fixture `pipeline_workspace`), the server st
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from features.rfm import latest_per_customer
-from tests.conftest import BIN, make_workspace, run
+from tests.conftest import BIN, REPO, make_workspace, run
 
 INTENT = "smp2017_ecdt_task1"
 
@@ -93,7 +95,11 @@ def test_second_repro_is_a_no_op(pipeline_workspace: Path) -> None:
 
 
 def test_invalid_data_stops_the_pipeline_before_training(tmp_path: Path) -> None:
-    root = make_workspace(tmp_path / "project", datasets=(INTENT,))
+    # train@intent needs the zh pretraining corpus too (dvc.yaml pretrain_zh): its data sets
+    # are copied so that the broken intent set, not a missing one, is what stops the run
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    corpus = params["text"]["pretrain"]["corpora"]["zh"]
+    root = make_workspace(tmp_path / "project", datasets=(INTENT, *corpus))
     train = root / "data/raw" / INTENT / "train.tsv"
     train.write_text(train.read_text(encoding="utf-8").replace("\tweather", "\tweahter"))
     result = run([str(BIN / "dvc"), "repro", "train@intent"], cwd=root, check=False)
@@ -153,7 +159,13 @@ def test_conversation_events_reach_the_online_features(client: httpx.Client) -> 
         json={"session_id": "s-9", "customer_id": customer, "text": "明天上海会下雨吗"},
     )
     assert reply.status_code == 200, reply.text
-    after = client.get(f"/v1/customers/{customer}/features").json()["features"]
+    # the turn's aggregates are pushed off the reply path (BackgroundRecorder): within a second
+    deadline = time.monotonic() + 2
+    while True:
+        after = client.get(f"/v1/customers/{customer}/features").json()["features"]
+        if after["last_intent"] == "weather" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert after["messages_1d"] == 2 and after["last_intent"] == "weather"
     assert after["channels_30d"] == "web_chat,wecom"
     assert after["negative_share_30d"] == 1.0  # the chat message has no sentiment yet

@@ -237,7 +237,8 @@ CASES: list[Case] = [
         "GET",
         lambda w: f"/v1/agent/tickets/{w.ticket}",
         None,
-        by_role({"agent": 200, "supervisor": 200}, 403),
+        # a customer asking for someone else's ticket must not learn it exists
+        by_role({"agent": 200, "supervisor": 200, "customer": 404}, 403),
         by_role({}, 404),
         lambda w: '"transcript"',
     ),
@@ -665,10 +666,11 @@ def test_gateway_behind_the_tls_front_speaks_tls13_only(client, service_key, tmp
     import ssl
 
     from serving.privacy.tls import TlsFront
+    from tests.channel_setup import tls_files
     from tests.conftest import free_port
-    from tests.test_privacy_tls import client_context, self_signed
+    from tests.test_privacy_tls import client_context
 
-    cert_file, key_file = self_signed(tmp_path)
+    cert_file, key_file = tls_files(tmp_path)
     upstream = ("127.0.0.1", int(str(client.base_url).rsplit(":", 1)[1]))
     front = TlsFront(cert_file, key_file, "127.0.0.1", free_port(), upstream)
     front.start()

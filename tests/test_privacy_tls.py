@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import socket
 import ssl
 import threading
@@ -10,40 +9,10 @@ import time
 
 import pytest
 import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from fastapi import FastAPI
 
 from serving.privacy.tls import TlsFront, tls13_context, uvicorn_tls_options
-
-
-def self_signed(folder):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
+from tests.channel_setup import tls_files
 
 
 def free_port() -> int:
@@ -54,7 +23,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def https_server(tmp_path_factory):
-    cert_file, key_file = self_signed(tmp_path_factory.mktemp("tls"))
+    cert_file, key_file = tls_files(tmp_path_factory.mktemp("tls"))
     app = FastAPI()
 
     @app.get("/healthz")
@@ -116,7 +85,7 @@ def test_context_refuses_missing_or_bad_files(tmp_path) -> None:
     (tmp_path / "bad.pem").write_text("not a certificate")
     with pytest.raises(ValueError, match="cannot load TLS certificate/key"):
         tls13_context(tmp_path / "bad.pem", tmp_path / "bad.pem")
-    cert_file, key_file = self_signed(tmp_path)
+    cert_file, key_file = tls_files(tmp_path)
     context = tls13_context(cert_file, key_file)
     assert context.minimum_version == context.maximum_version == ssl.TLSVersion.TLSv1_3
 
@@ -139,7 +108,7 @@ def test_tls_front_pins_tls13_in_front_of_plain_http(tmp_path) -> None:
     while not upstream.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    cert_file, key_file = self_signed(tmp_path)
+    cert_file, key_file = tls_files(tmp_path)
     front = TlsFront(cert_file, key_file, "127.0.0.1", free_port(), ("127.0.0.1", upstream_port))
     front.start()
     try:

@@ -97,7 +97,10 @@ def intent_only_config(root: Path, target: Path) -> Path:
     return target
 
 
-def test_serve_deploys_to_an_existing_cluster(ray_cluster, pipeline_workspace, tmp_path):
+def test_serve_deploys_to_an_existing_cluster(
+    ray_cluster, pipeline_workspace, tmp_path, service_key
+):
+    key = {"X-API-Key": service_key}
     address, cluster_dir = ray_cluster
     port = free_port()
     config = intent_only_config(pipeline_workspace, tmp_path / "intent_only.yaml")
@@ -123,7 +126,9 @@ def test_serve_deploys_to_an_existing_cluster(ray_cluster, pipeline_workspace, t
             time.sleep(1)
         assert ready is not None and ready.status_code == 200, (tmp_path / "serve.log").read_text()
         assert set(ready.json()["models"]) == {"intent"}
-        answer = httpx.post(f"{url}/v1/intent", json={"text": "明天北京天气怎么样"}, timeout=30)
+        answer = httpx.post(
+            f"{url}/v1/intent", json={"text": "明天北京天气怎么样"}, headers=key, timeout=30
+        )
         assert answer.status_code == 200 and answer.json()["top_label"] == "weather"
         # Serve's controller runs inside that cluster (its logs are in the cluster's dir).
         assert list(cluster_dir.glob("session_*/logs/serve/controller_*.log"))
@@ -132,4 +137,5 @@ def test_serve_deploys_to_an_existing_cluster(ray_cluster, pipeline_workspace, t
         log.close()
     # The app is removed from the cluster when `scrm serve` stops; the cluster lives on.
     with pytest.raises(httpx.HTTPError):
-        httpx.post(f"{url}/v1/intent", json={"text": "x"}, timeout=5).raise_for_status()
+        gone = httpx.post(f"{url}/v1/intent", json={"text": "x"}, headers=key, timeout=5)
+        gone.raise_for_status()

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serving.dialogue.handoff import DeskError, Ticket
+from serving.dialogue.handoff import DeskError, Ticket, owner_of
 from serving.dialogue.manager import DialogueManager
 from serving.privacy.abac import Resource
 
@@ -96,7 +96,10 @@ def agent_router(
             found = current().desk.get(request.path_params["ticket_id"])
         except DeskError:
             return None
-        return Resource("ticket", found.id, tenant(), owner=found.agent_id, sensitivity=2)
+        # The ticket's owner is its customer (None for an anonymous visitor), not the agent
+        # on it: a customer asking for someone else's ticket must not learn it exists (404).
+        customer = owner_of(found.session_key) or None
+        return Resource("ticket", found.id, tenant(), owner=customer, sensitivity=2)
 
     def no_guard(request: Request) -> None:
         return None
