@@ -128,6 +128,8 @@ class PredictionLog:
             spans = entity_spans(row.get("output"))
             if isinstance(row.get("input"), str):
                 row["input"] = mask_log_text(row["input"], spans)
+            else:  # pairs (faq_match: text_a, text_b) and other structured inputs
+                row["input"] = masked(row.get("input"))
             row["features"] = masked(row.get("features"))
             row["output"] = masked_output(row.get("output"))
             for column in ("input", "features", "output"):

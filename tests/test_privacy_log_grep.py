@@ -69,3 +69,16 @@ def test_a_masked_log_passes(tmp_path):
         handler.close()
     assert "139****5678" in log_file.read_text(encoding="utf-8")
     assert scan_files([log_file]) == []
+
+
+def test_digits_inside_hex_ids_are_not_personal_numbers() -> None:
+    """Request UUIDs and SHA-256 chains hold 11-digit runs by chance; a phone next to text is
+    still found."""
+    from serving.privacy.scan import scan_text
+
+    assert scan_text("request_id 3d3d8947-b07f-473e-9442-b18700959361") == []
+    assert scan_text("prev_hash 11da705fed1d19571455582ac30970f0c762011f9a78e69de6d8be") == []
+    assert [f.kind for f in scan_text("我的手机号是13812345678，id=13912345678")] == [
+        "mobile",
+        "mobile",
+    ]

@@ -55,6 +55,17 @@ def test_rows_carry_the_tenant_and_nothing_raw(tmp_path: Path) -> None:
         assert json.loads(output)["entities"][0]["text"] == "张*"
 
 
+def test_pair_inputs_are_masked_too(tmp_path: Path) -> None:
+    """faq_match logs {text_a, text_b}: the knowledge base sends customers' own questions."""
+    db = tmp_path / "predictions.db"
+    question = {"text_a": f"我的手机号是{PHONE}", "text_b": "手机银行怎么注册"}
+    pair = row("p-1", "acme", input=question)
+    write(db, [{**pair, "model": "faq_match", "output": {"score": 0.2}}])
+    with sqlite3.connect(db) as connection:
+        (text,) = connection.execute("SELECT input FROM predictions").fetchone()
+    assert PHONE not in text and json.loads(text)["text_b"] == "手机银行怎么注册"
+
+
 def test_reads_filter_by_tenant(tmp_path: Path) -> None:
     db = tmp_path / "predictions.db"
     write(db, [row("a-1", "acme"), row("a-2", "acme", "challenger"), row("g-1", "globex")])

@@ -7,6 +7,7 @@ of log directories.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,20 @@ from pathlib import Path
 from serving.privacy.masking import detect, mask_value
 
 KINDS = ("mobile", "id", "card")
+# Hex identifiers (request UUIDs, SHA-256 hash chains, run ids) hold long digit runs by chance:
+# a number inside one is part of an id, not a phone/ID/card number someone wrote down.
+HEX_ID = re.compile(r"[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*")
+
+
+def inside_hex_id(line: str, start: int, end: int) -> bool:
+    """Whether [start, end) lies in a hex token that has letters right next to the digits."""
+    left, right = start, end
+    while left > 0 and line[left - 1] in "0123456789abcdefABCDEF":
+        left -= 1
+    while right < len(line) and line[right] in "0123456789abcdefABCDEF":
+        right += 1
+    token = line[left:right]
+    return (left < start or right > end) and HEX_ID.fullmatch(token) is not None
 
 
 @dataclass(frozen=True)
@@ -29,7 +44,7 @@ def scan_text(text: str, source: str = "<text>", kinds: Iterable[str] = KINDS) -
     found = []
     for number, line in enumerate(text.splitlines(), start=1):
         for span in detect(line):
-            if span.kind in wanted:
+            if span.kind in wanted and not inside_hex_id(line, span.start, span.end):
                 raw = line[span.start : span.end]
                 found.append(
                     Finding(source, number, span.kind, mask_value(raw, span.kind, "standard"))
