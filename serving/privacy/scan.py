@@ -15,20 +15,18 @@ from pathlib import Path
 from serving.privacy.masking import detect, mask_value
 
 KINDS = ("mobile", "id", "card")
-# Hex identifiers (request UUIDs, SHA-256 hash chains, run ids) hold long digit runs by chance:
-# a number inside one is part of an id, not a phone/ID/card number someone wrote down.
-HEX_ID = re.compile(r"[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*")
+# Identifiers hold long digit runs by chance: request UUIDs (`20a38058-5131-4798-9b8f-...` reads
+# as a card, `...-b18700959361` as a phone) and hex hashes (the audit log's SHA-256 chain, run
+# ids). They are blanked before detection: a number inside one is part of an id.
+IDENTIFIERS = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|(?<![0-9a-zA-Z])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{16,}(?![0-9a-zA-Z])"
+)
 
 
-def inside_hex_id(line: str, start: int, end: int) -> bool:
-    """Whether [start, end) lies in a hex token that has letters right next to the digits."""
-    left, right = start, end
-    while left > 0 and line[left - 1] in "0123456789abcdefABCDEF":
-        left -= 1
-    while right < len(line) and line[right] in "0123456789abcdefABCDEF":
-        right += 1
-    token = line[left:right]
-    return (left < start or right > end) and HEX_ID.fullmatch(token) is not None
+def without_identifiers(line: str) -> str:
+    """The line with UUIDs and hex ids replaced by `x`s of the same length (offsets kept)."""
+    return IDENTIFIERS.sub(lambda m: "x" * len(m.group()), line)
 
 
 @dataclass(frozen=True)
@@ -43,8 +41,8 @@ def scan_text(text: str, source: str = "<text>", kinds: Iterable[str] = KINDS) -
     wanted = set(kinds)
     found = []
     for number, line in enumerate(text.splitlines(), start=1):
-        for span in detect(line):
-            if span.kind in wanted and not inside_hex_id(line, span.start, span.end):
+        for span in detect(without_identifiers(line)):
+            if span.kind in wanted:
                 raw = line[span.start : span.end]
                 found.append(
                     Finding(source, number, span.kind, mask_value(raw, span.kind, "standard"))
