@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.channel_setup import channel_port, configure_test_channels, start_mosquitto
+from tests.channel_setup import channel_port, configure_test_channels, free_port, start_mosquitto
 
 # Suite-wide log grep (issue 9): at session end every log the suite produced is scanned for raw
 # phone/ID/card numbers and the run fails on a hit (tests/log_grep.py says what and why).
@@ -31,12 +30,6 @@ BIN = Path(sys.executable).parent
 # The live gateway accepts HS256 tokens signed with this (tests only; never a real secret).
 TEST_JWT_SECRET = "scrm-test-suite-hs256-secret-0123456789"
 COPIED = ["dvc.yaml", "params.yaml", "MLproject", "features", "training", "serving", "pipelines"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def project_env(**extra: str) -> dict[str, str]:

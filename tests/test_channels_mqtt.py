@@ -12,7 +12,6 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -25,26 +24,11 @@ from serving.adapters.messages import InboundMessage, Reply
 from serving.adapters.mqtt import MqttBridge, parse
 from serving.adapters.service import ChannelService
 from serving.adapters.webchat import ChatTranscript, WebChatAdapter
+from tests.channel_setup import free_port, wait_port
 
 MOSQUITTO = shutil.which("mosquitto") or (
     "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"broker did not listen on {port}")
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from serving.privacy.tls import TlsFront, tls13_context, uvicorn_tls_options
-from tests.channel_setup import tls_files
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.channel_setup import free_port, tls_files
 
 
 @pytest.fixture(scope="module")
