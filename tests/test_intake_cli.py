@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines import cli
+from pipelines.commands import channels as channel_commands
 from pipelines.settings import load_settings
 from serving.adapters.config import ChannelSettings
 from serving.adapters.handlers import gateway_intent
@@ -34,7 +35,7 @@ def project(tmp_path, monkeypatch):
         channels=ChannelSettings(),
         serving=SimpleNamespace(host="127.0.0.1", port=8000),
     )
-    monkeypatch.setattr(cli, "settings", lambda: config)
+    monkeypatch.setattr(channel_commands, "settings", lambda: config)
     return config
 
 

@@ -1,0 +1,1 @@
+"""The `scrm` command groups, one module each; `pipelines.cli` assembles them."""
