@@ -17,9 +17,23 @@ from features.conversations import ConversationEvent
 log = logging.getLogger(__name__)
 
 
+def turn_event(
+    customer_id: str | None,
+    channel: str,
+    intent: str | None,
+    sentiment: str | None,
+    handoff: bool,
+) -> ConversationEvent | None:
+    """The event of one turn, stamped now; None for an anonymous turn (no entity to
+    aggregate on)."""
+    if not customer_id:
+        return None
+    return ConversationEvent(customer_id, datetime.now(UTC), channel, intent, sentiment, handoff)
+
+
 def stream_recorder(stream):
     """A `record_event` that pushes each identified customer's turn through
-    `features.store.ConversationStream` (anonymous turns have no entity to aggregate on)."""
+    `features.store.ConversationStream` inside the turn."""
 
     def record_event(
         customer_id: str | None,
@@ -28,10 +42,8 @@ def stream_recorder(stream):
         sentiment: str | None,
         handoff: bool,
     ) -> None:
-        if customer_id:
-            event = ConversationEvent(
-                customer_id, datetime.now(UTC), channel, intent, sentiment, handoff
-            )
+        event = turn_event(customer_id, channel, intent, sentiment, handoff)
+        if event is not None:
             stream.record(event)
 
     return record_event
@@ -66,10 +78,9 @@ class BackgroundRecorder:
         sentiment: str | None,
         handoff: bool,
     ) -> None:
-        if not customer_id:
+        event = turn_event(customer_id, channel, intent, sentiment, handoff)
+        if event is None:
             return
-        at = datetime.now(UTC)
-        event = ConversationEvent(customer_id, at, channel, intent, sentiment, handoff)
         try:
             self.pending.put_nowait(event)
         except queue.Full:
