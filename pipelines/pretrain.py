@@ -93,8 +93,9 @@ def pretrain(settings: Settings, corpus: str) -> dict[str, Any]:
             TokenizerParams(vocab_size=spec.vocab_size, min_frequency=spec.min_frequency),
         )
         params = EncoderParams(**bert.encoder.model_dump(), max_len=spec.max_len)
+        schedule = spec.train_for(corpus)
         train = TrainParams(
-            **spec.train.model_dump(), seed=settings.seed, pad_multiple=bert.pad_multiple
+            **schedule.model_dump(), seed=settings.seed, pad_multiple=bert.pad_multiple
         )
         mlm = build_mlm(params, len(tokenizer))
         heldout_chunks = chunk_texts(tokenizer, heldout, spec.max_len)
@@ -105,7 +106,7 @@ def pretrain(settings: Settings, corpus: str) -> dict[str, Any]:
             | {"pretrain_texts": len(texts), "heldout_texts": len(heldout)}
             | {"vocab_size": len(tokenizer), "mask_probability": spec.mask_probability}
             | {f"bert_{k}": v for k, v in params.__dict__.items()}
-            | {f"train_{k}": v for k, v in spec.train.model_dump().items()}
+            | {f"train_{k}": v for k, v in schedule.model_dump().items()}
         )
         mlflow.log_metric("heldout_mlm_loss_before", before)
 

@@ -113,6 +113,10 @@ class TextTask(Strict):
     max_len: int = Field(64, gt=2)
     # The `text.pretrain.corpora` entry whose pretrained encoder starts the BERT-BiLSTM.
     corpus: str = "zh"
+    # BERT-BiLSTMs trained with seeds seed, seed+1, ... sharing `text.bert.train.max_minutes`;
+    # their probabilities are averaged (bagging by seed). Pays where one fit is short and
+    # noisy (a few thousand chat turns), not where one fit already spends the budget.
+    bert_members: int = Field(1, ge=1, le=10)
 
 
 class BaselineSettings(Strict):
@@ -189,6 +193,13 @@ class PretrainSettings(Strict):
     # Seeded subsample of texts (the test suite's tiny profile); null = all.
     max_texts: int | None = Field(None, gt=0)
     train: BertTrainSettings
+    # Corpus -> epochs instead of train.epochs: a small corpus (BANKING77's 9k texts) is read
+    # many times within the wall budget; the linear schedule decays over these epochs.
+    epochs_by_corpus: dict[str, int] = Field(default_factory=dict)
+
+    def train_for(self, corpus: str) -> BertTrainSettings:
+        epochs = self.epochs_by_corpus.get(corpus, self.train.epochs)
+        return self.train.model_copy(update={"epochs": epochs})
 
 
 class NerSettings(Strict):

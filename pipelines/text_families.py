@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,10 @@ NEURAL_MODEL = Path(__file__).resolve().parents[1] / "training" / "neural_text_m
 
 @dataclass
 class BertFit:
-    """A trained BERT-BiLSTM classifier with what its pyfunc needs."""
+    """Trained BERT-BiLSTM classifier(s) with what the pyfunc needs; several `models` are
+    the seed-bagged members of one family (`bert_members`), the history is the first's."""
 
-    model: Any
+    models: list[Any]
     tokenizer: Any
     config: dict[str, Any]
     history: list[dict[str, float]]
@@ -74,48 +75,55 @@ def train_bert(
         tokenizer, encoder, pretrained = start_encoder(
             settings, spec.corpus, [*texts, *dev_texts], Path(tmp), spec.max_len
         )
-    model = BertBiLSTMClassifier(encoder, len(tokenizer), len(classes))
-    if pretrained is not None:
-        pretrained.initialise(model)
+    members = spec.bert_members
     params = TrainParams(
-        **bert.train.model_dump(), seed=settings.seed, pad_multiple=bert.pad_multiple
+        **bert.train.model_dump() | {"max_minutes": bert.train.max_minutes / members},
+        seed=settings.seed,
+        pad_multiple=bert.pad_multiple,
     )
     mlflow.log_params(
         {f"bert_{k}": v for k, v in asdict(encoder).items()}
         | {f"bert_{k}": v for k, v in bert.train.model_dump().items()}
         | {"bert_train_rows": len(rows), "bert_vocab_size": len(tokenizer)}
+        | {"bert_members": members}
     )
+    labels, dev_labels = rows["label"].map(index).tolist(), dev["label"].map(index).to_numpy()
+    models, fits = [], []
+    for member in range(members):
+        model = BertBiLSTMClassifier(encoder, len(tokenizer), len(classes))
+        if pretrained is not None:
+            pretrained.initialise(model)
+        prefix = "bert_" if member == 0 else f"bert_member{member}_"
 
-    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        mlflow.log_metrics({f"bert_{k}": v for k, v in metrics.items()}, step=epoch)
+        def on_epoch(epoch: int, metrics: dict[str, float], prefix: str = prefix) -> None:
+            mlflow.log_metrics({f"{prefix}{k}": v for k, v in metrics.items()}, step=epoch)
 
-    fit = fit_classifier(
-        model,
-        tokenizer,
-        texts,
-        rows["label"].map(index).tolist(),
-        dev_texts,
-        dev["label"].map(index).to_numpy(),
-        spec.max_len,
-        params,
-        on_epoch,
-    )
-    mlflow.log_metrics({"bert_best_epoch": fit.best_epoch, "bert_train_seconds": fit.seconds})
-    mlflow.set_tag("bert_stopped", fit.stopped)
+        member_params = replace(params, seed=settings.seed + member)
+        fit = fit_classifier(
+            model, tokenizer, texts, labels, dev_texts, dev_labels, spec.max_len,
+            member_params, on_epoch,
+        )  # fmt: skip
+        models.append(model)
+        fits.append(fit)
+    seconds = sum(fit.seconds for fit in fits)
+    mlflow.log_metrics({"bert_best_epoch": fits[0].best_epoch, "bert_train_seconds": seconds})
+    mlflow.set_tag("bert_stopped", ",".join(fit.stopped for fit in fits))
     config = {
         "labels": classes,
         "encoder": asdict(encoder),
         "max_len": spec.max_len,
         "lowercase": True,
         "threads": bert.threads,
+        "members": members,
     }
-    return BertFit(model, tokenizer, config, fit.history, fit.seconds, fit.stopped)
+    stopped = ",".join(fit.stopped for fit in fits)
+    return BertFit(models, tokenizer, config, fits[0].history, seconds, stopped)
 
 
 def bert_logits(fit: BertFit, texts: list[str]) -> np.ndarray:
-    from training.text.train import predict_logits
+    from training.text.train import bagged_logits
 
-    return predict_logits(fit.model, fit.tokenizer, normalise(texts), fit.config["max_len"])
+    return bagged_logits(fit.models, fit.tokenizer, normalise(texts), fit.config["max_len"])
 
 
 def ensemble_weight(
@@ -178,7 +186,7 @@ def log_neural_classifier(
     with tempfile.TemporaryDirectory() as tmp:
         member = tfidf_pipeline if config["family"] == "ensemble" else None
         bundle = write_classifier_bundle(
-            Path(tmp) / "bundle", fit.model, fit.tokenizer, config, member
+            Path(tmp) / "bundle", fit.models, fit.tokenizer, config, member
         )
         wrapper = NeuralTextClassifier()
         wrapper.load(bundle)

@@ -119,7 +119,9 @@ def small_profile(root: Path) -> None:
         max_train_rows=200, max_eval_rows=300,
     )  # fmt: skip
     params["text"]["faq_match"].update(train=tiny, max_train_rows=400, max_eval_rows=400)
-    params["text"]["pretrain"].update(train=tiny, max_texts=600, vocab_size=3000)
+    params["text"]["pretrain"].update(
+        train=tiny, max_texts=600, vocab_size=3000, epochs_by_corpus={}
+    )
     for task in ("churn", "repurchase"):
         params["tabular"]["tasks"][task]["automl"].update(
             time_limit=30, hyperparameters={"GBM": {}, "LR": {}}, importance_time_limit=10

@@ -89,7 +89,7 @@ def test_finetuning_starts_from_the_pretrained_encoder(pretrained_ws: Path) -> N
 
     name = "embeddings.word_embeddings.weight"
     reference = pretrained.mlm.bert.state_dict()[name]
-    tuned = fit.model.encoder.bert.state_dict()[name]
+    tuned = fit.models[0].encoder.bert.state_dict()[name]
     torch.manual_seed(1)
     fresh = BertBiLSTMClassifier(pretrained.params, len(fit.tokenizer), 2)
     random_start = fresh.encoder.bert.state_dict()[name]

@@ -56,6 +56,7 @@ from training.text.train import (
     fit_matcher,
     fit_tagger,
     mlm_loss,
+    predict_logits,
     predict_proba,
     predict_tags,
     pretrain_mlm,
@@ -292,23 +293,29 @@ def test_mlm_pretraining_lowers_loss_and_loads_into_a_classifier(tokenizer, inte
 def test_ensemble_pyfunc_loads_from_its_own_code_and_vocab(tokenizer, intent, tmp_path) -> None:
     """The logged model carries training/text as code and its vocab.txt: a fresh interpreter
     outside the repository (isolated mode, no PYTHONPATH) loads it and gives the same answers,
-    with the calibrated ensemble of TF-IDF and BERT-BiLSTM the training step computed."""
+    with the calibrated ensemble of TF-IDF and two seed-bagged BERT-BiLSTMs the training step
+    computed."""
     labels = sorted(intent.label.unique())
     index = {label: i for i, label in enumerate(labels)}
     train, dev = intent[intent.split == "train"], intent[intent.split == "dev"]
-    model = BertBiLSTMClassifier(TINY, len(tokenizer), len(labels))
-    fit_classifier(
-        model,
-        tokenizer,
-        train.text.tolist(),
-        train.label.map(index).tolist(),
-        dev.text.tolist(),
-        dev.label.map(index).tolist(),
-        max_len=32,
-        params=TrainParams(epochs=2, lr=3e-3, batch_size=16),
-    )
+    models = []
+    for seed in (0, 1):  # two seed-bagged members: the pyfunc must average them as training did
+        model = BertBiLSTMClassifier(TINY, len(tokenizer), len(labels))
+        fit_classifier(
+            model,
+            tokenizer,
+            train.text.tolist(),
+            train.label.map(index).tolist(),
+            dev.text.tolist(),
+            dev.label.map(index).tolist(),
+            max_len=32,
+            params=TrainParams(epochs=2, lr=3e-3, batch_size=16, seed=seed),
+        )
+        models.append(model)
     config = {"labels": labels, "encoder": TINY.__dict__, "max_len": 32, "lowercase": True}
-    fit = BertFit(model, tokenizer, config, [], 0.0, "epochs")
+    fit = BertFit(models, tokenizer, config | {"members": 2}, [], 0.0, "epochs")
+    single = predict_logits(models[0], tokenizer, dev.text.tolist(), 32)
+    assert not np.allclose(bert_logits(fit, dev.text.tolist()), single)  # both members count
     pipeline = fit_tfidf_classifier(train, TfidfParams(), ClassifierParams(), seed=0)
     texts = dev.text.tolist()
     dev_labels = dev.label.map(index).to_numpy()

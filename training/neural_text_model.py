@@ -9,7 +9,8 @@ Output per text, the same columns as the TF-IDF pyfunc (text_classifier_model.py
 (`unknown` below the threshold tuned on dev), `confidence` (temperature-scaled), `top_label`,
 `in_scope`.
 
-Family `bert_bilstm`: softmax(logits / T). Family `ensemble`: the weighted average of each
+Family `bert_bilstm`: softmax(logits / T), where with several seed-bagged members the logits are
+the log of their average probability. Family `ensemble`: the weighted average of each
 member's calibrated probabilities (TF-IDF with its temperature, BERT-BiLSTM with its own; the
 BERT weight `ensemble_weight` tuned on dev log-loss), then one more temperature fitted on that
 average, so the threshold reads a calibrated confidence too.
@@ -41,17 +42,21 @@ class NeuralTextClassifier(PythonModel):
     def load(self, bundle: Path) -> None:
         import torch
 
+        from training.text.export import member_weights
         from training.text.models import BertBiLSTMClassifier, EncoderParams
         from training.text.tokenizer import load_tokenizer
 
         config = json.loads((bundle / "config.json").read_text(encoding="utf-8"))
         torch.set_num_threads(int(config.get("threads", 2)))
         self.tokenizer = load_tokenizer(bundle, lowercase=config["lowercase"])
-        self.model = BertBiLSTMClassifier(
-            EncoderParams(**config["encoder"]), len(self.tokenizer), len(config["labels"])
-        )
-        self.model.load_state_dict(torch.load(bundle / "weights.pt", weights_only=True))
-        self.model.eval()
+        self.models = []
+        for member in range(int(config.get("members", 1))):  # 1: logged before bagging
+            model = BertBiLSTMClassifier(
+                EncoderParams(**config["encoder"]), len(self.tokenizer), len(config["labels"])
+            )
+            weights = bundle / member_weights(member)
+            model.load_state_dict(torch.load(weights, weights_only=True))
+            self.models.append(model.eval())
         self.tfidf = None
         if config["family"] == "ensemble":
             import joblib
@@ -66,10 +71,10 @@ class NeuralTextClassifier(PythonModel):
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """Calibrated class probabilities, columns in `labels` order."""
-        from training.text.train import predict_logits
+        from training.text.train import bagged_logits
 
         config = self.config
-        logits = predict_logits(self.model, self.tokenizer, texts, config["max_len"])
+        logits = bagged_logits(self.models, self.tokenizer, texts, config["max_len"])
         mixture = _softmax(logits, config["bert_temperature"])
         if self.tfidf is not None:
             tfidf_logits = np.log(np.clip(self.tfidf.predict_proba(texts), 1e-12, 1.0))

@@ -71,21 +71,28 @@ def log_pyfunc(
         )
 
 
+def member_weights(member: int) -> str:
+    """File of a seed-bagged member's weights: the first keeps the single model's name."""
+    return "weights.pt" if member == 0 else f"weights_{member}.pt"
+
+
 def write_classifier_bundle(
     directory: Path,
-    model,
+    models: list,
     tokenizer,
     config: dict,
     tfidf_pipeline=None,
 ) -> Path:
-    """weights.pt + vocab.txt + config.json (+ tfidf.joblib for the ensemble) in `directory`."""
+    """weights.pt (weights_N.pt per further member) + vocab.txt + config.json (+ tfidf.joblib
+    for the ensemble) in `directory`."""
     import joblib
     import torch
 
     from training.text.tokenizer import save_tokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), directory / "weights.pt")
+    for member, model in enumerate(models):
+        torch.save(model.state_dict(), directory / member_weights(member))
     save_tokenizer(tokenizer, directory)
     (directory / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     if tfidf_pipeline is not None:

@@ -261,6 +261,20 @@ def predict_logits(
     return out
 
 
+def bagged_logits(
+    models: Sequence[nn.Module], tokenizer: BertTokenizerFast, texts: Sequence[str], max_len: int
+) -> np.ndarray:
+    """Log of the members' average probability (one member: its own logits, unchanged).
+
+    Averaging probabilities rather than logits keeps a member that is sure and wrong from
+    outvoting the others by the size of its logits."""
+    logits = [predict_logits(model, tokenizer, texts, max_len) for model in models]
+    if len(logits) == 1:
+        return logits[0]
+    probabilities = np.mean([torch.softmax(torch.from_numpy(z), 1).numpy() for z in logits], 0)
+    return np.log(np.clip(probabilities, 1e-12, 1.0))
+
+
 def predict_proba(
     model: nn.Module,
     tokenizer: BertTokenizerFast,
