@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from serving.adapters.config import ChannelSettings
 from serving.dialogue.config import DialogueConfig
@@ -195,7 +195,7 @@ class PretrainSettings(Strict):
     train: BertTrainSettings
     # Corpus -> epochs instead of train.epochs: a small corpus (BANKING77's 9k texts) is read
     # many times within the wall budget; the linear schedule decays over these epochs.
-    epochs_by_corpus: dict[str, int] = Field(default_factory=dict)
+    epochs_by_corpus: dict[str, PositiveInt] = Field(default_factory=dict)
 
     def train_for(self, corpus: str) -> BertTrainSettings:
         epochs = self.epochs_by_corpus.get(corpus, self.train.epochs)

@@ -34,3 +34,15 @@ def test_unknown_dataset_names_the_known_ones(tmp_path: Path) -> None:
     shutil.copy2(REPO / "params.yaml", tmp_path / "params.yaml")
     with pytest.raises(UnknownName, match="known: atec_question_matching, .*telco_churn"):
         load_settings(tmp_path).dataset("nope")
+
+
+def test_pretraining_epochs_per_corpus_override_only_their_corpus() -> None:
+    pretrain = load_settings(REPO).text.pretrain
+    assert pretrain.epochs_by_corpus  # params.yaml sets one: this test would be vacuous without
+    for corpus in pretrain.corpora:
+        expected = pretrain.epochs_by_corpus.get(corpus, pretrain.train.epochs)
+        schedule = pretrain.train_for(corpus)
+        assert schedule.epochs == expected
+        assert schedule.max_minutes == pretrain.train.max_minutes  # only the epochs change
+    with pytest.raises(ValidationError, match="greater than 0"):
+        type(pretrain).model_validate(pretrain.model_dump() | {"epochs_by_corpus": {"en": 0}})
