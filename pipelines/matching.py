@@ -74,7 +74,12 @@ def train_siamese(settings: Settings, train: pd.DataFrame, dev: pd.DataFrame, tm
     torch.set_num_threads(bert.threads)
     questions = [*train["text_a"], *train["text_b"], *dev["text_a"], *dev["text_b"]]
     tokenizer, encoder, pretrained = start_encoder(
-        settings, spec.corpus, list(dict.fromkeys(questions)), tmp / "tokenizer", spec.max_len
+        settings,
+        spec.corpus,
+        list(dict.fromkeys(questions)),
+        tmp / "tokenizer",
+        spec.max_len,
+        spec.pretrained,
     )
     positives = max(int(train["label"].sum()), 1)
     weight = spec.positive_weight or (len(train) - positives) / positives

@@ -158,12 +158,13 @@ def log_encoder(directory: Path, corpus: str):
     return log_pyfunc(ENCODER_MODEL, directory, example, output), output["filled"].iloc[0]
 
 
-def pretrained_for(settings: Settings, corpus: str):
-    """The encoder fine-tuning starts from, or None when `text.bert.pretrained` is false or
-    the corpus has not been pretrained in this project (logged either way).
+def pretrained_for(settings: Settings, corpus: str, enabled: bool | None = None):
+    """The encoder fine-tuning starts from, or None when pretraining is off (`enabled`, which
+    defaults to `text.bert.pretrained`) or the corpus has not been pretrained in this project
+    (logged either way).
 
     Logs which pretraining run it came from on the active run (lineage in the MLflow UI)."""
-    if not settings.text.bert.pretrained:
+    if not (settings.text.bert.pretrained if enabled is None else enabled):
         mlflow.log_param("pretrained", False)
         return None
     from training.text.pretrained import load_pretrained
@@ -192,8 +193,16 @@ def pretrained_for(settings: Settings, corpus: str):
     return encoder
 
 
-def start_encoder(settings: Settings, corpus: str, texts: list[str], directory: Path, max_len: int):
-    """(tokenizer, EncoderParams, pretrained encoder or None) for a BERT-BiLSTM about to train.
+def start_encoder(
+    settings: Settings,
+    corpus: str,
+    texts: list[str],
+    directory: Path,
+    max_len: int,
+    pretrained: bool | None = None,
+):
+    """(tokenizer, EncoderParams, pretrained encoder or None) for a BERT-BiLSTM about to train;
+    `pretrained` overrides `text.bert.pretrained` for one task.
 
     Pretrained: its tokenizer and BERT size (the BiLSTM size still from `text.bert.encoder`);
     else a tokenizer built from `texts` (the task's own train+dev) and `text.bert.encoder`.
@@ -202,19 +211,19 @@ def start_encoder(settings: Settings, corpus: str, texts: list[str], directory: 
     from training.text.tokenizer import TokenizerParams, build_tokenizer, save_tokenizer
 
     bert = settings.text.bert
-    pretrained = pretrained_for(settings, corpus)
-    if pretrained is None:
+    encoder = pretrained_for(settings, corpus, pretrained)
+    if encoder is None:
         vocab = TokenizerParams(vocab_size=bert.vocab_size, min_frequency=bert.min_frequency)
         tokenizer = build_tokenizer(texts, directory, vocab)
         params = EncoderParams(**bert.encoder.model_dump(), max_len=max_len)
     else:
-        if max_len > pretrained.params.max_len:
+        if max_len > encoder.params.max_len:
             raise ValueError(
-                f"max_len {max_len} exceeds the pretrained encoder's {pretrained.params.max_len} "
+                f"max_len {max_len} exceeds the pretrained encoder's {encoder.params.max_len} "
                 "positions: raise text.pretrain.max_len and re-run `scrm pretrain`"
             )
-        tokenizer = pretrained.tokenizer
+        tokenizer = encoder.tokenizer
         save_tokenizer(tokenizer, directory)
-        params = pretrained.encoder_params(bert.encoder.lstm_hidden, bert.encoder.dropout)
+        params = encoder.encoder_params(bert.encoder.lstm_hidden, bert.encoder.dropout)
     mlflow.log_artifact(str(directory / "vocab.txt"), "tokenizer")
-    return tokenizer, params, pretrained
+    return tokenizer, params, encoder

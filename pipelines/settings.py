@@ -233,6 +233,8 @@ class MatchSettings(Strict):
     # First N dev and test rows only (the test suite's tiny profile); null = all.
     max_eval_rows: int | None = Field(None, gt=0)
     corpus: str = "zh"
+    # Start from the corpus's pretrained encoder: null = `text.bert.pretrained`.
+    pretrained: bool | None = None
     # Behavioural gate: pairs that must score as "same" / "different", and in that order.
     known_pairs: dict[Literal["same", "different"], list[tuple[str, str]]] = Field(
         default_factory=dict
