@@ -105,9 +105,9 @@ def train_bert(
         )  # fmt: skip
         models.append(model)
         fits.append(fit)
-    seconds = sum(fit.seconds for fit in fits)
+    seconds, stopped = sum(fit.seconds for fit in fits), ",".join(fit.stopped for fit in fits)
     mlflow.log_metrics({"bert_best_epoch": fits[0].best_epoch, "bert_train_seconds": seconds})
-    mlflow.set_tag("bert_stopped", ",".join(fit.stopped for fit in fits))
+    mlflow.set_tag("bert_stopped", stopped)
     config = {
         "labels": classes,
         "encoder": asdict(encoder),
@@ -116,7 +116,6 @@ def train_bert(
         "threads": bert.threads,
         "members": members,
     }
-    stopped = ",".join(fit.stopped for fit in fits)
     return BertFit(models, tokenizer, config, fits[0].history, seconds, stopped)
 
 

@@ -134,13 +134,9 @@ def test_chinese_tokenizes_per_character_and_tags_align(tokenizer, ner) -> None:
     assert [w for w in spaced.word_ids(0) if w is not None] == [0, 1, 2]
 
 
-def test_classifier_learns_a_real_subset_above_chance(tokenizer, intent) -> None:
-    labels = sorted(intent.label.unique())
-    index = {label: i for i, label in enumerate(labels)}
-    train, dev = intent[intent.split == "train"], intent[intent.split == "dev"]
-    model = BertBiLSTMClassifier(TINY, len(tokenizer), len(labels))
-    seen = []
-    result = fit_classifier(
+def fit_tiny(model, tokenizer, train, dev, index, params, on_epoch=None):
+    """fit_classifier on a labelled train/dev frame pair at the tests' 32-token length."""
+    return fit_classifier(
         model,
         tokenizer,
         train.text.tolist(),
@@ -148,7 +144,24 @@ def test_classifier_learns_a_real_subset_above_chance(tokenizer, intent) -> None
         dev.text.tolist(),
         dev.label.map(index).tolist(),
         max_len=32,
-        params=TrainParams(epochs=4, lr=3e-3, batch_size=16, patience=4),
+        params=params,
+        on_epoch=on_epoch,
+    )
+
+
+def test_classifier_learns_a_real_subset_above_chance(tokenizer, intent) -> None:
+    labels = sorted(intent.label.unique())
+    index = {label: i for i, label in enumerate(labels)}
+    train, dev = intent[intent.split == "train"], intent[intent.split == "dev"]
+    model = BertBiLSTMClassifier(TINY, len(tokenizer), len(labels))
+    seen = []
+    result = fit_tiny(
+        model,
+        tokenizer,
+        train,
+        dev,
+        index,
+        TrainParams(epochs=4, lr=3e-3, batch_size=16, patience=4),
         on_epoch=lambda epoch, metrics: seen.append(epoch),
     )
     assert seen == [h["epoch"] for h in result.history] and len(seen) >= 1
@@ -301,16 +314,8 @@ def test_ensemble_pyfunc_loads_from_its_own_code_and_vocab(tokenizer, intent, tm
     models = []
     for seed in (0, 1):  # two seed-bagged members: the pyfunc must average them as training did
         model = BertBiLSTMClassifier(TINY, len(tokenizer), len(labels))
-        fit_classifier(
-            model,
-            tokenizer,
-            train.text.tolist(),
-            train.label.map(index).tolist(),
-            dev.text.tolist(),
-            dev.label.map(index).tolist(),
-            max_len=32,
-            params=TrainParams(epochs=2, lr=3e-3, batch_size=16, seed=seed),
-        )
+        params = TrainParams(epochs=2, lr=3e-3, batch_size=16, seed=seed)
+        fit_tiny(model, tokenizer, train, dev, index, params)
         models.append(model)
     config = {"labels": labels, "encoder": TINY.__dict__, "max_len": 32, "lowercase": True}
     fit = BertFit(models, tokenizer, config | {"members": 2}, [], 0.0, "epochs")

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from transformers import BertForMaskedLM, BertTokenizerFast
 
+from training.text.calibration import softmax
 from training.text.tokenizer import encode_words
 
 OnEpoch = Callable[[int, dict[str, float]], None]
@@ -271,7 +272,7 @@ def bagged_logits(
     logits = [predict_logits(model, tokenizer, texts, max_len) for model in models]
     if len(logits) == 1:
         return logits[0]
-    probabilities = np.mean([torch.softmax(torch.from_numpy(z), 1).numpy() for z in logits], 0)
+    probabilities = np.mean([softmax(z) for z in logits], axis=0)
     return np.log(np.clip(probabilities, 1e-12, 1.0))
 
 
