@@ -1,6 +1,6 @@
 """Intake throughput: messages durably persisted per second, and none lost.
 
-Three write paths into the intake log (serving/adapters/intake.py), each into a fresh file:
+Three write paths into the intake log (crm/conversation/intake.py), each into a fresh file:
 - `sqlite batch`: `append_many`, one transaction (one fsync, synchronous=FULL) per batch, as a
   group-committing gateway or a bulk importer writes;
 - `sqlite single`: one `append` (one transaction) per message, FULL, then NORMAL;
@@ -10,7 +10,7 @@ Three write paths into the intake log (serving/adapters/intake.py), each into a 
 - `worker drain`: the intake worker with a no-op handler (claim + complete per message);
 - `redis single`: one Lua XADD+dedup per message on the local Redis (skipped when absent);
 - `... encrypted`: the same path with the message and reply encrypted at rest (AES-256-GCM,
-  per-customer data keys, serving/privacy/atrest.py), as the gateway and worker write them.
+  per-customer data keys, privacy/atrest.py), as the gateway and worker write them.
 After writing, the log is reopened from disk and counted; every message id must be there once,
 and re-sending a slice (vendor retries) must add nothing.
 
@@ -33,10 +33,10 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.timing import write_result  # noqa: E402
-from serving.adapters.intake import SqliteIntake  # noqa: E402
-from serving.adapters.messages import InboundMessage  # noqa: E402
-from serving.privacy.atrest import FieldCipher  # noqa: E402
-from serving.privacy.crypto import Keyring, Vault  # noqa: E402
+from crm.channels.messages import InboundMessage  # noqa: E402
+from crm.conversation.intake import SqliteIntake  # noqa: E402
+from privacy.atrest import FieldCipher  # noqa: E402
+from privacy.crypto import Keyring, Vault  # noqa: E402
 
 
 def messages(n: int, prefix: str) -> list[InboundMessage]:
@@ -153,7 +153,7 @@ def sqlite_async(
     """The gateway's path: coroutines awaiting `GroupCommitter.append` (one event loop)."""
     import asyncio
 
-    from serving.adapters.intake import GroupCommitter
+    from crm.conversation.intake import GroupCommitter
 
     path = folder / ("async-encrypted.db" if cipher else "async.db")
     intake = SqliteIntake(path, synchronous="FULL", cipher=cipher)
@@ -192,8 +192,8 @@ def worker_drain(folder: Path, n: int, batch: int, cipher: FieldCipher | None = 
     """The worker: claim, a no-op handler, complete (what the log itself costs per message)."""
     import asyncio
 
-    from serving.adapters.messages import Reply
-    from serving.adapters.worker import IntakeWorker
+    from crm.channels.messages import Reply
+    from crm.conversation.worker import IntakeWorker
 
     path = folder / ("worker-encrypted.db" if cipher else "worker.db")
     intake = SqliteIntake(path, synchronous="FULL", cipher=cipher)
@@ -225,7 +225,7 @@ def worker_drain(folder: Path, n: int, batch: int, cipher: FieldCipher | None = 
 def redis_single(n: int, url: str) -> dict | None:
     import redis
 
-    from serving.adapters.redis_intake import RedisStreamIntake
+    from crm.conversation.redis_intake import RedisStreamIntake
 
     try:
         redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()

@@ -236,7 +236,7 @@ def serve_rows(settings: Any, n: int) -> dict[str, dict[str, Any]]:
 def bench_key(settings: Any) -> str:
     """A data-scientist key (predict) of the default tenant with its own rate limit: the
     benchmark measures the gateway, not the per-subject limit."""
-    from serving.privacy.auth import ApiKeyStore, Subject
+    from privacy.auth import ApiKeyStore, Subject
 
     subject = Subject(id="bench-serve", tenant=settings.privacy.tenancy.default_tenant,
                       role="data_scientist", method="api_key", rate_per_s=100_000.0,
@@ -284,7 +284,7 @@ def main() -> None:
         results.update(serve_rows(settings, args.requests))
     finally:
         if issued:
-            from serving.privacy.auth import ApiKeyStore
+            from privacy.auth import ApiKeyStore
 
             ApiKeyStore(settings.path(settings.privacy.api_keys_file)).revoke(issued.split("_")[1])
     serve, plain = results["ray_serve_batch"], results["plain_fastapi_uvicorn"]

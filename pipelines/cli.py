@@ -10,7 +10,7 @@ import os
 
 import typer
 
-from serving.privacy.masking import install_log_masking
+from privacy.masking import install_log_masking
 
 for _name, _value in {
     "HF_HUB_OFFLINE": "1",

@@ -28,14 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crm.conversation import DialogueManager, Turn, build_dialogue
+from crm.conversation.flows import load_flows
+from crm.conversation.matching import LexicalMatcher, RerankMatcher
+from crm.conversation.sessions import SqliteSessionStore
+from crm.conversation.understanding import PyfuncUnderstanding, QuestionMatcher, RegistryMatcher
 from pipelines.chat_client import ChatResult, gateway, probe, send_all, wait_ready
 from pipelines.datasets import load_dataset
 from pipelines.settings import Settings
-from serving.dialogue import DialogueManager, Turn, build_dialogue
-from serving.dialogue.flows import load_flows
-from serving.dialogue.matching import LexicalMatcher, RerankMatcher
-from serving.dialogue.sessions import SqliteSessionStore
-from serving.dialogue.understanding import PyfuncUnderstanding, QuestionMatcher, RegistryMatcher
 
 INTENT_DATASET = "banking77"
 PAIRS_DATASET = "atec_question_matching"

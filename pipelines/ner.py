@@ -26,7 +26,7 @@ from pipelines.promotion import promote_evaluated
 from pipelines.settings import BertTrainSettings, Settings
 from pipelines.text import load_split, log_data
 from pipelines.text_families import write_history
-from serving.privacy.masking import mask_for_logs, mask_payload
+from privacy.masking import mask_for_logs, mask_payload
 from training.text.spans import spans_bio
 from training.tracking import use_experiment
 

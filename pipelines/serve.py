@@ -200,12 +200,12 @@ def tls_front(tls: tuple[Path, Path] | None, host: str, port: int) -> Any:
     """The TLS 1.3 front for `--tls-cert/--tls-key` (None without them).
 
     Ray Serve's `http_options` accepts a certificate but cannot set a minimum TLS version, so
-    Serve would accept TLS 1.2; the front (serving/privacy/tls.py) pins TLS 1.3 and forwards
+    Serve would accept TLS 1.2; the front (privacy/tls.py) pins TLS 1.3 and forwards
     to Serve on a free loopback port. A bad certificate or key fails here, before Ray starts.
     """
     if tls is None:
         return None
-    from serving.privacy.tls import TlsFront
+    from privacy.tls import TlsFront
 
     cert_file, key_file = tls
     return TlsFront(cert_file, key_file, host, port, ("127.0.0.1", free_loopback_port()))
@@ -284,7 +284,7 @@ def start_detached(
     if pid := running_pid(settings):
         raise ServeError(f"already running as pid {pid}; `scrm serve --stop` first")
     if tls is not None:
-        from serving.privacy.tls import tls13_context
+        from privacy.tls import tls13_context
 
         tls13_context(*tls)  # a missing or bad certificate: one line now, not a dead child
     if not address:

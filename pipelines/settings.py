@@ -15,9 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from serving.adapters.config import ChannelSettings
-from serving.dialogue.config import DialogueConfig
-from serving.privacy.config import PrivacyConfig
+from crm.channels.config import ChannelSettings
+from crm.conversation.config import DialogueConfig
+from privacy.config import PrivacyConfig
 from training.tfidf import ClassifierParams, TfidfParams
 
 PARAMS_FILE = "params.yaml"

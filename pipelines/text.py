@@ -34,7 +34,7 @@ from pipelines.text_families import (
     write_history,
 )
 from pipelines.validate import read_report
-from serving.privacy.masking import mask_payload
+from privacy.masking import mask_payload
 from training.behaviour import run_behaviour_checks
 from training.evaluate import classification_metrics, confusion_figure
 from training.text.calibration import (

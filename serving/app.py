@@ -25,17 +25,17 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.adapters.api import channel_router as channel_routes
+import crm.access as privacy
+from crm.access import GUARD
+from crm.channels.routes import channel_router as channel_routes
+from crm.conversation.desk_routes import agent_router
+from crm.conversation.models import activate, build_conversation, current_dialogue
+from privacy.limits import BodySizeLimit
+from privacy.masking import install_log_masking
+from privacy.responses import MaskJsonResponses
+from privacy.routes import admin_router, audit_router
 from serving.config import GATEWAY, ModelSpec, ServingConfig, read_deploy_config
-from serving.conversation import activate, build_conversation, current_dialogue
-from serving.dialogue.agent_api import agent_router
 from serving.metrics import shared as shared_metrics
-from serving.privacy import gateway as privacy
-from serving.privacy.gateway import GUARD
-from serving.privacy.limits import BodySizeLimit
-from serving.privacy.masking import install_log_masking
-from serving.privacy.responses import MaskJsonResponses
-from serving.privacy.routes import admin_router, audit_router
 from serving.schemas import (
     AnalyzeResponse,
     BatchResponse,
@@ -64,7 +64,7 @@ api = FastAPI(
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 422, 429, 503)
 }
-# Who may call what (serving/privacy/policies.yaml); every route not in PUBLIC has a guard,
+# Who may call what (privacy/policies.yaml); every route not in PUBLIC has a guard,
 # checked when this module is imported (`privacy.assert_guarded` at the bottom).
 PREDICT = [Depends(GUARD.require("predict", audit=False))]
 READ_CUSTOMER = [

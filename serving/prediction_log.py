@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from serving.privacy.masking import Span, mask_text, mask_value
+from privacy.masking import Span, mask_text, mask_value
 
 ENTITY_KINDS = {"name": "name", "address": "address", "PER": "name", "LOC": "address"}
 

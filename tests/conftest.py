@@ -29,7 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # The live gateway accepts HS256 tokens signed with this (tests only; never a real secret).
 TEST_JWT_SECRET = "scrm-test-suite-hs256-secret-0123456789"
-COPIED = ["dvc.yaml", "params.yaml", "MLproject", "features", "training", "serving", "pipelines"]
+COPIED = [
+    "dvc.yaml", "params.yaml", "MLproject", "features", "training", "serving", "crm", "privacy",
+    "pipelines",
+]
 
 
 def project_env(**extra: str) -> dict[str, str]:
@@ -188,7 +191,7 @@ def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 def issue_key(root: Path, subject: str, tenant: str, role: str, **attributes) -> str:
     """An API key in the workspace's key file (params privacy.api_keys_file), as
     `scrm keys issue` writes it; the gateway reads the file per request."""
-    from serving.privacy.auth import ApiKeyStore, Subject
+    from privacy.auth import ApiKeyStore, Subject
 
     params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
     store = ApiKeyStore(root / params["privacy"]["api_keys_file"])

@@ -1,7 +1,7 @@
 """Suite-wide log grep (issue 9): no raw mobile, ID or bank card number in anything logged.
 
 At the end of the test session, every log the suite produced is scanned with
-serving/privacy/scan.py; a hit fails the run (exit status 1) and is reported masked, with the
+privacy/scan.py; a hit fails the run (exit status 1) and is reported masked, with the
 file and line. Scanned:
 
 - the pipeline workspace (the session's `dvc repro` copy, or $SCRM_TEST_WORKSPACE): `run/`
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.privacy.scan import Finding, scan_files, scan_text
+from privacy.scan import Finding, scan_files, scan_text
 
 LOG_PATTERNS = ("*.log", "*.out", "*.err", "*.jsonl")
 TEXT_PATTERNS = (*LOG_PATTERNS, "*.txt", "*.json", "*.yaml", "*.csv", "MLmodel")

@@ -16,14 +16,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from serving.adapters.api import channel_router, get_message_handler, wire
-from serving.adapters.dingtalk import DingTalkAdapter, sign
-from serving.adapters.identity import IdentityMap
-from serving.adapters.intake import SqliteIntake
-from serving.adapters.messages import InboundMessage, Reply
-from serving.adapters.service import ChannelService
-from serving.adapters.webchat import ChatTranscript, WebChatAdapter
-from serving.adapters.wecom import WeComAdapter, WeComCrypto, encrypted_request_xml, signature
+from crm.channels.dingtalk import DingTalkAdapter, sign
+from crm.channels.identity import IdentityMap
+from crm.channels.messages import InboundMessage, Reply
+from crm.channels.routes import channel_router, get_message_handler, wire
+from crm.channels.service import ChannelService
+from crm.channels.webchat import ChatTranscript, WebChatAdapter
+from crm.channels.wecom import WeComAdapter, WeComCrypto, encrypted_request_xml, signature
+from crm.conversation.intake import SqliteIntake
 
 CORP = "wwtestcorp0001"
 TOKEN = "test-token-123"
@@ -305,9 +305,9 @@ def test_known_channel_without_secrets_is_503_naming_the_variables(setup) -> Non
 
 
 def test_routes_answer_503_until_the_gateway_wires_them(monkeypatch) -> None:
-    import serving.adapters.api
+    import crm.channels.routes
 
-    monkeypatch.setattr(serving.adapters.api, "WIRED", {})  # nothing wired in this process
+    monkeypatch.setattr(crm.channels.routes, "WIRED", {})  # nothing wired in this process
     app = FastAPI()
     app.include_router(channel_router())
     answer = TestClient(app).post("/v1/channels/web_chat/messages", json={})
@@ -408,7 +408,7 @@ def test_identity_map_mints_once_and_links(tmp_path) -> None:
 def test_async_mode_acknowledges_first_and_the_worker_answers_later(tmp_path) -> None:
     import asyncio
 
-    from serving.adapters.worker import IntakeWorker
+    from crm.conversation.worker import IntakeWorker
 
     service = ChannelService(
         [WebChatAdapter()],
@@ -475,7 +475,7 @@ def test_agent_message_reaches_an_open_socket_and_the_resumed_session(setup) -> 
 def test_push_without_an_active_sender_says_so(setup) -> None:
     import asyncio
 
-    from serving.adapters.senders import DeliveryFailed
+    from crm.channels.senders import DeliveryFailed
 
     _, service, _ = setup
     with pytest.raises(DeliveryFailed, match="no active sender for wecom"):
@@ -490,7 +490,7 @@ def test_agent_replies_reach_wecom_and_dingtalk_through_their_send_apis(setup) -
 
     import httpx
 
-    from serving.adapters.senders import DingTalkWebhookSender, WeComAppSender
+    from crm.channels.senders import DingTalkWebhookSender, WeComAppSender
 
     client, service, _ = setup
     calls: list[tuple[str, dict]] = []
@@ -534,7 +534,7 @@ def test_wecom_sender_caches_and_refreshes_its_token_and_reports_refusals() -> N
 
     import httpx
 
-    from serving.adapters.senders import DeliveryFailed, WeComAppSender
+    from crm.channels.senders import DeliveryFailed, WeComAppSender
 
     tokens = iter(["old", "new"])
     sends: list[str] = []
@@ -570,7 +570,7 @@ def test_wecom_sender_caches_and_refreshes_its_token_and_reports_refusals() -> N
 def test_dingtalk_sender_refuses_foreign_hosts_and_expired_webhooks() -> None:
     import asyncio
 
-    from serving.adapters.senders import DeliveryFailed, DingTalkWebhookSender
+    from crm.channels.senders import DeliveryFailed, DingTalkWebhookSender
 
     sender = DingTalkWebhookSender()
     future = str(int(time.time() + 60))
@@ -591,10 +591,10 @@ def test_dingtalk_sender_refuses_foreign_hosts_and_expired_webhooks() -> None:
 
 
 def test_dialogue_manager_glue_converts_turns_replies_and_agent_messages(setup) -> None:
-    from serving.conversation import channel_deliver
-    from serving.dialogue.channels import message_handler
-    from serving.dialogue.manager import Outbound
-    from serving.dialogue.manager import Reply as DialogueReply
+    from crm.conversation.handler import message_handler
+    from crm.conversation.manager import Outbound
+    from crm.conversation.manager import Reply as DialogueReply
+    from crm.conversation.models import channel_deliver
 
     client, service, _ = setup
 
@@ -637,8 +637,8 @@ def test_dialogue_manager_glue_converts_turns_replies_and_agent_messages(setup) 
 def test_build_channel_service_enables_the_channels_whose_secrets_are_set(
     tmp_path, monkeypatch
 ) -> None:
-    from serving.adapters.config import ChannelSettings
-    from serving.adapters.service import build_channel_service
+    from crm.channels.config import ChannelSettings
+    from crm.channels.service import build_channel_service
 
     for name in (
         "SCRM_WECOM_TOKEN",

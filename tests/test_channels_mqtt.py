@@ -18,12 +18,12 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from serving.adapters.identity import IdentityMap
-from serving.adapters.intake import SqliteIntake
-from serving.adapters.messages import InboundMessage, Reply
-from serving.adapters.mqtt import MqttBridge, parse
-from serving.adapters.service import ChannelService
-from serving.adapters.webchat import ChatTranscript, WebChatAdapter
+from crm.channels.identity import IdentityMap
+from crm.channels.messages import InboundMessage, Reply
+from crm.channels.mqtt import MqttBridge, parse
+from crm.channels.service import ChannelService
+from crm.channels.webchat import ChatTranscript, WebChatAdapter
+from crm.conversation.intake import SqliteIntake
 from tests.channel_setup import free_port, wait_port
 
 MOSQUITTO = shutil.which("mosquitto") or (

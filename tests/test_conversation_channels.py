@@ -29,8 +29,8 @@ import aiomqtt
 import httpx
 import pytest
 
-from serving.adapters.dingtalk import sign
-from serving.adapters.wecom import (
+from crm.channels.dingtalk import sign
+from crm.channels.wecom import (
     WeComCrypto,
     cdata,
     encrypted_request_xml,
@@ -38,7 +38,7 @@ from serving.adapters.wecom import (
     parse_xml,
     signature,
 )
-from serving.privacy.masking import luhn_valid
+from privacy.masking import luhn_valid
 from tests.channel_setup import (
     DINGTALK_SECRET,
     WECOM_AES_KEY,

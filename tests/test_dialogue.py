@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from serving.dialogue import Analysis, DialogueConfig, Entity, Turn, build_dialogue
-from serving.dialogue.manager import DialogueManager
-from serving.dialogue.sessions import BOT, PENDING, SqliteSessionStore
-from serving.dialogue.slots import bank_card, clock_time, day, mobile
+from crm.conversation import Analysis, DialogueConfig, Entity, Turn, build_dialogue
+from crm.conversation.manager import DialogueManager
+from crm.conversation.sessions import BOT, PENDING, SqliteSessionStore
+from crm.conversation.slots import bank_card, clock_time, day, mobile
 
 REPO = Path(__file__).resolve().parents[1]
 UNKNOWN = Analysis("unknown", 0.2, False, "neutral", 0.6)

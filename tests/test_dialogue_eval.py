@@ -23,7 +23,7 @@ FLOWS = {"report_lost_card": ["lost_or_stolen_card", "card_swallowed"]}
 
 
 def web_chat(kind: str, intent: str | None = None, flow: str | None = None) -> dict:
-    """A web chat answer as the gateway writes it (serving/adapters/webchat.py)."""
+    """A web chat answer as the gateway writes it (crm/channels/webchat.py)."""
     return {
         "reply": "...",
         "intent": {"label": intent} if intent else None,

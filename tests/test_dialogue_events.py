@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.dialogue.events import BackgroundRecorder, stream_recorder
+from crm.conversation.events import BackgroundRecorder, stream_recorder
 from tests.test_dialogue import intent, make_manager, say
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from crm.conversation import DialogueConfig, Turn, build_dialogue
+from crm.conversation.config import KnowledgeConfig
+from crm.conversation.sessions import SqliteSessionStore
+from crm.conversation.understanding import PyfuncUnderstanding
 from pipelines.cli import app
 from pipelines.dialogue_eval import outcome, percentiles
-from serving.dialogue import DialogueConfig, Turn, build_dialogue
-from serving.dialogue.config import KnowledgeConfig
-from serving.dialogue.sessions import SqliteSessionStore
-from serving.dialogue.understanding import PyfuncUnderstanding
 from training.tfidf import ClassifierParams, TfidfParams, fit_tfidf_classifier
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.dialogue.sessions import RedisSessionStore, Session, SqliteSessionStore
+from crm.conversation.sessions import RedisSessionStore, Session, SqliteSessionStore
 from tests.test_dialogue import intent, make_manager, say
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -11,14 +11,14 @@ import httpx
 import pandas as pd
 import pytest
 
-from pipelines.settings import load_settings
-from serving.dialogue.understanding import (
+from crm.conversation.understanding import (
     Entity,
     HttpUnderstanding,
     PyfuncUnderstanding,
     RegistryMatcher,
     analysis_from_json,
 )
+from pipelines.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,7 +103,7 @@ def test_params_dialogue_section_points_at_real_flows_and_faq() -> None:
 
 def test_the_dialogue_package_never_imports_training_or_pipelines() -> None:
     code = (
-        "import sys, serving.dialogue, serving.dialogue.agent_api, serving.dialogue.events;"
+        "import sys, crm.conversation, crm.conversation.desk_routes, crm.conversation.events;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('training', 'pipelines')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -114,8 +114,8 @@ def test_the_dialogue_package_never_imports_training_or_pipelines() -> None:
 def test_the_channel_adapters_handler_runs_the_dialogue(tmp_path: Path) -> None:
     import asyncio
 
-    messages = pytest.importorskip("serving.adapters.messages")
-    from serving.dialogue.channels import message_handler
+    messages = pytest.importorskip("crm.channels.messages")
+    from crm.conversation.handler import message_handler
     from tests.test_dialogue import make_manager
 
     manager = make_manager(tmp_path)

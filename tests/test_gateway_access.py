@@ -665,7 +665,7 @@ def test_gateway_behind_the_tls_front_speaks_tls13_only(client, service_key, tmp
     gateway stands in for the loopback Serve: same front, no second Ray)."""
     import ssl
 
-    from serving.privacy.tls import TlsFront
+    from privacy.tls import TlsFront
     from tests.channel_setup import tls_files
     from tests.conftest import free_port
     from tests.test_privacy_tls import client_context

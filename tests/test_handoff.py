@@ -7,10 +7,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from serving.dialogue import Outbound
-from serving.dialogue.agent_api import agent_router
-from serving.dialogue.handoff import HandoffDesk
-from serving.dialogue.sessions import BOT, OPEN, PENDING, RESOLVED
+from crm.conversation import Outbound
+from crm.conversation.desk_routes import agent_router
+from crm.conversation.handoff import HandoffDesk
+from crm.conversation.sessions import BOT, OPEN, PENDING, RESOLVED
 from tests.test_dialogue import intent, make_manager, say
 
 ANGRY = "你们这服务太差了，气死我了"
@@ -193,8 +193,8 @@ def test_a_sqlite_desk_is_shared_between_processes_and_survives_a_restart(tmp_pa
 
 
 def test_a_dialogue_on_a_sqlite_desk_hands_off_and_lets_the_agent_answer(tmp_path) -> None:
-    from serving.dialogue import DialogueConfig
-    from serving.dialogue.config import HandoffConfig
+    from crm.conversation import DialogueConfig
+    from crm.conversation.config import HandoffConfig
 
     config = DialogueConfig(handoff=HandoffConfig(desk_path=str(tmp_path / "desk.db")))
     delivered = []

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from crm.conversation.config import KnowledgeConfig
+from crm.conversation.knowledge import KnowledgeBase, knowledge_matcher, load_entries
+from crm.conversation.matching import LexicalMatcher, RerankMatcher
 from pipelines.dialogue_eval import eval_retrieval
 from pipelines.settings import load_settings
-from serving.dialogue.config import KnowledgeConfig
-from serving.dialogue.knowledge import KnowledgeBase, knowledge_matcher, load_entries
-from serving.dialogue.matching import LexicalMatcher, RerankMatcher
 
 REPO = Path(__file__).resolve().parents[1]
 KB = REPO / "data" / "kb"
@@ -197,7 +197,7 @@ def test_retrieval_report_with_a_pair_model_names_it_and_reranks() -> None:
 
 
 def test_the_gateway_asks_its_faq_match_deployment_once_per_shortlist() -> None:
-    from serving.conversation import HandleMatcher
+    from crm.conversation.models import HandleMatcher
 
     class Call:
         def __init__(self, answers: list[dict]):

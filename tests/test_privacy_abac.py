@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.privacy.abac import Context, PolicyError, Resource, load_policy, parse_policy
-from serving.privacy.auth import ROLES, Subject
+from privacy.abac import Context, PolicyError, Resource, load_policy, parse_policy
+from privacy.auth import ROLES, Subject
 
 POLICY_FILE = Path(__file__).resolve().parents[1] / "serving" / "privacy" / "policies.yaml"
 MINIMAL = """\

@@ -16,21 +16,21 @@ from pathlib import Path
 import pytest
 import redis
 
-from serving.adapters.config import ChannelSettings
-from serving.adapters.identity import IdentityMap
-from serving.adapters.intake import RetryPolicy, SqliteIntake
-from serving.adapters.messages import InboundMessage, Reply
-from serving.adapters.service import intake_from_settings
-from serving.adapters.webchat import ChatTranscript
-from serving.dialogue.config import DialogueConfig
-from serving.dialogue.handoff import HandoffDesk
-from serving.dialogue.sessions import RedisSessionStore, Session, open_session_store
-from serving.privacy import admin, atrest
-from serving.privacy.audit import AuditLog
-from serving.privacy.config import PrivacyConfig
-from serving.privacy.crypto import DecryptError, Keyring, is_token
-from serving.privacy.scan import scan_text
-from serving.privacy.stores import PlatformStores
+from crm.channels.config import ChannelSettings
+from crm.channels.identity import IdentityMap
+from crm.channels.messages import InboundMessage, Reply
+from crm.channels.service import intake_from_settings
+from crm.channels.webchat import ChatTranscript
+from crm.conversation.config import DialogueConfig
+from crm.conversation.handoff import HandoffDesk
+from crm.conversation.intake import RetryPolicy, SqliteIntake
+from crm.conversation.sessions import RedisSessionStore, Session, open_session_store
+from crm.stores import PlatformStores
+from privacy import admin, atrest
+from privacy.audit import AuditLog
+from privacy.config import PrivacyConfig
+from privacy.crypto import DecryptError, Keyring, is_token
+from privacy.scan import scan_text
 from tests.conftest import REPO
 
 PHONE, CARD, ID = "13912345678", "6222020200112230", "11010519491231002X"
@@ -265,7 +265,7 @@ def test_redis_sessions_are_encrypted_rotated_and_erased(root) -> None:
 
 
 def test_redis_intake_encrypts_messages_and_erases_a_customer(root) -> None:
-    from serving.adapters.redis_intake import RedisStreamIntake
+    from crm.conversation.redis_intake import RedisStreamIntake
 
     cipher = atrest.cipher_for(root)
     intake = RedisStreamIntake(redis_url(), f"scrm:test:atrest:{uuid.uuid4().hex}", cipher=cipher)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from serving.privacy.audit import AuditLog
+from privacy.audit import AuditLog
 
 
 def record(log: AuditLog, actor="agent-1", tenant="acme", action="customer.read", **extra):

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from serving.privacy.auth import ApiKeyStore, Authenticator, AuthError, JwtVerifier, Subject
+from privacy.auth import ApiKeyStore, Authenticator, AuthError, JwtVerifier, Subject
 
 SECRET = "s" * 40
 CLAIMS = {"sub": "agent-7", "tenant": "acme", "role": "agent", "clearance": 2, "purpose": "care"}

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from features.conversations import ConversationEvent, EventLog
 from pipelines.cli import app
-from serving.privacy.audit import AuditLog
-from serving.privacy.crypto import Keyring, Vault
-from serving.privacy.profiles import TABLE, ProfileStore
+from privacy.audit import AuditLog
+from privacy.crypto import Keyring, Vault
+from privacy.profiles import TABLE, ProfileStore
 from tests.conftest import REPO
 
 PHONE = "13812345678"
@@ -36,7 +36,7 @@ def root(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("project")
     shutil.copy(REPO / "params.yaml", folder / "params.yaml")
     (folder / "serving" / "privacy").mkdir(parents=True)
-    shutil.copy(REPO / "serving/privacy/policies.yaml", folder / "serving/privacy/policies.yaml")
+    shutil.copy(REPO / "privacy/policies.yaml", folder / "privacy/policies.yaml")
     return folder
 
 
@@ -112,7 +112,7 @@ def test_erasure_without_any_keyring_still_deletes_events(tmp_path) -> None:
 
 
 def test_keys_issue_list_revoke(root) -> None:
-    from serving.privacy.auth import ApiKeyStore, AuthError
+    from privacy.auth import ApiKeyStore, AuthError
 
     issued = scrm(root, "keys", "issue", "--subject", "desk-7", "--tenant", "acme", "--role",
                   "agent", "--department", "cards", "--clearance", "2")  # fmt: skip

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from serving.privacy.crypto import DecryptError, Keyring, KeyringError, Vault, rotate
-from serving.privacy.profiles import COLUMNS, TABLE, ProfileStore, data_key
+from privacy.crypto import DecryptError, Keyring, KeyringError, Vault, rotate
+from privacy.profiles import COLUMNS, TABLE, ProfileStore, data_key
 
 
 @pytest.fixture
@@ -149,8 +149,8 @@ def test_tenant_isolation_in_the_profile_table(tmp_path, vault) -> None:
 
 
 def test_erasure_runs_pluggable_erasers_and_audits_their_counts(tmp_path, vault) -> None:
-    from serving.privacy.audit import AuditLog
-    from serving.privacy.erasure import erase_customer
+    from privacy.audit import AuditLog
+    from privacy.erasure import erase_customer
 
     store = ProfileStore(vault, tmp_path / "p.db")
     store.put("acme", "c1", {"phone": "13812345678"})

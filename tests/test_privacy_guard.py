@@ -15,15 +15,15 @@ import pytest
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 
-from serving.privacy.abac import Resource, load_policy
-from serving.privacy.audit import AuditLog
-from serving.privacy.auth import ROLES, Authenticator, JwtVerifier
-from serving.privacy.crypto import Keyring, Vault
-from serving.privacy.guard import Access, Guard
-from serving.privacy.limits import BodySizeLimit, TokenBucket, check_batch
-from serving.privacy.profiles import ProfileStore
-from serving.privacy.responses import MaskJsonResponses
-from serving.privacy.routes import audit_router
+from privacy.abac import Resource, load_policy
+from privacy.audit import AuditLog
+from privacy.auth import ROLES, Authenticator, JwtVerifier
+from privacy.crypto import Keyring, Vault
+from privacy.guard import Access, Guard
+from privacy.limits import BodySizeLimit, TokenBucket, check_batch
+from privacy.profiles import ProfileStore
+from privacy.responses import MaskJsonResponses
+from privacy.routes import audit_router
 
 SECRET = "k" * 48
 POLICY = Path(__file__).resolve().parents[1] / "serving" / "privacy" / "policies.yaml"
@@ -354,8 +354,8 @@ def test_audit_routes_show_only_the_callers_tenant(world) -> None:
 
 
 def test_guard_from_params_and_a_bad_policy_stops_start_up(tmp_path, monkeypatch) -> None:
-    from serving.privacy.abac import PolicyError
-    from serving.privacy.config import PrivacyConfig
+    from privacy.abac import PolicyError
+    from privacy.config import PrivacyConfig
 
     monkeypatch.setenv("TEST_SCRM_JWT", SECRET)
     config = PrivacyConfig(
@@ -389,7 +389,7 @@ def test_a_route_without_a_guard_is_refused_at_import() -> None:
     """serving/app.py calls assert_guarded at import: a forgotten guard stops the gateway."""
     from fastapi import APIRouter
 
-    from serving.privacy.gateway import GUARD, assert_guarded, unguarded_routes
+    from crm.access import GUARD, assert_guarded, unguarded_routes
 
     app = FastAPI()
     guarded = APIRouter(prefix="/v1/x", dependencies=[Depends(GUARD.require("predict"))])
@@ -420,8 +420,8 @@ def test_a_route_without_a_guard_is_refused_at_import() -> None:
 
 
 def test_the_gateway_app_guards_every_route() -> None:
+    from crm.access import unguarded_routes
     from serving.app import PUBLIC, api
-    from serving.privacy.gateway import unguarded_routes
 
     assert unguarded_routes(api, PUBLIC) == []
     exposed = set(unguarded_routes(api, set()))  # what PUBLIC opens, and nothing else
@@ -434,8 +434,8 @@ def test_the_intake_workers_gateway_client_sends_its_key(monkeypatch) -> None:
 
     import httpx
 
-    from serving.adapters.handlers import gateway_intent
-    from serving.adapters.messages import InboundMessage
+    from crm.channels.handlers import gateway_intent
+    from crm.channels.messages import InboundMessage
 
     seen = []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 
-from serving.privacy.limits import BodySizeLimit, TokenBucket, rate_limited
+from privacy.limits import BodySizeLimit, TokenBucket, rate_limited
 
 
 def test_bucket_refills_at_its_rate() -> None:

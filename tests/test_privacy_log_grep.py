@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from serving.privacy import masking
-from serving.privacy.masking import install_log_masking, uninstall_log_masking
-from serving.privacy.scan import scan_files
+from privacy import masking
+from privacy.masking import install_log_masking, uninstall_log_masking
+from privacy.scan import scan_files
 from tests import log_grep
 
 LEAKS = "客户手机13912345678，身份证11010519491231002X，卡6222 0202 0011 2230"
@@ -74,7 +74,7 @@ def test_a_masked_log_passes(tmp_path):
 def test_digits_inside_hex_ids_are_not_personal_numbers() -> None:
     """Request UUIDs and SHA-256 chains hold 11-digit runs by chance; a phone next to text is
     still found."""
-    from serving.privacy.scan import scan_text
+    from privacy.scan import scan_text
 
     assert scan_text("request_id 3d3d8947-b07f-473e-9442-b18700959361") == []
     assert scan_text("prev_hash 11da705fed1d19571455582ac30970f0c762011f9a78e69de6d8be") == []

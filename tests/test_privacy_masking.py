@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from serving.privacy.masking import (
+from privacy.masking import (
     PiiLogFilter,
     Span,
     detect,
@@ -155,7 +155,7 @@ def test_scanner_reports_raw_numbers_without_repeating_them(tmp_path) -> None:
     import tempfile
     from pathlib import Path
 
-    from serving.privacy.scan import scan_files
+    from privacy.scan import scan_files
 
     # Planted outside pytest's temp dir and deleted at once: the session-end log grep
     # (tests/log_grep.py) would otherwise rightly fail the run on this deliberate leak.

@@ -11,7 +11,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from serving.privacy.tls import TlsFront, tls13_context, uvicorn_tls_options
+from privacy.tls import TlsFront, tls13_context, uvicorn_tls_options
 from tests.channel_setup import free_port, tls_files
 
 

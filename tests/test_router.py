@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from serving.adapters.router import MessageRouter, UnsupportedChannel, WebChatAdapter
+from crm.channels.router import MessageRouter, UnsupportedChannel, WebChatAdapter
 from serving.schemas import IntentResponse
 
 

@@ -15,7 +15,7 @@ eval_app = typer.Typer(help="Scenario reports: the dialogue on BANKING77, FAQ re
 
 
 def channel_intake(config: Any) -> Any:
-    from serving.adapters.service import intake_from_settings
+    from crm.channels.service import intake_from_settings
 
     return intake_from_settings(config.channels, config.root)
 
@@ -35,8 +35,8 @@ def intake_worker(
     import asyncio
     import contextlib
 
-    from serving.adapters.handlers import load_handler
-    from serving.adapters.worker import IntakeWorker
+    from crm.channels.handlers import load_handler
+    from crm.conversation.worker import IntakeWorker
 
     config = settings()
     url = gateway or f"http://{config.serving.host}:{config.serving.port}"

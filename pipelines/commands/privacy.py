@@ -30,7 +30,7 @@ def keys_rotate(
     The first run creates the keyring (params privacy.keyring_file, owner-only); with the
     keyring in $SCRM_PRIVACY_KEYS, values move to that keyring's active key instead.
     """
-    from serving.privacy.admin import rotate_keys
+    from privacy.admin import rotate_keys
 
     config = settings()
     with console.status("Rotating encryption keys"):
@@ -62,7 +62,7 @@ def keys_issue(
     """Issue an API key (send it as X-API-Key): printed once, stored only as its sha256."""
     from pydantic import ValidationError
 
-    from serving.privacy.auth import ApiKeyStore, Subject, readable_validation
+    from privacy.auth import ApiKeyStore, Subject, readable_validation
 
     config = settings()
     try:
@@ -85,7 +85,7 @@ def keys_issue(
 @friendly_errors
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The id: scrm_<id>_...")]) -> None:
     """Revoke an API key at once (the gateway reads the key file on every request)."""
-    from serving.privacy.auth import ApiKeyStore
+    from privacy.auth import ApiKeyStore
 
     config = settings()
     if not ApiKeyStore(config.path(config.privacy.api_keys_file)).revoke(key_id):
@@ -99,7 +99,7 @@ def keys_list(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
 ) -> None:
     """Key ids with their subject and state (never a secret or hash), as JSON."""
-    from serving.privacy.auth import ApiKeyStore
+    from privacy.auth import ApiKeyStore
 
     config = settings()
     emit(ApiKeyStore(config.path(config.privacy.api_keys_file)).list(tenant), None)
@@ -116,7 +116,7 @@ def customers_erase(
     results_fp: ResultsFp = None,
 ) -> None:
     """Delete a customer's personal data and shred their data keys; the act is audited."""
-    from serving.privacy.admin import erase
+    from privacy.admin import erase
 
     if not yes:
         fail(f"erasing customer {customer_id} cannot be undone; add --yes to confirm")

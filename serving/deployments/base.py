@@ -20,9 +20,9 @@ from typing import Any
 
 from ray import serve
 
+from privacy.masking import install_log_masking
 from serving.config import ModelSpec, ModelUserConfig, ServingConfig
 from serving.prediction_log import PredictionLog
-from serving.privacy.masking import install_log_masking
 
 log = logging.getLogger("ray.serve")
 CHAMPION, CHALLENGER = "champion", "challenger"

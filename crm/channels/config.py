@@ -1,0 +1,86 @@
+"""Typed `channels:` settings of params.yaml (pipelines/settings.py embeds them).
+
+Secrets never sit in params.yaml: each channel names the environment variables holding its
+token / key / secret, and a channel whose variables are unset is answered with a 503 that says
+which ones to set.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WeComSettings(Strict):
+    token_env: str = "SCRM_WECOM_TOKEN"
+    aes_key_env: str = "SCRM_WECOM_AES_KEY"
+    corp_id_env: str = "SCRM_WECOM_CORP_ID"
+    # Active sends (agent replies, worker replies): the app's secret and AgentID.
+    secret_env: str = "SCRM_WECOM_SECRET"
+    agent_id_env: str = "SCRM_WECOM_AGENT_ID"
+    api_base: str = "https://qyapi.weixin.qq.com"
+
+
+class DingTalkSettings(Strict):
+    app_secret_env: str = "SCRM_DINGTALK_APP_SECRET"
+    # DingTalk rejects its own callbacks older than an hour; so do we (replay protection).
+    max_skew_s: float = Field(3600.0, gt=0)
+    # Hosts a callback's sessionWebhook may point at (agent replies are POSTed there).
+    webhook_hosts: list[str] = Field(
+        default_factory=lambda: ["oapi.dingtalk.com", "api.dingtalk.com"]
+    )
+
+
+class WebChatSettings(Strict):
+    tenant: str = "default"
+    history_turns: int = Field(20, ge=0, description="Transcript lines replayed on reconnect.")
+
+
+class MqttSettings(Strict):
+    # Off by default: `make run` needs no broker. On: the gateway replica runs the bridge next
+    # to its conversation (started and stopped with it), reconnecting while the broker is down.
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(1883, gt=0, lt=65536)
+    topic_in: str = "scrm/in/#"
+    topic_out_prefix: str = "scrm/out/"
+    qos: Literal[0, 1, 2] = 1
+    tenant: str = "default"
+    # Retained "online" once subscribed, "offline" on stop (and as the broker's last will):
+    # kiosks (and tests) know whether a gateway is listening before they publish.
+    status_topic: str = "scrm/status/gateway"
+    reconnect_s: float = Field(1.0, gt=0, description="Pause before reconnecting to the broker.")
+
+
+class IntakeSettings(Strict):
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    path: str = "data/events/intake.db"
+    synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
+    redis_url: str | None = None
+    stream: str = "scrm:intake"
+    # inline: the route answers with the reply (the worker only retries failures);
+    # async: the route acknowledges at once and the worker answers through the channel.
+    mode: Literal["inline", "async"] = "inline"
+    reply_timeout_s: float = Field(4.0, gt=0)  # WeCom retries after 5 s without an answer
+    lease_s: float = Field(30.0, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    backoff_s: float = Field(1.0, ge=0)
+    batch: int = Field(32, ge=1)
+    # `scrm intake worker`: a factory `module:function(gateway_url) -> async handler`.
+    handler: str = "crm.channels.handlers:gateway_intent"
+
+
+class ChannelSettings(Strict):
+    store: str = "data/events/channels.db"  # identity map + web chat transcripts
+    max_body_bytes: int = Field(65536, gt=0)
+    max_text_chars: int = Field(512, gt=0)
+    wecom: WeComSettings = WeComSettings()
+    dingtalk: DingTalkSettings = DingTalkSettings()
+    web_chat: WebChatSettings = WebChatSettings()
+    mqtt: MqttSettings = MqttSettings()
+    intake: IntakeSettings = IntakeSettings()

@@ -1,0 +1,303 @@
+"""The dialogue manager: one customer message in, one reply (or silence) out.
+
+State machine per turn:  handoff check -> running task flow | new task flow (YAML) |
+chitchat -> general reply | query -> knowledge-base retrieval -> answer, clarify or handoff;
+then the session is saved and the turn reported to `record_event` (the feature store).
+While a human owns the conversation (`pending`/`open`) the bot never answers: messages go to
+the ticket, and a waiting customer is told their place in the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from crm.conversation.config import DialogueConfig
+from crm.conversation.flows import FlowEngine, Step
+from crm.conversation.handoff import DeskError, HandoffDesk, HandoffPolicy, Ticket
+from crm.conversation.knowledge import KnowledgeBase
+from crm.conversation.matching import normalise
+from crm.conversation.replies import language_of, reply
+from crm.conversation.sessions import (
+    BOT,
+    OPEN,
+    PENDING,
+    RESOLVED,
+    Session,
+    SessionStore,
+    session_key,
+)
+from crm.conversation.understanding import Analysis, Understanding
+
+log = logging.getLogger(__name__)
+LOCK_STRIPES = 64
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One inbound customer message, as the channel adapters normalise it."""
+
+    channel: str
+    sender_id: str
+    text: str
+    customer_id: str | None = None
+    tenant: str | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str | None  # None: an agent owns the conversation; the bot stays silent
+    kind: str  # answer | task | chitchat | clarify | handoff | queued | with_agent
+    session_key: str
+    state: str
+    intent: str | None = None
+    confidence: float | None = None
+    entry_id: str | None = None
+    flow: str | None = None
+    flow_status: str | None = None
+    ticket_id: str | None = None
+    queue_position: int | None = None
+    handoff_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """A message for the customer that is not the reply to their turn (agent, desk notices)."""
+
+    channel: str
+    sender_id: str
+    customer_id: str | None
+    text: str
+    role: str  # agent | system
+
+
+RecordEvent = Callable[[str | None, str, str | None, str | None, bool], None]
+Deliver = Callable[[Outbound], None]
+
+
+class DialogueManager:
+    def __init__(
+        self,
+        config: DialogueConfig,
+        understanding: Understanding,
+        knowledge: KnowledgeBase,
+        flows: FlowEngine,
+        store: SessionStore,
+        desk: HandoffDesk,
+        policy: HandoffPolicy,
+        record_event: RecordEvent | None = None,
+        deliver: Deliver | None = None,
+    ):
+        self.config, self.understanding, self.knowledge = config, understanding, knowledge
+        self.flows, self.store, self.desk, self.policy = flows, store, desk, policy
+        self.record_event, self.deliver = record_event, deliver
+        # Turns of one conversation run one at a time; different conversations in parallel.
+        self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]
+        self.chitchat = {normalise(k) for k in config.chitchat_keywords}
+
+    # ---- customer side -------------------------------------------------------------------
+    def _locked(self, key: str) -> threading.RLock:
+        return self._locks[hash(key) % LOCK_STRIPES]
+
+    def handle(self, turn: Turn) -> Reply:
+        with self._locked(session_key(turn.customer_id, turn.channel, turn.sender_id)):
+            session = self._session(turn)
+            session.add("customer", turn.text, self.config.session.history_max)
+            analysis = None
+            if session.state == RESOLVED:
+                session.state, session.ticket_id, session.agent_id = BOT, None, None
+            if session.state in (PENDING, OPEN):
+                answer = self._with_human(session, turn)
+            else:
+                analysis = self.understanding.analyze(turn.text)
+                session.language = language_of(turn.text)
+                answer = self._bot_turn(session, turn, analysis)
+            if answer.text:
+                session.add("bot", answer.text, self.config.session.history_max, kind=answer.kind)
+            self.store.put(session)
+        self._record(session, turn, analysis, answer)
+        return answer
+
+    def _session(self, turn: Turn) -> Session:
+        """The customer's session on any channel; an anonymous one is adopted once the
+        identity map knows who is writing."""
+        key = session_key(turn.customer_id, turn.channel, turn.sender_id)
+        session = self.store.get(key)
+        if session is None and turn.customer_id:
+            anonymous = session_key(None, turn.channel, turn.sender_id)
+            if session := self.store.get(anonymous):
+                self.store.delete(anonymous)
+                session.key, session.customer_id = key, turn.customer_id
+                if session.ticket_id:  # the agent follows the conversation to its new key
+                    self.desk.move(session.ticket_id, key)
+        if session is None:
+            session = Session(key, turn.customer_id, turn.channel, turn.sender_id)
+        session.channel, session.sender_id = turn.channel, turn.sender_id  # reply route
+        return session
+
+    def _with_human(self, session: Session, turn: Turn) -> Reply:
+        try:
+            ticket = self.desk.get(session.ticket_id or "")
+        except DeskError:  # the desk restarted: the ticket is gone, the bot takes over again
+            session.state, session.ticket_id, session.agent_id = BOT, None, None
+            return self._bot_turn(session, turn, self.understanding.analyze(turn.text))
+        self.desk.note(ticket.id, {"role": "customer", "text": turn.text, "channel": turn.channel})
+        if session.state == PENDING:
+            position = self.desk.position(ticket.id)
+            text = reply("queued", session.language, position=position)
+            return self._reply(
+                session, text, "queued", ticket_id=ticket.id, queue_position=position
+            )
+        return self._reply(session, None, "with_agent", ticket_id=ticket.id)
+
+    def _bot_turn(self, session: Session, turn: Turn, analysis: Analysis) -> Reply:
+        understood = (
+            analysis.in_scope
+            and analysis.intent != "unknown"
+            and analysis.intent not in self.config.chitchat_intents
+        )
+        if reason := self.policy.before_answer(turn.text, analysis, understood):
+            skill = self._flow_skill(session)
+            return self._handoff(session, analysis, reason, skill)
+        if session.flow:
+            step = self.flows.step(session.flow, turn.text, analysis, session.language)
+            return self._flow_reply(session, analysis, session.flow["name"], step)
+        if spec := self.flows.match(turn.text, analysis):
+            step = self.flows.start(spec, turn.text, analysis, session.language)
+            session.last_intent = analysis.intent if analysis.in_scope else spec.name
+            return self._flow_reply(session, analysis, spec.name, step)
+        if self._is_chitchat(turn.text, analysis):
+            session.low_confidence_streak = 0
+            text = reply("greeting", session.language)
+            return self._reply(session, text, "chitchat", intent=analysis.intent)
+        return self._query(session, turn, analysis)
+
+    def _query(self, session: Session, turn: Turn, analysis: Analysis) -> Reply:
+        found = self.knowledge.retrieve(
+            turn.text, analysis.intent, analysis.intent_confidence, analysis.in_scope
+        )
+        knowledge = self.config.knowledge
+        threshold = (
+            knowledge.answer_threshold if found.by_intent else knowledge.lexical_only_threshold
+        )
+        if found.confident(threshold):
+            session.low_confidence_streak = 0
+            session.last_intent = found.entry.intent
+            return self._reply(
+                session,
+                found.entry.answer,
+                "answer",
+                intent=found.entry.intent,
+                confidence=found.confidence,
+                entry_id=found.entry.id,
+            )
+        session.low_confidence_streak += 1
+        streak = session.low_confidence_streak
+        if reason := self.policy.after_low_confidence(streak, session.customer_id):
+            return self._handoff(session, analysis, reason, self.config.handoff.default_skill)
+        text = reply("clarify", session.language)
+        return self._reply(
+            session, text, "clarify", intent=analysis.intent, confidence=found.confidence
+        )
+
+    def _flow_reply(self, session: Session, analysis: Analysis, name: str, step: Step) -> Reply:
+        session.flow = step.state
+        session.low_confidence_streak = 0
+        if step.status == "failed":
+            return self._handoff(session, analysis, "flow_failed", self.flows.flows[name].skill)
+        return self._reply(session, step.reply, "task", flow=name, flow_status=step.status)
+
+    def _flow_skill(self, session: Session) -> str:
+        if session.flow:
+            return self.flows.flows[session.flow["name"]].skill
+        return self.config.handoff.default_skill
+
+    def _is_chitchat(self, text: str, analysis: Analysis) -> bool:
+        if analysis.in_scope and analysis.intent in self.config.chitchat_intents:
+            return True
+        words = normalise(text)
+        return words in self.chitchat or any(
+            words.startswith(k) and len(words) <= len(k) + 3 for k in self.chitchat
+        )
+
+    def _handoff(self, session: Session, analysis: Analysis, reason: str, skill: str) -> Reply:
+        priority = 1 if self.policy.high_value(session.customer_id) else 0
+        ticket = self.desk.open(session.key, skill, reason, priority, session.history)
+        session.state, session.ticket_id, session.flow = PENDING, ticket.id, None
+        session.low_confidence_streak = 0
+        position = self.desk.position(ticket.id)
+        return self._reply(
+            session,
+            reply("queued", session.language, position=position),
+            "handoff",
+            intent=analysis.intent,
+            ticket_id=ticket.id,
+            queue_position=position,
+            handoff_reason=reason,
+        )
+
+    def _reply(self, session: Session, text: str | None, kind: str, **fields) -> Reply:
+        return Reply(text=text, kind=kind, session_key=session.key, state=session.state, **fields)
+
+    def _record(
+        self, session: Session, turn: Turn, analysis: Analysis | None, answer: Reply
+    ) -> None:
+        if self.record_event is None:
+            return
+        intent = analysis.intent if analysis else None
+        sentiment = analysis.sentiment if analysis else None
+        try:
+            self.record_event(
+                session.customer_id, turn.channel, intent, sentiment, answer.kind == "handoff"
+            )
+        except Exception:  # a lost aggregate must not cost the customer their reply
+            log.exception("record_event failed for session %s", session.key)
+
+    # ---- agent side ------------------------------------------------------------------------
+    def _owned_session(self, ticket: Ticket) -> Session:
+        session = self.store.get(ticket.session_key)
+        if session is None:
+            raise DeskError(f"The conversation of ticket {ticket.id} has expired", status=410)
+        return session
+
+    def _tell(self, session: Session, text: str, role: str) -> None:
+        session.add(role, text, self.config.session.history_max)
+        self.store.put(session)
+        if self.deliver is not None:
+            self.deliver(
+                Outbound(session.channel, session.sender_id, session.customer_id, text, role)
+            )
+
+    def accept(self, ticket_id: str, agent_id: str) -> Ticket:
+        with self._locked(self.desk.get(ticket_id).session_key):
+            session = self._owned_session(self.desk.get(ticket_id))
+            ticket = self.desk.accept(ticket_id, agent_id)
+            session.state, session.agent_id = OPEN, agent_id
+            self._tell(session, reply("agent_joined", session.language, agent=agent_id), "system")
+            return ticket
+
+    def agent_reply(self, ticket_id: str, agent_id: str, text: str) -> Ticket:
+        with self._locked(self.desk.get(ticket_id).session_key):
+            self.desk.owned(ticket_id, agent_id)
+            ticket = self.desk.note(ticket_id, {"role": "agent", "text": text, "agent": agent_id})
+            self._tell(self._owned_session(ticket), text, "agent")
+            return ticket
+
+    def close(self, ticket_id: str, agent_id: str) -> Ticket:
+        return self._finish(ticket_id, agent_id, RESOLVED, "resolved")
+
+    def transfer_to_bot(self, ticket_id: str, agent_id: str) -> Ticket:
+        return self._finish(ticket_id, agent_id, BOT, "back_to_bot")
+
+    def _finish(self, ticket_id: str, agent_id: str, state: str, notice: str) -> Ticket:
+        with self._locked(self.desk.get(ticket_id).session_key):
+            session = self._owned_session(self.desk.owned(ticket_id, agent_id))
+            ticket = self.desk.finish(ticket_id, agent_id, state)
+            session.state, session.agent_id = state, None
+            if state == BOT:
+                session.ticket_id = None
+            self._tell(session, reply(notice, session.language), "system")
+            return ticket

@@ -1,0 +1,74 @@
+"""Typed privacy settings (params.yaml `privacy:`), shared by the gateway and the `scrm` CLI.
+
+Defined here rather than in pipelines/settings.py so serving can build its guard from the same
+model without importing pipeline code; pipelines/settings.py embeds it as `Settings.privacy`.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JwtSettings(Strict):
+    """Which tokens are accepted: HS256 with a shared secret and/or RS256 with a public key."""
+
+    algorithms: list[str] = Field(default_factory=lambda: ["HS256", "RS256"])
+    # Name of the environment variable holding the HS256 secret (never the secret itself).
+    hs256_secret_env: str = "SCRM_JWT_SECRET"
+    # PEM file with the RS256 public key (relative to the project root), optional.
+    rs256_public_key: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    leeway_s: int = Field(30, ge=0)
+
+
+class RateLimitSettings(Strict):
+    """Token bucket per subject: `rate_per_s` refill, `burst` capacity."""
+
+    rate_per_s: float = Field(5.0, gt=0)
+    burst: int = Field(20, ge=1)
+
+
+class TenancySettings(Strict):
+    """Whose customers are whose (docs/privacy.md, "Tenants").
+
+    Customer ids are one namespace (the Feast entity), each id owned by one tenant: the
+    customers loaded from the data sets belong to `default_tenant`, which also owns this
+    deployment's conversation layer (channels, agent desk); a customer first written through
+    the API (`POST /v1/customers/{id}/events`) belongs to the writer's tenant, recorded in
+    `directory_db`.
+    """
+
+    default_tenant: str = Field("default", min_length=1, max_length=64)
+    directory_db: str = "data/privacy/customers.db"
+    # Sensitivity of a customer's features (0 public .. 3 sensitive): callers whose clearance is
+    # lower are refused (policies.yaml deny-above-clearance).
+    customer_sensitivity: int = Field(1, ge=0, le=3)
+
+
+class PrivacyConfig(Strict):
+    """Where policies, keys and the audit trail live, and the request limits."""
+
+    policy_file: str = "privacy/policies.yaml"
+    # Hashed API keys (sha256 of the key, with its subject attributes); see auth.ApiKeyStore.
+    api_keys_file: str = "data/privacy/api_keys.json"
+    # AES-256 master keys; the env var named by `keyring_env` wins over the file.
+    keyring_file: str = "data/privacy/keyring.json"
+    keyring_env: str = "SCRM_PRIVACY_KEYS"
+    # Encrypted personal fields (profile table) and, apart from them so that data backups
+    # never hold them, the per-customer data keys that erasure shreds.
+    personal_db: str = "data/privacy/personal.db"
+    data_keys_db: str = "data/privacy/data_keys.db"
+    audit_db: str = "data/privacy/audit.db"
+    jwt: JwtSettings = JwtSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    tenancy: TenancySettings = TenancySettings()
+    max_body_bytes: int = Field(65536, gt=0)
+    max_auth_header_bytes: int = Field(8192, gt=0)
+    max_batch_items: int = Field(100, gt=0)
+    # Time zone of policy conditions on `context.hour` / `context.weekday`.
+    timezone: str = "Asia/Shanghai"
