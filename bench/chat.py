@@ -37,7 +37,7 @@ from bench.timing import write_result  # noqa: E402
 from crm.conversation import Turn  # noqa: E402
 from pipelines.chat_client import gateway, probe, send_all, wait_ready  # noqa: E402
 from pipelines.dialogue_eval import in_process_dialogue, percentiles, test_utterances  # noqa: E402
-from pipelines.settings import Settings, load_settings  # noqa: E402
+from settings import Settings, load_settings  # noqa: E402
 
 TARGET_P95_MS = 100.0
 TARGET_INTAKE_PER_S = 5000

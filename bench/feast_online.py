@@ -23,7 +23,7 @@ from timing import percentiles, print_table, timed, write_result
 
 from features.feature_views import customer_rfm
 from features.store import OnlineFeatureClient, open_store
-from pipelines.settings import Settings, load_settings
+from settings import Settings, load_settings
 
 VIEW = customer_rfm.name
 

@@ -270,7 +270,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
-    from pipelines.settings import load_settings
+    from settings import load_settings
 
     settings = load_settings()
     mlflow.set_tracking_uri(settings.tracking_uri)

@@ -31,7 +31,7 @@ import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
-from pipelines.settings import load_settings  # noqa: E402
+from settings import load_settings  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "text_latency.json"
 

@@ -40,7 +40,7 @@ def one_run(rows: int, epochs: int, multiple: int) -> dict:
     import torch
 
     from pipelines.datasets import finalize, load_dataset
-    from pipelines.settings import load_settings
+    from settings import load_settings
     from training.text import train as loop
     from training.text.models import BertBiLSTMClassifier, EncoderParams
     from training.text.tokenizer import TokenizerParams, build_tokenizer
@@ -99,7 +99,7 @@ def step_run(batches: int, multiple: int) -> dict:
     import torch
 
     from pipelines.datasets import finalize, load_dataset
-    from pipelines.settings import load_settings
+    from settings import load_settings
     from training.text import train as loop
     from training.text.models import BertBiLSTMClassifier, EncoderParams
 

@@ -1,10 +1,11 @@
-"""The guard inside the Ray Serve gateway: per-replica state found through module functions.
+"""Access control of the application's routes: the privacy layer's `Guard` plus what only the
+application knows (which customers exist, who owns a web chat session, which tenant a channel
+serves).
 
-A Serve ingress runs pickled copies of the FastAPI app and of the gateway class, so a route
-cannot hold the guard it needs: the routes hold `GUARD` (a `CurrentGuard`, stateless) and the
-loaders below, which find this replica's `Guard` and `CustomerDirectory` here at request time
-(`install` runs in `Gateway.__init__`). Until `install` ran, every guarded route answers 503:
-deny by default, never open.
+One `AccessControl` per gateway replica, built from settings in the replica and handed to the
+routers it protects (no module state: the routes close over it). `require` is the dependency
+every guarded route declares; `assert_guarded` refuses to build an app with a route nobody
+protects (deny by default).
 """
 
 # No `from __future__ import annotations`: FastAPI must see the real types of these dependencies.
@@ -12,105 +13,22 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from pathlib import Path
 from typing import Any
 
-import yaml
 from fastapi import HTTPException, Request
 
 from privacy.abac import Resource
 from privacy.auth import AuthError, Subject
-from privacy.config import PrivacyConfig
 from privacy.guard import Access, Guard, NotFound
 from privacy.tenancy import CustomerDirectory, Exists
+from settings import Settings
 
-STATE: dict[str, Any] = {}
-# The current request's Access, set by the guard dependency: code below the route (the
-# prediction log's tenant, object checks on ids in a body) reads it without a Request.
-CALLER: ContextVar[Access | None] = ContextVar("scrm_caller", default=None)
 CUSTOMER_ID = re.compile(r"^[\w-]{1,64}$")
 WEB_CHAT = "web_chat"
+# A web chat session id -> the customer it is linked to (None: an anonymous visitor).
+SessionOwner = Callable[[str], str | None]
 
 
-def read_params(root: Path) -> dict[str, Any]:
-    return yaml.safe_load((Path(root) / "params.yaml").read_text(encoding="utf-8")) or {}
-
-
-def install(root: Path, exists: Exists) -> Guard:
-    """Build this replica's guard and customer directory from params.yaml `privacy:`.
-
-    A policy file with an error raises here, so the replica (and `scrm serve`) fails at start.
-    """
-    params = read_params(root)
-    config = PrivacyConfig(**(params.get("privacy") or {}))
-    guard = Guard.from_config(config, Path(root))
-    tenancy = config.tenancy
-    directory = CustomerDirectory(
-        Path(root) / tenancy.directory_db,
-        tenancy.default_tenant,
-        exists,
-        tenancy.customer_sensitivity,
-    )
-    web_chat = ((params.get("channels") or {}).get(WEB_CHAT) or {}).get("tenant", "default")
-    STATE.update(guard=guard, directory=directory, config=config, web_chat_tenant=web_chat)
-    return guard
-
-
-def current_guard() -> Guard:
-    if "guard" not in STATE:
-        raise HTTPException(503, "access control is not configured in this gateway")
-    return STATE["guard"]
-
-
-def directory() -> CustomerDirectory:
-    current_guard()
-    return STATE["directory"]
-
-
-def default_tenant() -> str:
-    current_guard()
-    return STATE["config"].tenancy.default_tenant
-
-
-def max_body_bytes() -> int:
-    """privacy.max_body_bytes of this replica (the default until `install` ran)."""
-    config = STATE.get("config") or PrivacyConfig()
-    return config.max_body_bytes
-
-
-class CurrentGuard:
-    """Guard-shaped, stateless: each dependency asks this replica's `Guard` per request."""
-
-    def require(
-        self,
-        action: str,
-        resource: Callable[[Request], Any] | None = None,
-        audit: bool = True,
-        not_found: NotFound = "not found",
-    ) -> Callable[[Request], Any]:
-        async def dependency(request: Request) -> Access:
-            return remember(await current_guard().check(request, action, resource, audit,
-                                                        not_found))  # fmt: skip
-
-        dependency.__name__ = f"require_{action.replace('.', '_')}"
-        return dependency
-
-    @property
-    def audit(self) -> Any:
-        return current_guard().audit
-
-    @property
-    def api_keys(self) -> Any:
-        return current_guard().authenticator.api_keys
-
-    def reveal(self, access: Access, payload: dict[str, Any], fields: list[str]) -> dict:
-        return current_guard().reveal(access, payload, fields)
-
-
-GUARD = CurrentGuard()
-
-
-# --- customers ----------------------------------------------------------------------------
 def checked_id(customer_id: str) -> str:
     """The path's id, refused as FastAPI would (the guard runs before path validation)."""
     if not CUSTOMER_ID.match(customer_id):
@@ -123,132 +41,178 @@ def unknown_customer(request: Request) -> str:
     return f"Unknown customer: {request.path_params.get('customer_id')} has no features online"
 
 
-def customer_in_path(request: Request) -> Resource | None:
-    return directory().resource(checked_id(request.path_params.get("customer_id", "")))
+class AccessControl:
+    def __init__(
+        self,
+        guard: Guard,
+        directory: CustomerDirectory,
+        default_tenant: str,
+        web_chat_tenant: str,
+        max_body_bytes: int,
+    ):
+        self.guard, self.directory = guard, directory
+        self.default_tenant, self.web_chat_tenant = default_tenant, web_chat_tenant
+        self.max_body_bytes = max_body_bytes
+        self.session_owner: SessionOwner = lambda session_id: None
+        # The current request's Access, set by the guard dependency: code below the route (the
+        # prediction log's tenant, object checks on ids in a body) reads it without a Request.
+        self.caller_var: ContextVar[Access | None] = ContextVar("scrm_caller", default=None)
 
-
-def customer_to_write(request: Request) -> Resource | None:
-    """A write may create the customer: an unknown id would belong to the writer's tenant."""
-    subject: Subject = request.state.subject
-    cid = checked_id(request.path_params.get("customer_id", ""))
-    return directory().resource(cid, tenant_if_new=subject.tenant)
-
-
-def remember(access: Access) -> Access:
-    """Keep the request's Access for code below the route. (A module function: the routes'
-    closures are pickled by value for Serve and must not hold the ContextVar itself.)"""
-    CALLER.set(access)
-    return access
-
-
-def caller() -> Access:
-    access = CALLER.get()
-    if access is None:  # a route without a guard reached code that needs one: refuse
-        raise HTTPException(503, "access control did not run for this route")
-    return access
-
-
-def claim_customer(customer_id: str) -> None:
-    """After a permitted write: record the owner decided before it (a new id: the writer's
-    tenant). Decided before, because the write itself makes the id known to the store."""
-    directory().claim(customer_id, str(caller().resource.tenant))
-
-
-def authorize_customers(customer_ids: Iterable[str]) -> None:
-    """Object-level `customer.read` on ids in a body (scores by id, explanations)."""
-    access = caller()
-    guard = current_guard()
-    for cid in dict.fromkeys(customer_ids):
-        detail = f"Unknown customer: {cid} has no features online"
-        guard.authorize(access, "customer.read", directory().resource(cid), not_found=detail)
-
-
-def caller_tenant() -> str | None:
-    """The calling tenant (None outside a guarded request, e.g. the dialogue's own calls)."""
-    access = CALLER.get()
-    return access.subject.tenant if access is not None else None
-
-
-# --- web chat -------------------------------------------------------------------------------
-def web_chat_tenant() -> str:
-    current_guard()
-    return STATE["web_chat_tenant"]
-
-
-def web_chat(request: Request) -> Resource:
-    return Resource("channel", WEB_CHAT, web_chat_tenant())
-
-
-async def channel_message(request: Request, channel: str) -> None:
-    """`POST /v1/channels/{channel}/messages`: web chat needs `chat.send`; vendor webhooks
-    (WeCom, DingTalk) are authenticated by their signatures, verified before parsing."""
-    if channel != WEB_CHAT:
-        return
-    access = await current_guard().check(request, "chat.send", web_chat, audit=False)
-    if access.subject.role != "customer":
-        return
-    try:
-        claimed = json.loads(await request.body() or b"null")
-    except ValueError:
-        return  # the adapter answers 422
-    if isinstance(claimed, dict) and claimed.get("customer_id") not in (None, access.subject.id):
-        raise HTTPException(403, "chat.send denied: a customer writes as themselves only")
-
-
-async def chat_session(request: Request) -> Resource:
-    """A web chat session as a conversation: its owner is the customer it is linked to."""
-    from crm.channels.routes import get_channel_service
-
-    session_id = request.path_params.get("session_id", "")
-    service = get_channel_service()
-    owner = service.identity.lookup(web_chat_tenant(), WEB_CHAT, session_id)
-    return Resource("conversation", session_id, web_chat_tenant(), owner=owner, sensitivity=2)
-
-
-async def identity_target(request: Request) -> Resource:
-    """`PUT /v1/channels/{channel}/identities/{sender_id}`: the customer being bound, in the
-    tenant the body names (default: the caller's). Another tenant's customer, or a body naming
-    another tenant, is denied as not found. A malformed body is left to the route (422)."""
-    subject: Subject = request.state.subject
-    try:
-        body = json.loads(await request.body() or b"null")
-    except ValueError:
-        body = None
-    body = body if isinstance(body, dict) else {}
-    customer_id = body.get("customer_id")
-    tenant = body.get("tenant") or subject.tenant
-    if not isinstance(customer_id, str) or not CUSTOMER_ID.match(customer_id):
-        return Resource("customer", None, subject.tenant)
-    owner = directory().tenant_of(customer_id) or tenant
-    if owner != tenant:
-        return Resource("customer", customer_id, owner)
-    return Resource("customer", customer_id, str(tenant))
-
-
-def socket_caller(socket: Any) -> str | None:
-    """A web chat socket's caller: None if it may chat, else why not (one line).
-
-    Browsers cannot set headers on a WebSocket: `?access_token=<jwt>` or `?api_key=<key>` work
-    as well as the Authorization / X-API-Key headers.
-    """
-    try:
-        guard = current_guard()
-        token = socket.query_params.get("access_token")
-        authorization = socket.headers.get("authorization") or (
-            f"Bearer {token}" if token else None
+    @classmethod
+    def from_settings(cls, settings: Settings, exists: Exists) -> "AccessControl":
+        """The replica's access control; a policy file with an error raises here, at start."""
+        config = settings.privacy
+        tenancy = config.tenancy
+        directory = CustomerDirectory(
+            settings.path(tenancy.directory_db),
+            tenancy.default_tenant,
+            exists,
+            tenancy.customer_sensitivity,
         )
-        api_key = socket.headers.get("x-api-key") or socket.query_params.get("api_key")
-        subject = guard.authenticator.authenticate(authorization, api_key)
-        if guard.limiter is not None:
-            guard.limiter.check(f"{subject.tenant}/{subject.id}", subject.rate_per_s, subject.burst)
-        resource = Resource("channel", WEB_CHAT, web_chat_tenant())
-        context = guard.context(socket, "chat.send", subject)
-        guard.decide(subject, "chat.send", resource, context, audit=False)
-    except AuthError as error:
-        return error.message
-    except HTTPException as error:
-        return str(error.detail)
-    return None
+        return cls(
+            Guard.from_config(config, settings.root),
+            directory,
+            tenancy.default_tenant,
+            settings.channels.web_chat.tenant,
+            config.max_body_bytes,
+        )
+
+    # --- the dependency every guarded route declares ------------------------------------
+    def require(
+        self,
+        action: str,
+        resource: Callable[[Request], Any] | None = None,
+        audit: bool = True,
+        not_found: NotFound = "not found",
+    ) -> Callable[[Request], Any]:
+        async def dependency(request: Request) -> Access:
+            access = await self.guard.check(request, action, resource, audit, not_found)
+            self.caller_var.set(access)
+            return access
+
+        dependency.__name__ = f"require_{action.replace('.', '_')}"
+        dependency.scrm_guard = True  # type: ignore[attr-defined]
+        return dependency
+
+    @property
+    def audit(self) -> Any:
+        return self.guard.audit
+
+    @property
+    def api_keys(self) -> Any:
+        return self.guard.authenticator.api_keys
+
+    def reveal(self, access: Access, payload: dict[str, Any], fields: list[str]) -> dict:
+        return self.guard.reveal(access, payload, fields)
+
+    def caller(self) -> Access:
+        access = self.caller_var.get()
+        if access is None:  # a route without a guard reached code that needs one: refuse
+            raise HTTPException(503, "access control did not run for this route")
+        return access
+
+    def caller_tenant(self) -> str | None:
+        """The calling tenant (None outside a guarded request, e.g. the dialogue's calls)."""
+        access = self.caller_var.get()
+        return access.subject.tenant if access is not None else None
+
+    # --- customers ----------------------------------------------------------------------
+    def customer_in_path(self, request: Request) -> Resource | None:
+        return self.directory.resource(checked_id(request.path_params.get("customer_id", "")))
+
+    def customer_to_write(self, request: Request) -> Resource | None:
+        """A write may create the customer: an unknown id would belong to the writer's tenant."""
+        subject: Subject = request.state.subject
+        cid = checked_id(request.path_params.get("customer_id", ""))
+        return self.directory.resource(cid, tenant_if_new=subject.tenant)
+
+    def claim_customer(self, customer_id: str) -> None:
+        """After a permitted write: record the owner decided before it (a new id: the writer's
+        tenant). Decided before, because the write itself makes the id known to the store."""
+        self.directory.claim(customer_id, str(self.caller().resource.tenant))
+
+    def authorize_customers(self, customer_ids: Iterable[str]) -> None:
+        """Object-level `customer.read` on ids in a body (scores by id, explanations)."""
+        access = self.caller()
+        for cid in dict.fromkeys(customer_ids):
+            detail = f"Unknown customer: {cid} has no features online"
+            resource = self.directory.resource(cid)
+            self.guard.authorize(access, "customer.read", resource, not_found=detail)
+
+    # --- channels -----------------------------------------------------------------------
+    def web_chat(self, request: Request) -> Resource:
+        return Resource("channel", WEB_CHAT, self.web_chat_tenant)
+
+    async def channel_message(self, request: Request, channel: str) -> None:
+        """`POST /v1/channels/{channel}/messages`: web chat needs `chat.send`; vendor webhooks
+        (WeCom, DingTalk) are authenticated by their signatures, verified before parsing."""
+        if channel != WEB_CHAT:
+            return
+        access = await self.guard.check(request, "chat.send", self.web_chat, audit=False)
+        if access.subject.role != "customer":
+            return
+        try:
+            claimed = json.loads(await request.body() or b"null")
+        except ValueError:
+            return  # the adapter answers 422
+        named = claimed.get("customer_id") if isinstance(claimed, dict) else None
+        if named not in (None, access.subject.id):
+            raise HTTPException(403, "chat.send denied: a customer writes as themselves only")
+
+    channel_message.scrm_guard = True  # type: ignore[attr-defined]
+
+    async def chat_session(self, request: Request) -> Resource:
+        """A web chat session as a conversation: its owner is the customer it is linked to."""
+        session_id = request.path_params.get("session_id", "")
+        owner = self.session_owner(session_id)
+        return Resource("conversation", session_id, self.web_chat_tenant, owner=owner,
+                        sensitivity=2)  # fmt: skip
+
+    async def identity_target(self, request: Request) -> Resource:
+        """`PUT /v1/channels/{channel}/identities/{sender_id}`: the customer being bound, in the
+        tenant the body names (default: the caller's). Another tenant's customer, or a body
+        naming another tenant, is denied as not found. A malformed body is left to the route."""
+        subject: Subject = request.state.subject
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            body = None
+        body = body if isinstance(body, dict) else {}
+        customer_id = body.get("customer_id")
+        tenant = body.get("tenant") or subject.tenant
+        if not isinstance(customer_id, str) or not CUSTOMER_ID.match(customer_id):
+            return Resource("customer", None, subject.tenant)
+        owner = self.directory.tenant_of(customer_id) or tenant
+        if owner != tenant:
+            return Resource("customer", customer_id, owner)
+        return Resource("customer", customer_id, str(tenant))
+
+    def socket_caller(self, socket: Any) -> str | None:
+        """A web chat socket's caller: None if it may chat, else why not (one line).
+
+        Browsers cannot set headers on a WebSocket: `?access_token=<jwt>` or `?api_key=<key>`
+        work as well as the Authorization / X-API-Key headers.
+        """
+        guard = self.guard
+        try:
+            token = socket.query_params.get("access_token")
+            authorization = socket.headers.get("authorization") or (
+                f"Bearer {token}" if token else None
+            )
+            api_key = socket.headers.get("x-api-key") or socket.query_params.get("api_key")
+            subject = guard.authenticator.authenticate(authorization, api_key)
+            if guard.limiter is not None:
+                guard.limiter.check(
+                    f"{subject.tenant}/{subject.id}", subject.rate_per_s, subject.burst
+                )
+            resource = Resource("channel", WEB_CHAT, self.web_chat_tenant)
+            context = guard.context(socket, "chat.send", subject)
+            guard.decide(subject, "chat.send", resource, context, audit=False)
+        except AuthError as error:
+            return error.message
+        except HTTPException as error:
+            return str(error.detail)
+        return None
 
 
 # --- deny by default ----------------------------------------------------------------------
@@ -259,7 +223,7 @@ CHECKED_IN_HANDLER = {"/v1/channels/web_chat/ws"}
 
 
 def is_guard(call: Any) -> bool:
-    return getattr(call, "__name__", "").startswith("require_") or call is channel_message
+    return bool(getattr(call, "scrm_guard", False))
 
 
 def has_guard(dependant: Any) -> bool:

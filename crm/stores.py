@@ -1,7 +1,8 @@
-"""Where the platform keeps customers' personal data, for `scrm keys rotate` and `customers erase`.
+"""Every store of the platform that keeps a customer's data, registered with privacy.
 
-One list, read from params.yaml (as plain YAML: serving never imports pipelines), so rotation and
-erasure cannot forget a store that the gateway writes to:
+`platform_stores(settings, cipher)` is the one list `scrm keys rotate` and `scrm customers
+erase` act on (privacy/stores.py): a store the application writes to but does not list here is
+a store erasure would miss, so a new store is added here in the same change.
 
 | store                         | encrypted at rest                    | erasure                 |
 |-------------------------------|--------------------------------------|-------------------------|
@@ -10,201 +11,163 @@ erasure cannot forget a store that the gateway writes to:
 | web chat transcripts          | each line                            | lines deleted           |
 | handoff desk tickets          | whole ticket (transcript, reason)    | tickets deleted         |
 | identity map                  | no (channel ids -> customer id only) | rows deleted            |
-| profile table (profiles.py)   | each field                           | rows deleted            |
-| prediction log                | no (texts masked when written)       | customer's rows deleted |
-| Feast online store            | no (aggregates, no free text)        | tombstones              |
-| conversation event log        | no (counts, intents, no text)        | rows deleted            |
+| prediction log (serving)      | no (texts masked when written)       | customer's rows deleted |
+| Feast online store (features) | no (aggregates, no free text)        | tombstones              |
 
+The profile table and the conversation event log are erased by privacy/erasure.py itself.
 Every encrypted value is also bound to the customer's data key, which erasure shreds, so copies
 in backups become unreadable as well.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from crm.channels.config import ChannelSettings
-from crm.conversation.config import DialogueConfig
 from privacy.atrest import FieldCipher
-from privacy.crypto import EncryptedColumn, Vault
-
-Eraser = Callable[[str, str | None], int]
-
-
-@dataclass(frozen=True)
-class PlatformStores:
-    root: Path
-    channels: ChannelSettings
-    dialogue: DialogueConfig
-    feature_repo: Path
-    online_store: str
-    prediction_log: Path
-
-    @classmethod
-    def from_params(cls, root: Path) -> PlatformStores:
-        import os
-
-        root = Path(root)
-        params_file = root / "params.yaml"
-        params = {}
-        if params_file.is_file():
-            params = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
-        features = params.get("features") or {}
-        serving = params.get("serving") or {}
-        return cls(
-            root,
-            ChannelSettings(**(params.get("channels") or {})),
-            DialogueConfig(**(params.get("dialogue") or {})),
-            root / features.get("repo_dir", "features"),
-            os.environ.get("SCRM_FEAST_ONLINE_STORE") or features.get("online_store", "sqlite"),
-            root / serving.get("prediction_log", "data/predictions/predictions.db"),
-        )
-
-    @property
-    def intake_path(self) -> Path:
-        return self.root / self.channels.intake.path
-
-    @property
-    def channel_db(self) -> Path:
-        return self.root / self.channels.store
-
-    @property
-    def sessions_path(self) -> Path | None:
-        session = self.dialogue.session
-        return self.root / session.sqlite_path if session.store == "sqlite" else None
-
-    @property
-    def desk_path(self) -> Path | None:
-        desk = self.dialogue.handoff.desk_path
-        return self.root / desk if desk else None
+from privacy.crypto import Vault
+from privacy.stores import PersonalStore, StoreRegistry
+from settings import Settings
 
 
-def encrypted_columns(stores: PlatformStores) -> list[tuple[Path, EncryptedColumn]]:
-    """The sqlite columns of the conversation stores that hold encrypted values."""
+def sessions_path(settings: Settings) -> Path | None:
+    session = settings.dialogue.session
+    return settings.path(session.sqlite_path) if session.store == "sqlite" else None
+
+
+def desk_path(settings: Settings) -> Path | None:
+    desk = settings.dialogue.handoff.desk_path
+    return settings.path(desk) if desk else None
+
+
+def conversation_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStore]:
+    """Intake log, sessions, web chat transcripts, identity map, desk tickets."""
     from crm.channels import webchat
+    from crm.channels.identity import IdentityMap
+    from crm.channels.service import intake_from_settings
     from crm.conversation import handoff, intake, sessions
 
-    found: list[tuple[Path, EncryptedColumn]] = []
-    if stores.channels.intake.backend == "sqlite":
-        found += [(stores.intake_path, column) for column in intake.COLUMNS]
-    found += [(stores.channel_db, column) for column in webchat.COLUMNS]
-    if stores.sessions_path is not None:
-        found += [(stores.sessions_path, column) for column in sessions.COLUMNS]
-    if stores.desk_path is not None:
-        found += [(stores.desk_path, column) for column in handoff.COLUMNS]
+    channels, channel_db = settings.channels, settings.path(settings.channels.store)
+    desk = desk_path(settings)
+
+    def erase_intake(customer: str, tenant: str | None) -> int:
+        sqlite_file = settings.path(channels.intake.path)
+        if channels.intake.backend == "sqlite" and not sqlite_file.is_file():
+            return 0
+        log = intake_from_settings(channels, settings.root, cipher)
+        try:
+            return log.erase(customer, tenant)
+        finally:
+            log.close()
+
+    def erase_transcript(customer: str, tenant: str | None) -> int:
+        if not channel_db.is_file():
+            return 0
+        transcript = webchat.ChatTranscript(channel_db)
+        try:
+            return transcript.erase(customer, tenant)
+        finally:
+            transcript.close()
+
+    def erase_identities(customer: str, tenant: str | None) -> int:
+        if not channel_db.is_file():
+            return 0
+        identity = IdentityMap(channel_db)
+        try:
+            return identity.erase(customer, tenant)
+        finally:
+            identity.close()
+
+    def erase_sessions(customer: str, tenant: str | None) -> int:
+        if (path := sessions_path(settings)) is not None and not path.is_file():
+            return 0
+        return session_store(settings, cipher).erase(customer)
+
+    def erase_tickets(customer: str, tenant: str | None) -> int:
+        if not desk.is_file():
+            return 0
+        default_skill = settings.dialogue.handoff.default_skill
+        return handoff.HandoffDesk(default_skill, desk, cipher).erase(customer)
+
+    intake_columns = (
+        [(settings.path(channels.intake.path), c) for c in intake.COLUMNS]
+        if channels.intake.backend == "sqlite"
+        else []
+    )
+    session_file = sessions_path(settings)
+    found = [
+        PersonalStore("intake_messages", erase_intake, tuple(intake_columns),
+                      redis_intake_usage(settings, cipher)),  # fmt: skip
+        PersonalStore("web_chat_lines", erase_transcript,
+                      tuple((channel_db, c) for c in webchat.COLUMNS)),  # fmt: skip
+        PersonalStore("identities", erase_identities),
+        PersonalStore(
+            "sessions",
+            erase_sessions,
+            tuple((session_file, c) for c in sessions.COLUMNS) if session_file else (),
+            None if session_file else redis_sessions_rotation(settings, cipher),
+        ),
+    ]
+    if desk is not None:
+        found.append(PersonalStore("handoff_tickets", erase_tickets,
+                                   tuple((desk, c) for c in handoff.COLUMNS)))  # fmt: skip
     return found
 
 
-def redis_rotation(stores: PlatformStores) -> Callable[[Vault], dict[str, dict]]:
-    """Re-encrypt the Redis session store; count the Redis intake's values per key (its stream
-    entries cannot be rewritten: a key they use is never retired)."""
+def session_store(settings: Settings, cipher: FieldCipher) -> Any:
+    from crm.conversation.sessions import open_session_store
 
-    def rotate(vault: Vault) -> dict[str, dict]:
+    session = settings.dialogue.session
+    return open_session_store(session.store, settings.root, session.sqlite_path, session.ttl_s,
+                              session.key_prefix, cipher)  # fmt: skip
+
+
+def redis_sessions_rotation(settings: Settings, cipher: FieldCipher) -> Any:
+    def rotate(vault: Vault) -> dict:
         from crm.conversation.sessions import RedisSessionStore
 
-        cipher = FieldCipher(vault)
-        out: dict[str, dict] = {}
-        session = stores.dialogue.session
-        if session.store.startswith("redis://"):
-            store = RedisSessionStore(session.store, session.ttl_s, session.key_prefix, cipher)
-            out["redis_sessions"] = store.reencrypt() | {"values_by_key": store.key_usage()}
-        intake = stores.channels.intake
-        if intake.backend == "redis" and intake.redis_url:
-            from crm.conversation.redis_intake import RedisStreamIntake
-
-            log = RedisStreamIntake(intake.redis_url, intake.stream, cipher=cipher)
-            out["redis_intake"] = {"reencrypted": 0, "values_by_key": log.key_usage()}
-        return out
+        session = settings.dialogue.session
+        store = RedisSessionStore(session.store, session.ttl_s, session.key_prefix,
+                                  FieldCipher(vault))  # fmt: skip
+        return store.reencrypt() | {"values_by_key": store.key_usage()}
 
     return rotate
 
 
-def erasers(stores: PlatformStores, cipher: FieldCipher) -> dict[str, Eraser]:
-    """name -> f(customer_id, tenant) -> rows removed, for every store that exists."""
-    found: dict[str, Eraser] = {}
-    if stores.sessions_path is None or stores.sessions_path.is_file():
-        found["sessions"] = lambda customer, tenant: erase_sessions(stores, cipher, customer)
-    if stores.channels.intake.backend == "redis" or stores.intake_path.is_file():
-        found["intake_messages"] = lambda customer, tenant: erase_intake(
-            stores, cipher, customer, tenant
-        )
-    if stores.channel_db.is_file():
-        found["web_chat_lines"] = lambda customer, tenant: erase_transcript(
-            stores, customer, tenant
-        )
-        found["identities"] = lambda customer, tenant: erase_identities(stores, customer, tenant)
-    if stores.desk_path is not None and stores.desk_path.is_file():
-        found["handoff_tickets"] = lambda customer, tenant: erase_tickets(stores, cipher, customer)
-    if stores.prediction_log.is_file():
-        found["prediction_rows"] = lambda customer, tenant: erase_predictions(stores, customer)
-    if (stores.feature_repo / "feature_store.yaml").is_file():
-        found["feast_online_features"] = lambda customer, tenant: erase_features(stores, customer)
-    return found
+def redis_intake_usage(settings: Settings, cipher: FieldCipher) -> Any:
+    """The Redis intake's values per key (its stream entries cannot be rewritten: a key they
+    use is never retired)."""
+    intake = settings.channels.intake
+    if intake.backend != "redis" or not intake.redis_url:
+        return None
+
+    def usage(vault: Vault) -> dict:
+        from crm.conversation.redis_intake import RedisStreamIntake
+
+        log = RedisStreamIntake(intake.redis_url, intake.stream, cipher=FieldCipher(vault))
+        return {"reencrypted": 0, "values_by_key": log.key_usage()}
+
+    return usage
 
 
-def erase_sessions(stores: PlatformStores, cipher: FieldCipher, customer_id: str) -> int:
-    from crm.conversation.sessions import open_session_store
-
-    session = stores.dialogue.session
-    store: Any = open_session_store(
-        session.store, stores.root, session.sqlite_path, session.ttl_s, session.key_prefix, cipher
-    )
-    return store.erase(customer_id)
-
-
-def erase_intake(
-    stores: PlatformStores, cipher: FieldCipher, customer_id: str, tenant: str | None
-) -> int:
-    from crm.channels.service import intake_from_settings
-
-    log = intake_from_settings(stores.channels, stores.root)
-    try:
-        return log.erase(customer_id, tenant)
-    finally:
-        log.close()
-
-
-def erase_transcript(stores: PlatformStores, customer_id: str, tenant: str | None) -> int:
-    from crm.channels.webchat import ChatTranscript
-
-    transcript = ChatTranscript(stores.channel_db)
-    try:
-        return transcript.erase(customer_id, tenant)
-    finally:
-        transcript.close()
-
-
-def erase_identities(stores: PlatformStores, customer_id: str, tenant: str | None) -> int:
-    from crm.channels.identity import IdentityMap
-
-    identity = IdentityMap(stores.channel_db)
-    try:
-        return identity.erase(customer_id, tenant)
-    finally:
-        identity.close()
-
-
-def erase_tickets(stores: PlatformStores, cipher: FieldCipher, customer_id: str) -> int:
-    from crm.conversation.handoff import HandoffDesk
-
-    desk = HandoffDesk(stores.dialogue.handoff.default_skill, stores.desk_path, cipher)
-    return desk.erase(customer_id)
-
-
-def erase_predictions(stores: PlatformStores, customer_id: str) -> int:
-    from serving.prediction_log import erase
-
-    return erase(stores.prediction_log, customer_id)
-
-
-def erase_features(stores: PlatformStores, customer_id: str) -> int:
-    """Feast online rows of the customer, tombstoned (number of features blanked)."""
+def platform_stores(settings: Settings, cipher: FieldCipher) -> StoreRegistry:
+    """The registry of every store with personal data: conversation, predictions, features."""
     from features.store import erase_online, open_store
+    from serving.prediction_log import erase as erase_predictions
 
-    store = open_store(stores.feature_repo, stores.online_store)
-    return sum(erase_online(store, customer_id).values())
+    registry = StoreRegistry()
+    for store in conversation_stores(settings, cipher):
+        registry.register(store)
+    registry.register(PersonalStore(
+        "prediction_rows", lambda customer, tenant: erase_predictions(
+            settings.prediction_log, customer)))  # fmt: skip
+
+    def erase_features(customer: str, tenant: str | None) -> int:
+        """Feast online rows of the customer, tombstoned (number of features blanked)."""
+        if not (settings.feature_repo / "feature_store.yaml").is_file():
+            return 0
+        store = open_store(settings.feature_repo, settings.online_store)
+        return sum(erase_online(store, customer).values())
+
+    registry.register(PersonalStore("feast_online_features", erase_features))
+    return registry

@@ -18,8 +18,10 @@ import pandas as pd
 import yaml
 
 from pipelines.datasets import DataLoadError, load_dataset
-from pipelines.settings import DATASET_FILE, DatasetSpec, Settings, SplitSpec, load_settings
 from pipelines.validate import ValidationFailed, ValidationReport, check_frame, validate_dataset
+from settings import Settings, load_settings
+from settings.loader import DATASET_FILE
+from settings.platform import DatasetSpec, SplitSpec
 
 NAME = re.compile(r"[a-z][a-z0-9_]{1,63}")
 FORMATS = (".csv", ".tsv", ".json", ".jsonl")

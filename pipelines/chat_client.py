@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from pipelines.settings import Settings
+from settings import Settings
 
 CHAT_ROUTE = "/v1/channels/web_chat/messages"
 # A throttled turn (429) is retried after Retry-After, at most this many times.

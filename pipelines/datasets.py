@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.settings import DatasetSpec
 from pipelines.splits import carve, drop_leaks
+from settings.platform import DatasetSpec
 
 REQUIRED = {
     "text-classification": ["text", "label"],

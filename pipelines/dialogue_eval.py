@@ -35,7 +35,7 @@ from crm.conversation.sessions import SqliteSessionStore
 from crm.conversation.understanding import PyfuncUnderstanding, QuestionMatcher, RegistryMatcher
 from pipelines.chat_client import ChatResult, gateway, probe, send_all, wait_ready
 from pipelines.datasets import load_dataset
-from pipelines.settings import Settings
+from settings import Settings
 
 INTENT_DATASET = "banking77"
 PAIRS_DATASET = "atec_question_matching"

@@ -19,8 +19,8 @@ from features.conversations import conversation_stats, empty_stats
 from features.rfm import customer_rfm
 from features.store import apply_definitions, materialize, open_store, store_dir, training_set
 from pipelines.io import write_json
-from pipelines.settings import Settings
 from pipelines.synthetic import conversation_events
+from settings import Settings
 from training.tabular.repurchase import RepurchaseParams, cutoffs, repurchase_labels
 
 CHURN_LABELS = "churn_labels.parquet"

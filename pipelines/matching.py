@@ -25,9 +25,9 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 
 from pipelines.io import read_json, write_json
 from pipelines.promotion import promote_evaluated
-from pipelines.settings import Settings
 from pipelines.text import load_split, log_data
 from pipelines.text_families import write_history
+from settings import Settings
 from training.match_model import clean
 from training.text.overlap import OverlapMatcher, best_threshold
 from training.tracking import use_experiment

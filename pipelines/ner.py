@@ -23,10 +23,11 @@ import pandas as pd
 
 from pipelines.io import read_json, write_json
 from pipelines.promotion import promote_evaluated
-from pipelines.settings import BertTrainSettings, Settings
 from pipelines.text import load_split, log_data
 from pipelines.text_families import write_history
 from privacy.masking import mask_for_logs, mask_payload
+from settings import Settings
+from settings.platform import BertTrainSettings
 from training.text.spans import spans_bio
 from training.tracking import use_experiment
 

@@ -24,7 +24,8 @@ from features.store import (
     training_set,
     write_scores,
 )
-from pipelines.settings import Settings, TabularTask, UnknownName
+from settings import Settings, UnknownName
+from settings.platform import TabularTask
 
 NUMERIC_TYPES = frozenset({"double", "float", "long", "integer"})
 

@@ -25,8 +25,8 @@ import mlflow
 import pandas as pd
 
 from pipelines.io import read_json, write_json
-from pipelines.settings import Settings
 from pipelines.text_families import write_history
+from settings import Settings
 from training.tracking import use_experiment
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from typing import Any
 import mlflow
 
 from pipelines.io import write_json
-from pipelines.settings import Settings
 from pipelines.validate import validation_blockers
+from settings import Settings
 from training.registry import register_and_gate
 
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 
-from pipelines.settings import Settings
-from serving.config import APP_NAME, GATEWAY, ServingConfig, read_deploy_config
+from settings import ENV_PREFIX, Settings
+from settings.deploy import APP_NAME, APPLICATION_DEPLOYMENTS, read_deploy_config
 
 
 class ServeError(Exception):
@@ -33,21 +33,13 @@ class ServeError(Exception):
 
 
 def deploy_config(settings: Settings, config_file: Path | None, host: str, port: int) -> dict:
-    """serving/config.yaml with this project's paths and params filled in (absolute paths:
-    replicas may run in another working directory, or on another node of a shared disk)."""
+    """serving/config.yaml with this project's root (absolute: replicas may run in another
+    working directory, or on another node of a shared disk) and the environment the settings
+    loader reads there (SCRM__ overrides, MLflow's tracking URI)."""
     raw = read_deploy_config(config_file or settings.path(settings.serving.config))
     raw["http_options"] = {**raw.get("http_options", {}), "host": host, "port": port}
     app = raw["applications"][0]
-    app["args"] = {
-        **app["args"],
-        "root": str(settings.root),
-        "tracking_uri": settings.tracking_uri,
-        "feature_repo": str(settings.feature_repo),
-        "online_store": settings.online_store,
-        "event_log": str(settings.path(settings.features.event_log)),
-        "prediction_log": str(settings.path(settings.serving.prediction_log)),
-        "max_text_chars": settings.serving.max_text_chars,
-    }
+    app["args"] = {**app["args"], "root": str(settings.root)}
     env = app.setdefault("runtime_env", {}).setdefault("env_vars", {})
     env.update(
         {
@@ -55,17 +47,11 @@ def deploy_config(settings: Settings, config_file: Path | None, host: str, port:
             "SCRM_ROOT": str(settings.root),
             "HF_HUB_OFFLINE": "1",
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            "MLFLOW_TRACKING_URI": settings.tracking_uri,
+            **{k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)},
         }
     )
     return raw
-
-
-def serving_config(settings: Settings, config_file: Path | None = None) -> ServingConfig:
-    """The gateway's settings as the deployed application sees them (benchmarks, tools)."""
-    from serving.app import config_from_args
-
-    raw = deploy_config(settings, config_file, settings.serving.host, settings.serving.port)
-    return config_from_args(raw["applications"][0]["args"])
 
 
 def run_dir(settings: Settings) -> Path:
@@ -91,7 +77,7 @@ def deploy(raw: dict, reload_token: str = "") -> None:
 
     if reload_token:
         for deployment in raw["applications"][0].get("deployments", []):
-            if deployment["name"] != GATEWAY:
+            if deployment["name"] not in APPLICATION_DEPLOYMENTS:
                 user_config = deployment.setdefault("user_config", {})
                 user_config["reload_token"] = reload_token
     _get_global_client().deploy_apps(ServeDeploySchema.model_validate(raw))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
-from pipelines.settings import SplitSpec
+from settings.platform import SplitSpec
 
 
 def pair_groups(text_a: pd.Series, text_b: pd.Series) -> pd.Series:

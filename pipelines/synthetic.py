@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from features.conversations import CHANNELS, EVENT_COLUMNS
-from pipelines.settings import SyntheticConversations
+from settings.platform import SyntheticConversations
 
 CHANNEL_WEIGHTS = (0.6, 0.15, 0.25)  # wecom, dingtalk, web_chat
 

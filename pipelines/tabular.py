@@ -25,7 +25,8 @@ from sklearn.model_selection import train_test_split
 
 from pipelines.io import read_json, write_json
 from pipelines.promotion import promote_evaluated
-from pipelines.settings import LOWER_IS_BETTER, Settings, TabularTask, UnknownName
+from settings import Settings, UnknownName
+from settings.platform import LOWER_IS_BETTER, TabularTask
 from training.tabular.automl import (
     AutoMLParams,
     EvalMetric,

@@ -24,7 +24,6 @@ from sklearn.model_selection import train_test_split
 
 from pipelines.io import read_json, write_json
 from pipelines.promotion import promote_evaluated
-from pipelines.settings import BaselineSettings, Settings, TextTask
 from pipelines.text_families import (
     Member,
     bert_logits,
@@ -35,6 +34,8 @@ from pipelines.text_families import (
 )
 from pipelines.validate import read_report
 from privacy.masking import mask_payload
+from settings import Settings
+from settings.platform import BaselineSettings, TextTask
 from training.behaviour import run_behaviour_checks
 from training.evaluate import classification_metrics, confusion_figure
 from training.text.calibration import (

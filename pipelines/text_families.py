@@ -19,7 +19,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pipelines.settings import Settings, TextTask
+from settings import Settings
+from settings.platform import TextTask
 from training.text.calibration import fit_temperature, softmax
 from training.tfidf import normalise
 

@@ -18,8 +18,9 @@ import optuna
 from sklearn.model_selection import StratifiedKFold
 
 from pipelines.io import write_json
-from pipelines.settings import BaselineSettings, Settings
 from pipelines.text import TUNED, Target, load_split
+from settings import Settings
+from settings.platform import BaselineSettings
 from training.tfidf import ClassifierParams, TfidfParams, fit_tfidf_classifier, normalise
 from training.tracking import use_experiment
 

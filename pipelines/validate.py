@@ -17,7 +17,8 @@ import pandas as pd
 
 from pipelines.datasets import finalize, known_labels, load_dataset
 from pipelines.io import read_json, write_json
-from pipelines.settings import DatasetSpec, Settings
+from settings import Settings
+from settings.platform import DatasetSpec
 
 SPLITS = ["train", "dev", "test"]
 

@@ -1,38 +1,47 @@
-"""What `scrm keys rotate` and `scrm customers erase` do, on the stores params.yaml names."""
+"""What `scrm keys rotate` and `scrm customers erase` do, on the stores registered with them."""
 
 from __future__ import annotations
 
 import getpass
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from crm import stores
-from privacy.atrest import FieldCipher
 from privacy.audit import AuditLog
-from privacy.config import PrivacyConfig
 from privacy.crypto import Keyring, KeyringError, Vault, rotate
-from privacy.erasure import Eraser, erase_customer
+from privacy.erasure import erase_customer
 from privacy.profiles import COLUMNS, ProfileStore
+from privacy.stores import StoreRegistry
+from settings.privacy import PrivacyConfig
 
 
-def encrypted_columns(config: PrivacyConfig, root: Path) -> list:
-    """Every encrypted column of the platform, with its database (add new stores in
-    crm/stores.py)."""
+def encrypted_columns(config: PrivacyConfig, root: Path, registry: StoreRegistry) -> list:
+    """Every encrypted column: the profile table's and those of the registered stores."""
     profile = [(root / config.personal_db, column) for column in COLUMNS]
-    return profile + stores.encrypted_columns(stores.PlatformStores.from_params(root))
+    return profile + registry.encrypted_columns()
 
 
-def rotate_keys(config: PrivacyConfig, root: Path, new_key: bool, retire: bool) -> dict:
+def rotate_keys(
+    config: PrivacyConfig, root: Path, registry: StoreRegistry, new_key: bool, retire: bool
+) -> dict:
     return rotate(
         root / config.keyring_file,
         config.keyring_env,
         root / config.data_keys_db,
-        encrypted_columns(config, root),
+        encrypted_columns(config, root, registry),
         new_key=new_key,
         retire=retire,
-        extra=stores.redis_rotation(stores.PlatformStores.from_params(root)),
+        extra=registry.reencrypt_others,
     )
+
+
+def vault_of(config: PrivacyConfig, root: Path) -> Vault:
+    """The vault erasure shreds data keys in (no master key needed to delete key rows)."""
+    try:
+        keyring = Keyring.load(root / config.keyring_file, config.keyring_env)
+    except KeyringError:
+        # Nothing was ever encrypted; shredding only deletes data-key rows, no master key needed.
+        keyring = Keyring.generate()
+    return Vault(keyring, root / config.data_keys_db)
 
 
 def erase(
@@ -40,19 +49,14 @@ def erase(
     root: Path,
     event_log: Path,
     customer_id: str,
+    registry: StoreRegistry,
     tenant: str | None = None,
     actor: str | None = None,
-    erasers: Mapping[str, Eraser] | None = None,
+    vault: Vault | None = None,
 ) -> dict[str, Any]:
-    try:
-        keyring = Keyring.load(root / config.keyring_file, config.keyring_env)
-    except KeyringError:
-        # Nothing was ever encrypted; shredding only deletes data-key rows, no master key needed.
-        keyring = Keyring.generate()
-    vault = Vault(keyring, root / config.data_keys_db)
+    """Erase the customer from the profile table, the event log and every registered store."""
+    vault = vault or vault_of(config, root)
     profiles = ProfileStore(vault, root / config.personal_db)
-    if erasers is None:  # every conversation store, the prediction log and Feast online rows
-        erasers = stores.erasers(stores.PlatformStores.from_params(root), FieldCipher(vault))
     return erase_customer(
         customer_id,
         profiles=profiles,
@@ -61,5 +65,5 @@ def erase(
         actor=actor or f"cli:{getpass.getuser()}",
         actor_tenant=tenant or "platform",
         tenant=tenant,
-        erasers=erasers,
+        erasers=registry.erasers(),
     )

@@ -6,7 +6,8 @@ is bound to its column (`context`) and, when the customer is known, to the custo
 (`<tenant>/<customer_id>`), so `scrm customers erase` crypto-shreds every copy, backups included.
 
 Stores take `cipher=None` (plaintext, for unit tests of store mechanics) or a cipher; the
-factories that build them for the gateway, the worker and the CLI always pass `open_cipher`'s.
+gateway, the conversation deployment and the CLI each open one with `open_cipher` and pass it
+to every store they build (one vault and its caches per process).
 Plaintext rows written before encryption was switched on stay readable (`open` passes them
 through) and `scrm keys rotate` encrypts them.
 """
@@ -18,10 +19,9 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
-from privacy.config import PrivacyConfig
 from privacy.crypto import DecryptError, Keyring, KeyringError, Vault, is_token
+from settings.privacy import PrivacyConfig
 
 # How often a running process looks at the keyring file: after `scrm keys rotate` writers move
 # to the new active key within this time, so rotation converges while the stores are in use.
@@ -132,28 +132,3 @@ def open_cipher(root: Path, config: PrivacyConfig | None = None) -> FieldCipher:
         keyring, Path(root) / config.data_keys_db, reload=lambda: Keyring.load(keyring_file, env)
     )
     return FieldCipher(vault, keyring_file, env)
-
-
-def privacy_config(params: dict[str, Any]) -> PrivacyConfig:
-    """`privacy:` of a params.yaml read as plain YAML (serving never imports pipelines)."""
-    return PrivacyConfig(**(params.get("privacy") or {}))
-
-
-_CIPHERS: dict[Path, FieldCipher] = {}
-_CIPHERS_LOCK = threading.Lock()
-
-
-def cipher_for(root: Path) -> FieldCipher:
-    """The process's cipher for the project at `root` (params.yaml `privacy:`), built once, so
-    the channel stores, the dialogue and the desk of a gateway share one vault and its caches."""
-    import yaml
-
-    root = Path(root).resolve()
-    with _CIPHERS_LOCK:
-        if root not in _CIPHERS:
-            params_file = root / "params.yaml"
-            params = {}
-            if params_file.is_file():
-                params = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
-            _CIPHERS[root] = open_cipher(root, privacy_config(params))
-        return _CIPHERS[root]

@@ -10,14 +10,13 @@ append-only, erasure is its one legal exception). The act itself is recorded in 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from privacy.audit import AuditLog
 from privacy.profiles import ProfileStore
-
-Eraser = Callable[[str, str | None], int]
+from privacy.stores import Eraser
 
 
 def erase_events(event_log: Path, customer_id: str) -> int:

@@ -29,9 +29,9 @@ from fastapi import HTTPException, Request
 from privacy.abac import Context, Decision, Policy, Resource, load_policy
 from privacy.audit import AuditLog
 from privacy.auth import ApiKeyStore, Authenticator, AuthError, JwtVerifier, Subject
-from privacy.config import PrivacyConfig
 from privacy.limits import TokenBucket
 from privacy.masking import FIELD_KINDS, SpanSource, mask_payload
+from settings.privacy import PrivacyConfig
 
 ResourceLoader = Callable[[Request], Resource | None | Awaitable[Resource | None]]
 NotFound = str | Callable[[Request], str]

@@ -55,15 +55,3 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-_SHARED: Metrics | None = None
-
-
-def shared() -> Metrics:
-    """The process's one registry. Serve ships the ingress class by value, so a module global
-    of serving.app would exist twice in a replica (middleware's copy and the class's copy)."""
-    global _SHARED
-    if _SHARED is None:
-        _SHARED = Metrics()
-    return _SHARED

@@ -2,31 +2,25 @@
 
 Replicas append from several processes at once, so the database runs in WAL mode with a busy
 timeout, and each replica writes from a background thread: a slow disk never holds a request.
-Texts are masked before they are written (runs of 6+ digits: phone, ID, card, order numbers;
-emails; names and addresses the NER model found), because the log outlives the conversation
-and is read by people. Each row carries the calling tenant; per-tenant reads filter by it.
+Rows are masked before they are written by the `Redaction` the application passes in (the
+privacy layer's rules: digit runs, e-mails, the names and addresses the NER model found),
+because the log outlives the conversation and is read by people. Each row carries the calling
+tenant; per-tenant reads filter by it.
 """
 
 from __future__ import annotations
 
 import json
 import queue
-import re
 import sqlite3
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
-from privacy.masking import Span, mask_text, mask_value
-
-ENTITY_KINDS = {"name": "name", "address": "address", "PER": "name", "LOC": "address"}
-
-# 6+ digits, optionally split by single spaces or hyphens (138 0013 8000, 6222-0200-...).
-DIGIT_RUN = re.compile(r"\d(?:[ \-]?\d){5,}")
 COLUMNS = (
     "at",
     "request_id",
@@ -52,27 +46,6 @@ CREATE INDEX IF NOT EXISTS predictions_model ON predictions (model, at);
 INDEXES = "CREATE INDEX IF NOT EXISTS predictions_tenant ON predictions (tenant, model, at);"
 
 
-def mask_digits(text: str) -> str:
-    """Replace every digit of a 6+ digit run with `*`; shorter numbers (prices, dates) stay."""
-    return DIGIT_RUN.sub(lambda m: re.sub(r"\d", "*", m.group()), text)
-
-
-def mask_log_text(text: str, spans: list[Span] | None = None) -> str:
-    """Digit runs starred, then emails and the given name/address spans masked (standard)."""
-    return mask_text(mask_digits(text), "standard", spans or ())
-
-
-def masked(value: Any) -> Any:
-    """Mask every string inside an input or output (texts, string features, entity texts)."""
-    if isinstance(value, str):
-        return mask_log_text(value)
-    if isinstance(value, dict):
-        return {k: masked(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [masked(v) for v in value]
-    return value
-
-
 def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
@@ -85,37 +58,26 @@ def connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
-def entity_spans(output: Any) -> list[Span]:
-    """Names and addresses the NER model found, as spans of its input text."""
-    entities = output.get("entities") if isinstance(output, dict) else None
-    spans = []
-    for entity in entities if isinstance(entities, list) else []:
-        if not isinstance(entity, dict):
-            continue
-        kind = ENTITY_KINDS.get(str(entity.get("type") or entity.get("label")))
-        if kind and isinstance(entity.get("start"), int) and isinstance(entity.get("end"), int):
-            spans.append(Span(entity["start"], entity["end"], kind))
-    return spans
+class Redaction(Protocol):
+    """What the application's privacy layer gives the model replicas (privacy/redaction.py):
+    serving keeps no rule of its own about what is personal."""
 
+    def row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A prediction-log row (input, features, output) with personal data masked."""
+        ...
 
-def masked_output(output: Any) -> Any:
-    """Outputs masked too: NER answers repeat the numbers and names of the text."""
-    if isinstance(output, dict) and isinstance(output.get("entities"), list):
-        entities = []
-        for entity in output["entities"]:
-            kind = ENTITY_KINDS.get(str(entity.get("type") or entity.get("label")))
-            if isinstance(entity, dict) and kind and isinstance(entity.get("text"), str):
-                entity = {**entity, "text": mask_value(entity["text"], kind, "standard")}
-            entities.append(entity)
-        output = {**output, "entities": entities}
-    return masked(output)
+    def install_logs(self) -> None:
+        """Mask every log record this process writes from now on."""
+        ...
 
 
 class PredictionLog:
-    """Append-only writer; `append` never blocks on the disk."""
+    """Append-only writer; `append` never blocks on the disk. Rows are masked by `redaction`
+    before they are queued: the log outlives the conversation and is read by people."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, redaction: Redaction):
         self.path = Path(path)
+        self.redaction = redaction
         self.pending: queue.Queue[list[tuple] | None] = queue.Queue()
         self.writer = threading.Thread(target=self._write_forever, daemon=True, name="pred-log")
         self.writer.start()
@@ -125,13 +87,7 @@ class PredictionLog:
         records = []
         for row in rows:
             row = {**row, "at": row.get("at", now), "served": int(bool(row.get("served", True)))}
-            spans = entity_spans(row.get("output"))
-            if isinstance(row.get("input"), str):
-                row["input"] = mask_log_text(row["input"], spans)
-            else:  # pairs (faq_match: text_a, text_b) and other structured inputs
-                row["input"] = masked(row.get("input"))
-            row["features"] = masked(row.get("features"))
-            row["output"] = masked_output(row.get("output"))
+            row = self.redaction.row(row)
             for column in ("input", "features", "output"):
                 value = row.get(column)
                 row[column] = None if value is None else json.dumps(value, ensure_ascii=False)

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from pipelines.byod import add_dataset
 from pipelines.cli import app
-from pipelines.settings import load_settings
 from pipelines.validate import ValidationFailed
+from settings import load_settings
 from tests.conftest import REPO
 
 

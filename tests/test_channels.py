@@ -637,8 +637,8 @@ def test_dialogue_manager_glue_converts_turns_replies_and_agent_messages(setup) 
 def test_build_channel_service_enables_the_channels_whose_secrets_are_set(
     tmp_path, monkeypatch
 ) -> None:
-    from crm.channels.config import ChannelSettings
     from crm.channels.service import build_channel_service
+    from settings.channels import ChannelSettings
 
     for name in (
         "SCRM_WECOM_TOKEN",

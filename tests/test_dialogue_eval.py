@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.dialogue_eval import classify, flow_intents, reply_outcome, summarise
-from pipelines.settings import load_settings
+from settings import load_settings
 from tests.conftest import BIN, free_port, project_env
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from crm.conversation import DialogueConfig, Turn, build_dialogue
-from crm.conversation.config import KnowledgeConfig
 from crm.conversation.sessions import SqliteSessionStore
 from crm.conversation.understanding import PyfuncUnderstanding
 from pipelines.cli import app
 from pipelines.dialogue_eval import outcome, percentiles
+from settings.dialogue import KnowledgeConfig
 from training.tfidf import ClassifierParams, TfidfParams, fit_tfidf_classifier
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from crm.conversation.understanding import (
     RegistryMatcher,
     analysis_from_json,
 )
-from pipelines.settings import load_settings
+from settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 

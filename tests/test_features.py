@@ -9,8 +9,8 @@ from features.accounts import churn_labels, customer_accounts
 from features.conversations import conversation_stats, empty_stats
 from features.feature_views import ACCOUNT_FIELDS
 from features.rfm import customer_rfm, latest_per_customer
-from pipelines.settings import SyntheticConversations
 from pipelines.synthetic import conversation_events
+from settings.platform import SyntheticConversations
 
 
 def lines() -> pd.DataFrame:

@@ -194,7 +194,7 @@ def test_a_sqlite_desk_is_shared_between_processes_and_survives_a_restart(tmp_pa
 
 def test_a_dialogue_on_a_sqlite_desk_hands_off_and_lets_the_agent_answer(tmp_path) -> None:
     from crm.conversation import DialogueConfig
-    from crm.conversation.config import HandoffConfig
+    from settings.dialogue import HandoffConfig
 
     config = DialogueConfig(handoff=HandoffConfig(desk_path=str(tmp_path / "desk.db")))
     delivered = []

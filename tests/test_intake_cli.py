@@ -10,13 +10,13 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from crm.channels.config import ChannelSettings
 from crm.channels.handlers import gateway_intent
 from crm.channels.messages import InboundMessage, Reply
 from crm.channels.service import intake_from_settings
 from pipelines import cli
 from pipelines.commands import channels as channel_commands
-from pipelines.settings import load_settings
+from settings import load_settings
+from settings.channels import ChannelSettings
 
 
 def echo_factory(gateway_url: str):

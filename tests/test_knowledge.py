@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from crm.conversation.config import KnowledgeConfig
 from crm.conversation.knowledge import KnowledgeBase, knowledge_matcher, load_entries
 from crm.conversation.matching import LexicalMatcher, RerankMatcher
 from pipelines.dialogue_eval import eval_retrieval
-from pipelines.settings import load_settings
+from settings import load_settings
+from settings.dialogue import KnowledgeConfig
 
 REPO = Path(__file__).resolve().parents[1]
 KB = REPO / "data" / "kb"

@@ -18,7 +18,7 @@ import yaml
 from mlflow import MlflowClient
 
 from pipelines.datasets import finalize, load_dataset
-from pipelines.settings import load_settings
+from settings import load_settings
 from tests.conftest import REPO
 from training.text.spans import bio_spans, spans_bio
 

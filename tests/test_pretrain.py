@@ -63,9 +63,9 @@ def test_pretraining_lowers_heldout_loss_and_registers_the_encoder(pretrained_ws
 def test_finetuning_starts_from_the_pretrained_encoder(pretrained_ws: Path) -> None:
     """The BERT-BiLSTM intent model uses the pretrained tokenizer, and its encoder after one
     fine-tuning epoch is still close to the pretrained weights, far from a random start."""
-    from pipelines.settings import load_settings
     from pipelines.text import load_split, train_and_dev
     from pipelines.text_families import train_bert
+    from settings import load_settings
     from training.text.models import BertBiLSTMClassifier
     from training.text.pretrained import load_pretrained
     from training.tracking import use_experiment

@@ -16,21 +16,21 @@ from pathlib import Path
 import pytest
 import redis
 
-from crm.channels.config import ChannelSettings
 from crm.channels.identity import IdentityMap
 from crm.channels.messages import InboundMessage, Reply
 from crm.channels.service import intake_from_settings
 from crm.channels.webchat import ChatTranscript
-from crm.conversation.config import DialogueConfig
 from crm.conversation.handoff import HandoffDesk
 from crm.conversation.intake import RetryPolicy, SqliteIntake
 from crm.conversation.sessions import RedisSessionStore, Session, open_session_store
 from crm.stores import PlatformStores
 from privacy import admin, atrest
 from privacy.audit import AuditLog
-from privacy.config import PrivacyConfig
 from privacy.crypto import DecryptError, Keyring, is_token
 from privacy.scan import scan_text
+from settings.channels import ChannelSettings
+from settings.dialogue import DialogueConfig
+from settings.privacy import PrivacyConfig
 from tests.conftest import REPO
 
 PHONE, CARD, ID = "13912345678", "6222020200112230", "11010519491231002X"

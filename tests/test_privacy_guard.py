@@ -355,7 +355,7 @@ def test_audit_routes_show_only_the_callers_tenant(world) -> None:
 
 def test_guard_from_params_and_a_bad_policy_stops_start_up(tmp_path, monkeypatch) -> None:
     from privacy.abac import PolicyError
-    from privacy.config import PrivacyConfig
+    from settings.privacy import PrivacyConfig
 
     monkeypatch.setenv("TEST_SCRM_JWT", SECRET)
     config = PrivacyConfig(

@@ -43,9 +43,9 @@ def test_pipeline_steps_track_and_register_on_postgres(
 ) -> None:
     from mlflow import MlflowClient
 
-    from pipelines.settings import load_settings
     from pipelines.text import evaluate_text, promote_text, resolve, train_text
     from pipelines.validate import validate_dataset
+    from settings import load_settings
 
     dataset = "smp2017_ecdt_task1"
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))

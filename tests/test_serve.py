@@ -102,9 +102,9 @@ def test_analyze_fans_out_and_reports_what_is_missing(client, pipeline_workspace
 def test_a_model_without_a_champion_is_reported_not_loaded(tmp_path: Path) -> None:
     """The replica of a model nobody registered yet stays up and says why it cannot answer
     (the gateway turns ModelUnavailable into that 503); run on the class itself, no Ray."""
-    from serving.config import ModelSpec, ServingConfig
     from serving.deployments import DEPLOYMENTS
     from serving.deployments.base import ModelUnavailable
+    from settings.serving import ModelSpec
 
     config = ServingConfig(
         tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",

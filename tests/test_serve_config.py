@@ -9,13 +9,15 @@ from typing import Any
 import pandas as pd
 import pytest
 from ray.serve.schema import ServeDeploySchema
+from settings.UNKNOWN import CONFIG_FILE
 
 from pipelines.serve import deploy_config
-from pipelines.settings import load_settings
 from serving.app import config_from_args
-from serving.config import CONFIG_FILE, GATEWAY, ModelUserConfig, read_deploy_config
 from serving.deployments import EntityModel, TextModel
 from serving.prediction_log import PredictionLog, ab_report, mask_digits, read_log
+from settings import load_settings
+from settings.deploy import GATEWAY, read_deploy_config
+from settings.serving import ModelUserConfig
 
 
 def test_config_file_is_a_valid_serve_config_with_one_deployment_per_model() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pipelines.settings import UnknownName, load_settings
+from settings import UnknownName, load_settings
 from tests.conftest import REPO
 
 

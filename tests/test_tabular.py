@@ -25,7 +25,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.accounts import churn_labels, customer_accounts
 from pipelines.datasets import finalize, load_dataset
-from pipelines.settings import load_settings
+from settings import load_settings
 from tests.conftest import REPO
 from training.tabular.automl import AutoMLParams, deployable, directory_mb, feature_columns
 from training.tabular.challengers import (

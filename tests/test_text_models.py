@@ -20,8 +20,8 @@ from torchcrf import CRF
 from transformers import BertTokenizerFast
 
 from pipelines.datasets import finalize, load_dataset
-from pipelines.settings import load_settings
 from pipelines.text_families import BertFit, Member, bert_logits, ensemble, log_neural_classifier
+from settings import load_settings
 from tests.conftest import REPO
 from training.text.calibration import (
     expected_calibration_error,

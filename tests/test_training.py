@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pipelines.datasets import load_dataset
-from pipelines.settings import load_settings
+from settings import load_settings
 from tests.conftest import REPO
 from training.behaviour import run_behaviour_checks, to_full_width
 from training.evaluate import classification_metrics, confusion_figure

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.datasets import DataLoadError, spans_to_bio
-from pipelines.settings import load_settings
 from pipelines.validate import ValidationFailed, bio_problem, validate_dataset
+from settings import load_settings
 from tests.conftest import REPO
 
 INTENT = "smp2017_ecdt_task1"

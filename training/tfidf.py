@@ -9,29 +9,16 @@ abstain on.
 from __future__ import annotations
 
 import unicodedata
-from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from settings.platform import ClassifierParams, TfidfParams
 
-class TfidfParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    analyzer: Literal["char", "char_wb", "word"] = "char_wb"
-    ngram_min: int = Field(1, ge=1)
-    ngram_max: int = Field(3, ge=1)
-    min_df: int = Field(1, ge=1)
-    sublinear_tf: bool = True
-
-
-class ClassifierParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    C: float = Field(10.0, gt=0)
-    max_iter: int = Field(2000, gt=0)
+__all__ = ["ClassifierParams", "TfidfParams", "build_pipeline"]
 
 
 def build_pipeline(tfidf: TfidfParams, classifier: ClassifierParams, seed: int) -> Pipeline:

@@ -22,9 +22,9 @@ from uuid import uuid4
 import aiomqtt
 from pydantic import ValidationError
 
-from crm.channels.config import ChannelSettings
 from crm.channels.messages import InboundMessage, MessageHandler, Reply
 from crm.channels.service import ChannelService
+from settings.channels import ChannelSettings
 
 log = logging.getLogger(__name__)
 CHANNEL = "mqtt"

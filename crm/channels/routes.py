@@ -1,11 +1,9 @@
 """The channel routes as a FastAPI `APIRouter`, for the gateway to include.
 
-The routes need two things the gateway owns: the `ChannelService` (adapters, identity map,
-intake log) and the message handler (the dialogue). Both are FastAPI dependencies that answer
-503 until the gateway provides them:
+The routes close over two things the gateway replica owns: the `ChannelService` (adapters,
+identity map, intake log) and the message handler (the dialogue):
 
-    api.include_router(channel_router())
-    wire(api, build_channel_service(settings.channels, root), gateway.handle_message)
+    api.include_router(channel_router(service, conversation.handle, ...guards))
 
 | route | what |
 |---|---|
@@ -23,7 +21,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import uuid4
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket
 from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -67,35 +65,6 @@ class IdentityLink(BaseModel):
     )
 
 
-# What `wire` gave this process: the fallback when an app has no dependency overrides (a Ray
-# Serve ingress runs a copy of the app, so overrides set on the original never reach it).
-WIRED: dict[str, Any] = {}
-
-
-def get_channel_service() -> ChannelService:
-    if "service" in WIRED:
-        return WIRED["service"]
-    raise HTTPException(503, "channels are not wired: the gateway provides get_channel_service")
-
-
-def get_message_handler() -> MessageHandler:
-    if "handler" in WIRED:
-        return WIRED["handler"]
-    raise HTTPException(503, "channels are not wired: the gateway provides get_message_handler")
-
-
-Service = Annotated[ChannelService, Depends(get_channel_service)]
-Handler = Annotated[MessageHandler, Depends(get_message_handler)]
-
-
-def wire(app: FastAPI, service: ChannelService, handler: MessageHandler) -> None:
-    """Give the routes their service and handler (FastAPI dependency overrides, and this
-    process's default)."""
-    app.dependency_overrides[get_channel_service] = lambda: service
-    app.dependency_overrides[get_message_handler] = lambda: handler
-    WIRED.update(service=service, handler=handler)
-
-
 def readable(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
@@ -130,12 +99,15 @@ def _open(request: Request) -> None:
 
 
 def channel_router(
+    service: ChannelService,
+    handler: MessageHandler,
     message_guard: Callable[..., Any] = _open,
     history_guard: Callable[..., Any] = _open,
     socket_guard: Callable[[WebSocket], str | None] | None = None,
     identity_guard: Callable[..., Any] = _open,
 ) -> APIRouter:
-    """The channel routes. The gateway passes its access checks (crm/access.py):
+    """The channel routes over `service` (adapters, identity map, intake) and `handler` (the
+    dialogue). The gateway passes its access checks (crm/access.py):
     `message_guard` runs before a message is read (it lets vendor webhooks through: their
     signatures are verified by the adapter before parsing), `history_guard` protects the
     transcript, `socket_guard(socket)` returns why a socket may not chat (None: it may),
@@ -143,7 +115,7 @@ def channel_router(
     router = APIRouter(prefix="/v1/channels", tags=["channels"])
 
     @router.get("/wecom/messages", response_class=PlainTextResponse, responses=ERRORS)
-    async def wecom_verify(request: Request, service: Service) -> PlainTextResponse:
+    async def wecom_verify(request: Request) -> PlainTextResponse:
         """WeCom URL verification: check msg_signature, answer the decrypted echostr."""
         try:
             adapter = service.adapter("wecom")
@@ -153,12 +125,7 @@ def channel_router(
         return PlainTextResponse(echo)
 
     @router.post("/{channel}/messages", responses=ERRORS, dependencies=[Depends(message_guard)])
-    async def channel_message(
-        channel: str,
-        request: Request,
-        service: Service,
-        handler: Handler,
-    ) -> Response:
+    async def channel_message(channel: str, request: Request) -> Response:
         """A vendor message, verified, logged durably, answered in the vendor's format."""
         try:
             adapter = service.adapter(channel)
@@ -178,7 +145,6 @@ def channel_router(
         channel: str,
         sender_id: Annotated[str, SENDER_ID],
         body: IdentityLink,
-        service: Service,
     ) -> dict[str, Any]:
         """Bind a channel identity (a WeCom userid, a web chat session...) to a CRM customer id,
         so the customer's conversation continues on any of their channels. The caller vouches
@@ -198,19 +164,13 @@ def channel_router(
     @router.get(
         "/web_chat/sessions/{session_id}", responses=ERRORS, dependencies=[Depends(history_guard)]
     )
-    async def web_chat_history(
-        service: Service, session_id: Annotated[str, SESSION_ID]
-    ) -> dict[str, Any]:
+    async def web_chat_history(session_id: Annotated[str, SESSION_ID]) -> dict[str, Any]:
         """The session's recent transcript (what a reconnecting client replays)."""
         history = await asyncio.to_thread(service.history, session_id)
         return {"session_id": session_id, "history": history}
 
     @router.websocket("/web_chat/ws")
-    async def web_chat_socket(
-        socket: WebSocket,
-        service: Service,
-        handler: Handler,
-    ) -> None:
+    async def web_chat_socket(socket: WebSocket) -> None:
         """Web chat over a WebSocket; reconnecting with the same session_id resumes it.
 
         Server frames: {"type": "session", "session_id", "history": [...]} once, then one

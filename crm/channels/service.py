@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from crm.channels.config import ChannelSettings
 from crm.channels.dingtalk import DingTalkAdapter
 from crm.channels.identity import IdentityMap
 from crm.channels.messages import (
@@ -30,7 +29,8 @@ from crm.channels.senders import DeliveryFailed, DingTalkWebhookSender, WeComApp
 from crm.channels.webchat import ChatTranscript, WebChatAdapter
 from crm.channels.wecom import WeComAdapter
 from crm.conversation.intake import GroupCommitter, IntakeLog, RetryPolicy, open_intake
-from privacy.atrest import cipher_for, data_key
+from privacy.atrest import FieldCipher, data_key
+from settings.channels import ChannelSettings
 
 log = logging.getLogger(__name__)
 Deliver = Callable[[InboundMessage, Reply], Awaitable[None]]
@@ -204,7 +204,9 @@ class ChannelService:
         self.intake.close()
 
 
-def intake_from_settings(settings: ChannelSettings, root: Path) -> IntakeLog:
+def intake_from_settings(
+    settings: ChannelSettings, root: Path, cipher: FieldCipher | None
+) -> IntakeLog:
     """The configured intake log, its messages encrypted at rest (privacy/atrest.py)."""
     config = settings.intake
     policy = RetryPolicy(config.lease_s, config.max_attempts, config.backoff_s)
@@ -215,11 +217,13 @@ def intake_from_settings(settings: ChannelSettings, root: Path) -> IntakeLog:
         config.synchronous,
         config.redis_url,
         config.stream,
-        cipher=cipher_for(root),
+        cipher=cipher,
     )
 
 
-def build_channel_service(settings: ChannelSettings, root: Path) -> ChannelService:
+def build_channel_service(
+    settings: ChannelSettings, root: Path, cipher: FieldCipher | None
+) -> ChannelService:
     """Every channel whose secrets are in the environment; the others answer 503."""
     adapters: list[ChannelAdapter] = [WebChatAdapter(settings.web_chat.tenant)]
     unconfigured: dict[str, list[str]] = {}
@@ -250,8 +254,8 @@ def build_channel_service(settings: ChannelSettings, root: Path) -> ChannelServi
     service = ChannelService(
         adapters,
         identity,
-        intake_from_settings(settings, root),
-        ChatTranscript(store, cipher_for(root), transcript_owner),
+        intake_from_settings(settings, root, cipher),
+        ChatTranscript(store, cipher, transcript_owner),
         mode=settings.intake.mode,
         reply_timeout_s=settings.intake.reply_timeout_s,
         history_turns=settings.web_chat.history_turns,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crm.conversation.config import DialogueConfig
 from crm.conversation.flows import Action, FlowEngine, demo_actions, load_flows
 from crm.conversation.handoff import HandoffDesk, HandoffPolicy, ValueOf
 from crm.conversation.knowledge import KnowledgeBase, knowledge_matcher, load_entries
@@ -20,7 +19,8 @@ from crm.conversation.understanding import (
     QuestionMatcher,
     Understanding,
 )
-from privacy.atrest import cipher_for
+from privacy.atrest import FieldCipher
+from settings.dialogue import DialogueConfig
 
 __all__ = [
     "Analysis",
@@ -45,15 +45,16 @@ def build_dialogue(
     deliver: Deliver | None = None,
     value_of: ValueOf | None = None,
     pair_model: QuestionMatcher | None = None,
+    *,
+    cipher: FieldCipher | None,
 ) -> DialogueManager:
     """A manager wired from settings; anything not given gets the local default (the
     configured matcher over `pair_model`, else lexical; the configured session store, demo
-    flow actions, no events, no delivery)."""
+    flow actions, no events, no delivery). `cipher` encrypts sessions and tickets at rest
+    (None: plaintext, for tests of the dialogue alone)."""
     entries = load_entries(root / config.knowledge.kb_dir)
     matcher = matcher or knowledge_matcher(config.knowledge, entries, pair_model)
     sessions = config.session
-    # Sessions and tickets are encrypted at rest (privacy/atrest.py).
-    cipher = cipher_for(root) if store is None or config.handoff.desk_path else None
     return DialogueManager(
         config=config,
         understanding=understanding,

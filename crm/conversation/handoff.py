@@ -20,10 +20,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from crm.conversation.config import HandoffConfig
 from crm.conversation.understanding import Analysis
 from privacy.atrest import FieldCipher, open_opt, seal_opt
 from privacy.crypto import DecryptError, EncryptedColumn
+from settings.dialogue import HandoffConfig
 
 COLUMNS = [EncryptedColumn("desk", "body", "handoff.{kind}", "{data_key}")]
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from crm.conversation.config import KnowledgeConfig
 from crm.conversation.matching import LexicalMatcher, RerankMatcher
 from crm.conversation.understanding import QuestionMatcher
+from settings.dialogue import KnowledgeConfig
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from crm.conversation.config import DialogueConfig
 from crm.conversation.flows import FlowEngine, Step
 from crm.conversation.handoff import DeskError, HandoffDesk, HandoffPolicy, Ticket
 from crm.conversation.knowledge import KnowledgeBase
@@ -30,6 +29,7 @@ from crm.conversation.sessions import (
     session_key,
 )
 from crm.conversation.understanding import Analysis, Understanding
+from settings.dialogue import DialogueConfig
 
 log = logging.getLogger(__name__)
 LOCK_STRIPES = 64

@@ -41,7 +41,7 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from pipelines.datasets import DataLoadError
         from pipelines.serve import ServeError
-        from pipelines.settings import UnknownName
+        from settings import UnknownName
 
         try:
             return command(*args, **kwargs)
@@ -56,7 +56,7 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def settings():
-    from pipelines.settings import load_settings
+    from settings import load_settings
 
     return load_settings()
 

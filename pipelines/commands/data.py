@@ -64,7 +64,7 @@ def data_add(
     commands know it by name.
     """
     from pipelines.byod import add_dataset
-    from pipelines.settings import KINDS
+    from settings.platform import KINDS
 
     if kind not in KINDS or kind == "transactions":
         fail(

@@ -30,11 +30,14 @@ def keys_rotate(
     The first run creates the keyring (params privacy.keyring_file, owner-only); with the
     keyring in $SCRM_PRIVACY_KEYS, values move to that keyring's active key instead.
     """
-    from privacy.admin import rotate_keys
+    from crm.stores import platform_stores
+    from privacy.admin import rotate_keys, vault_of
+    from privacy.atrest import FieldCipher
 
     config = settings()
+    registry = platform_stores(config, FieldCipher(vault_of(config.privacy, config.root)))
     with console.status("Rotating encryption keys"):
-        result = rotate_keys(config.privacy, config.root, new_key=new_key, retire=retire)
+        result = rotate_keys(config.privacy, config.root, registry, new_key, retire)
     emit(result, results_fp)
     console.print(f"[green]✓[/] active key {result['active']}; values by key "
                   f"{result['values_by_key']}", highlight=False)  # fmt: skip
@@ -116,16 +119,19 @@ def customers_erase(
     results_fp: ResultsFp = None,
 ) -> None:
     """Delete a customer's personal data and shred their data keys; the act is audited."""
-    from privacy.admin import erase
+    from crm.stores import platform_stores
+    from privacy.admin import erase, vault_of
+    from privacy.atrest import FieldCipher
 
     if not yes:
         fail(f"erasing customer {customer_id} cannot be undone; add --yes to confirm")
     if not customer_id.strip() or len(customer_id) > 64:
         fail("customer id must be 1-64 characters")
     config = settings()
-    result = erase(
-        config.privacy, config.root, config.path(config.features.event_log), customer_id, tenant
-    )
+    vault = vault_of(config.privacy, config.root)
+    registry = platform_stores(config, FieldCipher(vault))
+    result = erase(config.privacy, config.root, config.event_log, customer_id, registry,
+                   tenant, vault=vault)  # fmt: skip
     emit(result, results_fp)
     console.print(
         f"[green]✓[/] erased {customer_id}: {result['profile_fields_deleted']} profile fields, "

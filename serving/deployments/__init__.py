@@ -1,6 +1,6 @@
 """One Ray Serve deployment class per model family; each served model is one deployment.
 
-`DEPLOYMENTS[kind]` maps a ModelSpec kind (serving/config.yaml `args.models`) to its class.
+`DEPLOYMENTS[kind]` maps a ModelSpec kind (params.yaml `serving.models`) to its class.
 """
 
 from serving.deployments.base import ModelUnavailable, RegistryModel

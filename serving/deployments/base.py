@@ -20,9 +20,9 @@ from typing import Any
 
 from ray import serve
 
-from privacy.masking import install_log_masking
-from serving.config import ModelSpec, ModelUserConfig, ServingConfig
-from serving.prediction_log import PredictionLog
+from serving.prediction_log import PredictionLog, Redaction
+from settings import Settings
+from settings.serving import ModelSpec, ModelUserConfig
 
 log = logging.getLogger("ray.serve")
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -41,22 +41,21 @@ class Loaded:
 class RegistryModel:
     """Base of the family deployments; a family only says how to score a list of items."""
 
-    def __init__(self, name: str, spec: ModelSpec, config: ServingConfig):
+    def __init__(self, name: str, spec: ModelSpec, settings: Settings, redaction: Redaction):
         import mlflow
         from mlflow import MlflowClient
 
-        install_log_masking()  # model replicas' logs never carry raw phone/ID/card numbers
-        mlflow.set_tracking_uri(config.tracking_uri)
+        redaction.install_logs()  # model replicas' logs never carry raw phone/ID/card numbers
+        mlflow.set_tracking_uri(settings.tracking_uri)
         self.name = name
         self.spec = spec
-        self.config = config
-        self.client = MlflowClient(config.tracking_uri)
+        self.client = MlflowClient(settings.tracking_uri)
         self.settings = ModelUserConfig()
         self.variants: dict[str, Loaded] = {}
         self.problem: str | None = None
         self.refresh_lock = threading.Lock()
         self.poller: asyncio.Task | None = None
-        self.log = PredictionLog(config.prediction_log)
+        self.log = PredictionLog(settings.prediction_log, redaction)
         self.refresh()
 
     # --- registry -------------------------------------------------------------------------

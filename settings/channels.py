@@ -1,4 +1,4 @@
-"""Typed `channels:` settings of params.yaml (pipelines/settings.py embeds them).
+"""params.yaml `channels:`: the channel adapters, the identity map and the intake log.
 
 Secrets never sit in params.yaml: each channel names the environment variables holding its
 token / key / secret, and a channel whose variables are unset is answered with a 503 that says
@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from settings.base import Strict
 
 
 class WeComSettings(Strict):

@@ -1,16 +1,10 @@
-"""Typed privacy settings (params.yaml `privacy:`), shared by the gateway and the `scrm` CLI.
-
-Defined here rather than in pipelines/settings.py so serving can build its guard from the same
-model without importing pipeline code; pipelines/settings.py embeds it as `Settings.privacy`.
-"""
+"""params.yaml `privacy:`: policies, keys, the audit trail, tenancy and request limits."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from settings.base import Strict
 
 
 class JwtSettings(Strict):

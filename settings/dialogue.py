@@ -1,17 +1,12 @@
-"""Typed dialogue settings: params.yaml `dialogue:` (loaded by pipelines/settings.py).
-
-Defined here, not in pipelines, so serving can build a dialogue without importing pipelines.
-"""
+"""params.yaml `dialogue:`: task flows, the knowledge base, sessions and handoff to humans."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from settings.base import Strict
 
 
 class SessionConfig(Strict):

@@ -1,34 +1,16 @@
-"""Typed view of `params.yaml`.
-
-Every pipeline step reads its settings from here, so a value lives in one place and a typo in
-params.yaml fails loudly at start-up instead of silently falling back to a default in code.
-Paths in params.yaml are relative to the project root; this module makes them absolute.
+"""Settings of the model platform (the offline half): MLflow, data sets, features, text and
+tabular training, the registry gate. params.yaml sections `mlflow`, `data`, `datasets`,
+`features`, `text`, `tabular`, `registry`.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import Field, PositiveInt
 
-from crm.channels.config import ChannelSettings
-from crm.conversation.config import DialogueConfig
-from privacy.config import PrivacyConfig
-from training.tfidf import ClassifierParams, TfidfParams
-
-PARAMS_FILE = "params.yaml"
-
-
-class UnknownName(LookupError):
-    """A name (data set, task) that params.yaml does not define; the message lists the known."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from settings.base import Strict, UnknownName
 
 
 class MlflowSettings(Strict):
@@ -117,6 +99,19 @@ class TextTask(Strict):
     # their probabilities are averaged (bagging by seed). Pays where one fit is short and
     # noisy (a few thousand chat turns), not where one fit already spends the budget.
     bert_members: int = Field(1, ge=1, le=10)
+
+
+class TfidfParams(Strict):
+    analyzer: Literal["char", "char_wb", "word"] = "char_wb"
+    ngram_min: int = Field(1, ge=1)
+    ngram_max: int = Field(3, ge=1)
+    min_df: int = Field(1, ge=1)
+    sublinear_tf: bool = True
+
+
+class ClassifierParams(Strict):
+    C: float = Field(10.0, gt=0)
+    max_iter: int = Field(2000, gt=0)
 
 
 class BaselineSettings(Strict):
@@ -312,113 +307,3 @@ class TabularSettings(Strict):
 
 class RegistrySettings(Strict):
     min_improvement: float = Field(ge=0.0)
-
-
-class ServingSettings(Strict):
-    host: str
-    port: int = Field(gt=0, lt=65536)
-    max_text_chars: int = Field(gt=0)
-    # Replicas, CPUs, batching and A/B live in this Ray Serve config file.
-    config: str = "serving/config.yaml"
-    # sqlite log of every prediction (masked inputs), read by `scrm ab report` and monitoring.
-    prediction_log: str = "data/predictions/predictions.db"
-
-
-class Settings(Strict):
-    """All of params.yaml, plus the project root every relative path hangs from."""
-
-    root: Path
-    seed: int
-    mlflow: MlflowSettings
-    data: DataSettings
-    datasets: dict[str, DatasetSpec]
-    features: FeatureSettings
-    text: TextSettings
-    tabular: TabularSettings
-    registry: RegistrySettings
-    serving: ServingSettings
-    dialogue: DialogueConfig = Field(default_factory=DialogueConfig)
-    channels: ChannelSettings = Field(default_factory=ChannelSettings)
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
-
-    def path(self, relative: str) -> Path:
-        return self.root / relative
-
-    @property
-    def tracking_uri(self) -> str:
-        """MLFLOW_TRACKING_URI wins, so the same code runs against a Postgres-backed server."""
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or self.mlflow.tracking_uri
-        prefix = "sqlite:///"
-        if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-            uri = prefix + str(self.root / uri[len(prefix) :])
-        return uri
-
-    @property
-    def artifact_root(self) -> Path:
-        return self.path(self.mlflow.artifact_root)
-
-    def dataset(self, name: str) -> DatasetSpec:
-        if name not in self.datasets:
-            known = ", ".join(sorted(self.datasets))
-            raise UnknownName(f"Unknown dataset {name!r}; known: {known}")
-        return self.datasets[name]
-
-    def raw_dir(self, name: str) -> Path:
-        return self.path(self.data.raw_dir) / name
-
-    def validated_file(self, name: str) -> Path:
-        return self.path(self.data.validated_dir) / f"{name}.parquet"
-
-    def validation_report(self, name: str) -> Path:
-        return self.path(self.data.reports_dir) / f"{name}.json"
-
-    def data_docs(self, name: str) -> Path:
-        return self.path(self.data.reports_dir) / f"{name}_docs"
-
-    @property
-    def feature_repo(self) -> Path:
-        return self.path(self.features.repo_dir)
-
-    @property
-    def features_dir(self) -> Path:
-        return self.path(self.features.output_dir)
-
-    @property
-    def online_store(self) -> str:
-        """SCRM_FEAST_ONLINE_STORE wins, so the same repo serves from a Redis server."""
-        return os.environ.get("SCRM_FEAST_ONLINE_STORE") or self.features.online_store
-
-    def model_dir(self, model: str) -> Path:
-        """data/models/<model>: a task's step outputs (train/evaluate/promote JSON, plots)."""
-        return self.path(self.text.output_dir) / model
-
-
-def find_root(start: Path | None = None) -> Path:
-    """SCRM_ROOT, else the nearest folder upwards from `start` (or the cwd) with params.yaml."""
-    if env_root := os.environ.get("SCRM_ROOT"):
-        return Path(env_root).resolve()
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / PARAMS_FILE).is_file():
-            return folder
-    raise FileNotFoundError(f"No {PARAMS_FILE} in {here} or any parent; run scrm from the project")
-
-
-DATASET_FILE = "dataset.yaml"
-
-
-def registered_datasets(raw_dir: Path) -> dict[str, dict]:
-    """Data sets added with `scrm data add`: each carries its spec in data/raw/NAME/dataset.yaml."""
-    found = {}
-    for spec_file in sorted(raw_dir.glob(f"*/{DATASET_FILE}")):
-        found[spec_file.parent.name] = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
-    return found
-
-
-def load_settings(root: Path | None = None) -> Settings:
-    root = (root or find_root()).resolve()
-    with open(root / PARAMS_FILE, encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle)
-    added = registered_datasets(root / raw["data"]["raw_dir"])
-    raw["datasets"] = {**added, **raw["datasets"]}
-    return Settings(root=root, **raw)
