@@ -28,7 +28,7 @@ from crm.conversation.worker import IntakeWorker
 from privacy.atrest import open_cipher
 from serving.client import ModelClient
 from serving.metrics import Metrics
-from serving.tabular import TabularScorer
+from serving.tabular import FeatureClients, TabularScorer, online_clients
 from settings import Settings
 
 log = logging.getLogger("ray.serve")
@@ -93,18 +93,21 @@ def build_parts(
     conversation: Any,
     features: Any = None,
     stream: Any = None,
+    feature_clients: FeatureClients | None = None,
 ) -> AppParts:
     """A gateway replica's parts over the model and Conversation deployments' handles.
 
-    `features`/`stream` default to the Feast online store of settings (tests pass fakes)."""
+    `features`/`stream`/`feature_clients` default to the Feast online store of settings
+    (tests pass fakes)."""
     if features is None:
         features, stream = features_of(settings)
+    if feature_clients is None:
+        feature_clients = online_clients(settings.feature_repo, settings.online_store)
     access = AccessControl.from_settings(settings, lambda cid: features.get(cid) is not None)
     metrics = Metrics()
     models = ModelClient(model_handles, settings.serving, access.caller_tenant,
                          metrics.observe_answer)  # fmt: skip
-    scorer = TabularScorer(models, settings.feature_repo, settings.online_store,
-                           access.authorize_customers)  # fmt: skip
+    scorer = TabularScorer(models, feature_clients, access.authorize_customers)
     cipher = open_cipher(settings.root, settings.privacy)
     channels = build_channel_service(settings.channels, settings.root, cipher)
     access.session_owner = lambda session_id: channels.identity.lookup(

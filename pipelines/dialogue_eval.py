@@ -199,7 +199,9 @@ def in_process_dialogue(
         store = SqliteSessionStore(Path(folder) / "sessions.db", settings.dialogue.session.ttl_s)
         handoff = settings.dialogue.handoff.model_copy(update={"desk_path": None})
         config = settings.dialogue.model_copy(update={"handoff": handoff})
-        yield build_dialogue(config, settings.root, PyfuncUnderstanding(model), store=store), source
+        understanding = PyfuncUnderstanding(model)
+        # a throwaway session file and an in-memory desk: nothing to encrypt that outlives this
+        yield build_dialogue(config, settings.root, understanding, store=store, cipher=None), source
 
 
 def eval_dialogue_in_process(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +21,32 @@ from serving.schemas import TabularRequest
 AuthorizeCustomers = Callable[[list[str]], None]
 
 
+# A Feast feature service's name -> its online client (features.store.OnlineFeatureClient).
+FeatureClients = Callable[[str], Any]
+
+
+def online_clients(feature_repo: Path, online_store: str) -> FeatureClients:
+    """One OnlineFeatureClient per feature service, opened on first use."""
+
+    @cache
+    def client_of(service: str) -> Any:
+        from features.store import OnlineFeatureClient
+
+        return OnlineFeatureClient(feature_repo, service, online_store)
+
+    return client_of
+
+
 class TabularScorer:
     def __init__(
         self,
         client: ModelClient,
-        feature_repo: Path,
-        online_store: str,
+        feature_client: FeatureClients,
         authorize: AuthorizeCustomers | None = None,
     ):
         self.client = client
-        self.feature_repo, self.online_store = feature_repo, online_store
+        self.feature_client = feature_client
         self.authorize = authorize
-        self.feature_clients: dict[str, Any] = {}
-
-    def feature_client(self, service: str) -> Any:
-        from features.store import OnlineFeatureClient
-
-        if service not in self.feature_clients:
-            self.feature_clients[service] = OnlineFeatureClient(
-                self.feature_repo, service, self.online_store
-            )
-        return self.feature_clients[service]
 
     async def online_rows(self, model: str, ids: list[str]) -> dict[str, dict | None]:
         spec = self.client.settings.models[model]

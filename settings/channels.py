@@ -62,15 +62,14 @@ class IntakeSettings(Strict):
     redis_url: str | None = None
     stream: str = "scrm:intake"
     # inline: the route answers with the reply (the worker only retries failures);
-    # async: the route acknowledges at once and the worker answers through the channel.
+    # async: the route acknowledges at once and the worker (one in every gateway replica)
+    # answers through the dialogue and delivers on the customer's channel.
     mode: Literal["inline", "async"] = "inline"
     reply_timeout_s: float = Field(4.0, gt=0)  # WeCom retries after 5 s without an answer
     lease_s: float = Field(30.0, gt=0)
     max_attempts: int = Field(5, ge=1)
     backoff_s: float = Field(1.0, ge=0)
     batch: int = Field(32, ge=1)
-    # `scrm intake worker`: a factory `module:function(gateway_url) -> async handler`.
-    handler: str = "crm.channels.handlers:gateway_intent"
 
 
 class ChannelSettings(Strict):

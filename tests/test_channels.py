@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from crm.channels.dingtalk import DingTalkAdapter, sign
 from crm.channels.identity import IdentityMap
 from crm.channels.messages import InboundMessage, Reply
-from crm.channels.routes import channel_router, get_message_handler, wire
+from crm.channels.routes import channel_router
 from crm.channels.service import ChannelService
 from crm.channels.webchat import ChatTranscript, WebChatAdapter
 from crm.channels.wecom import WeComAdapter, WeComCrypto, encrypted_request_xml, signature
@@ -36,8 +36,11 @@ class Dialogue:
 
     def __init__(self):
         self.seen: list[InboundMessage] = []
+        self.instead = None  # another handler to answer with (a test swaps the dialogue)
 
     async def __call__(self, message: InboundMessage) -> Reply:
+        if self.instead is not None:
+            return await self.instead(message)
         self.seen.append(message)
         return Reply(
             text=f"收到：{message.text}", intent="echo", data={"customer_id": message.customer_id}
@@ -56,9 +59,8 @@ def setup(tmp_path):
         unconfigured={"mqtt_http": ["X"]},
     )
     app = FastAPI()
-    app.include_router(channel_router())
     dialogue = Dialogue()
-    wire(app, service, dialogue)
+    app.include_router(channel_router(service, dialogue))
     with TestClient(app) as client:
         yield client, service, dialogue
     service.close()
@@ -304,16 +306,6 @@ def test_known_channel_without_secrets_is_503_naming_the_variables(setup) -> Non
     assert answer.status_code == 503 and "set X" in answer.json()["detail"]
 
 
-def test_routes_answer_503_until_the_gateway_wires_them(monkeypatch) -> None:
-    import crm.channels.routes
-
-    monkeypatch.setattr(crm.channels.routes, "WIRED", {})  # nothing wired in this process
-    app = FastAPI()
-    app.include_router(channel_router())
-    answer = TestClient(app).post("/v1/channels/web_chat/messages", json={})
-    assert answer.status_code == 503 and "not wired" in answer.json()["detail"]
-
-
 def test_web_chat_http_turn_and_bad_payloads(setup) -> None:
     client, _, _ = setup
     answer = client.post(
@@ -418,9 +410,8 @@ def test_async_mode_acknowledges_first_and_the_worker_answers_later(tmp_path) ->
         mode="async",
     )
     app = FastAPI()
-    app.include_router(channel_router())
     dialogue = Dialogue()
-    wire(app, service, dialogue)
+    app.include_router(channel_router(service, dialogue))
     client = TestClient(app)
     answer = client.post(
         "/v1/channels/web_chat/messages",
@@ -439,12 +430,12 @@ def test_async_mode_acknowledges_first_and_the_worker_answers_later(tmp_path) ->
 
 
 def test_failing_dialogue_leaves_the_message_for_the_worker(setup) -> None:
-    client, service, _ = setup
+    client, service, dialogue = setup
 
     async def broken(message: InboundMessage) -> Reply:
         raise RuntimeError("dialogue down")
 
-    client.app.dependency_overrides[get_message_handler] = lambda: broken
+    dialogue.instead = broken
     answer = client.post(
         "/v1/channels/web_chat/messages", json={"session_id": "s", "text": "hi", "message_id": "f1"}
     )
@@ -594,9 +585,8 @@ def test_dialogue_manager_glue_converts_turns_replies_and_agent_messages(setup) 
     from crm.conversation.handler import message_handler
     from crm.conversation.manager import Outbound
     from crm.conversation.manager import Reply as DialogueReply
-    from crm.conversation.models import channel_deliver
 
-    client, service, _ = setup
+    client, service, dialogue = setup
 
     class Manager:  # the DialogueManager's interface: handle(Turn) -> Reply, deliver callback
         def __init__(self):
@@ -609,8 +599,10 @@ def test_dialogue_manager_glue_converts_turns_replies_and_agent_messages(setup) 
             return DialogueReply("您的余额是…", "task", "C-1", "bot", intent="balance")
 
     manager = Manager()
-    client.app.dependency_overrides[get_message_handler] = lambda: message_handler(manager)
-    deliver = channel_deliver(service)
+    dialogue.instead = message_handler(manager)
+
+    def deliver(outbound: Outbound) -> None:  # what the gateway does with a desk's outbound
+        service.push_soon(outbound.channel, outbound.sender_id, outbound.text, outbound.role)
     with client.websocket_connect("/v1/channels/web_chat/ws?session_id=glue") as socket:
         socket.receive_json()
         socket.send_text(json.dumps({"text": "查余额", "customer_id": "C-1"}))
@@ -648,7 +640,7 @@ def test_build_channel_service_enables_the_channels_whose_secrets_are_set(
         "SCRM_DINGTALK_APP_SECRET",
     ):
         monkeypatch.delenv(name, raising=False)
-    bare = build_channel_service(ChannelSettings(), tmp_path)
+    bare = build_channel_service(ChannelSettings(), tmp_path, None)
     assert bare.router.supported == ["web_chat"] and sorted(bare.unconfigured) == [
         "dingtalk",
         "wecom",
@@ -661,7 +653,7 @@ def test_build_channel_service_enables_the_channels_whose_secrets_are_set(
     monkeypatch.setenv("SCRM_WECOM_CORP_ID", CORP)
     monkeypatch.setenv("SCRM_WECOM_SECRET", "app-secret")
     monkeypatch.setenv("SCRM_DINGTALK_APP_SECRET", SECRET)
-    full = build_channel_service(ChannelSettings(), tmp_path)
+    full = build_channel_service(ChannelSettings(), tmp_path, None)
     assert full.router.supported == ["dingtalk", "web_chat", "wecom"] and not full.unconfigured
     assert sorted(full.outbound) == ["dingtalk", "wecom"]
     assert (tmp_path / "data/events/intake.db").is_file()

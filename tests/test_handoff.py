@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from crm.conversation import Outbound
+from crm.conversation.desk import LocalDesk
 from crm.conversation.desk_routes import agent_router
 from crm.conversation.handoff import HandoffDesk
 from crm.conversation.sessions import BOT, OPEN, PENDING, RESOLVED
@@ -91,7 +92,7 @@ def agent_app(tmp_path: Path, **kwargs):
     delivered: list[Outbound] = []
     manager = make_manager(tmp_path, deliver=delivered.append, **kwargs)
     app = FastAPI()
-    app.include_router(agent_router(manager))
+    app.include_router(agent_router(LocalDesk(manager)))
     return manager, TestClient(app), delivered
 
 
@@ -194,11 +195,14 @@ def test_a_sqlite_desk_is_shared_between_processes_and_survives_a_restart(tmp_pa
 
 def test_a_dialogue_on_a_sqlite_desk_hands_off_and_lets_the_agent_answer(tmp_path) -> None:
     from crm.conversation import DialogueConfig
+    from privacy.atrest import open_cipher
     from settings.dialogue import HandoffConfig
+    from settings.privacy import PrivacyConfig
 
     config = DialogueConfig(handoff=HandoffConfig(desk_path=str(tmp_path / "desk.db")))
     delivered = []
-    manager = make_manager(tmp_path, config=config, deliver=delivered.append)
+    cipher = open_cipher(tmp_path, PrivacyConfig())
+    manager = make_manager(tmp_path, config=config, deliver=delivered.append, cipher=cipher)
     # build_dialogue resolves desk_path against the repo root; an absolute path stays put
     assert manager.desk.db is not None and (tmp_path / "desk.db").is_file()
     manager.desk.register("li", {"general"})

@@ -1,7 +1,7 @@
 """Encryption at rest of the conversation stores, key rotation while they are in use, erasure.
 
-Stores are opened the way the gateway opens them (`cipher_for(root)` on a throwaway project
-root with the repo's params.yaml); the raw sqlite bytes are grepped for the personal numbers.
+Stores are opened the way the gateway opens them (`open_cipher` on a throwaway project root with
+the repo's params.yaml); the raw sqlite bytes are grepped for the personal numbers.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from crm.channels.webchat import ChatTranscript
 from crm.conversation.handoff import HandoffDesk
 from crm.conversation.intake import RetryPolicy, SqliteIntake
 from crm.conversation.sessions import RedisSessionStore, Session, open_session_store
-from crm.stores import PlatformStores
+from crm.stores import desk_path, platform_stores
 from privacy import admin, atrest
 from privacy.audit import AuditLog
 from privacy.crypto import DecryptError, Keyring, is_token
 from privacy.scan import scan_text
+from settings import Settings, load_settings
 from settings.channels import ChannelSettings
 from settings.dialogue import DialogueConfig
 from settings.privacy import PrivacyConfig
@@ -48,6 +49,32 @@ def fresh_cipher(root: Path) -> atrest.FieldCipher:
     return atrest.open_cipher(root, PrivacyConfig())
 
 
+class Stores:
+    """Where the project at `root` keeps its conversation stores (from its settings)."""
+
+    def __init__(self, root: Path):
+        self.settings: Settings = load_settings(root, environ={})
+        self.channels, self.dialogue = self.settings.channels, self.settings.dialogue
+        self.channel_db = self.settings.path(self.channels.store)
+        self.intake_path = self.settings.path(self.channels.intake.path)
+        self.desk_path = desk_path(self.settings)
+
+
+def erase(root: Path, customer: str) -> dict:
+    """`scrm customers erase` as the CLI runs it: every registered store."""
+    stores = Stores(root)
+    vault = admin.vault_of(stores.settings.privacy, root)
+    registry = platform_stores(stores.settings, atrest.FieldCipher(vault))
+    event_log = root / "data/events/conversations.db"
+    return admin.erase(PrivacyConfig(), root, event_log, customer, registry, vault=vault)
+
+
+def rotate(root: Path, new_key: bool, retire: bool) -> dict:
+    stores = Stores(root)
+    registry = platform_stores(stores.settings, fresh_cipher(root))
+    return admin.rotate_keys(PrivacyConfig(), root, registry, new_key, retire)
+
+
 def message(customer: str, n: int, tenant: str = "acme", text: str = TEXT) -> InboundMessage:
     return InboundMessage(
         tenant=tenant,
@@ -61,10 +88,10 @@ def message(customer: str, n: int, tenant: str = "acme", text: str = TEXT) -> In
 
 def populate(root: Path, cipher: atrest.FieldCipher, customer: str, tenant: str = "acme") -> dict:
     """One customer's data in every conversation store, as the gateway writes it."""
-    stores = PlatformStores.from_params(root)
+    stores = Stores(root)
     identity = IdentityMap(stores.channel_db)
     identity.link(tenant, "web_chat", f"s-{customer}", customer)
-    intake = intake_from_settings(stores.channels, root)
+    intake = intake_from_settings(stores.channels, root, cipher)
     accepted = intake.append(message(customer, 1, tenant), "gateway")
     intake.complete(accepted.ref, Reply(text=f"已记录 {PHONE}"))
     intake.append(message(customer, 2, tenant))
@@ -95,8 +122,8 @@ def populate(root: Path, cipher: atrest.FieldCipher, customer: str, tenant: str 
 
 def read_back(root: Path, cipher: atrest.FieldCipher, customer: str, handles: dict) -> None:
     """Every store returns the plaintext through its public interface."""
-    stores = PlatformStores.from_params(root)
-    intake = intake_from_settings(stores.channels, root)
+    stores = Stores(root)
+    intake = intake_from_settings(stores.channels, root, cipher)
     assert intake.status("web_chat", f"{customer}-1")["reply"]["text"] == f"已记录 {PHONE}"
     claimed = [c for c in intake.claim("test", 100) if c.message.customer_id == customer]
     assert claimed and all(c.message.text == TEXT for c in claimed)
@@ -122,11 +149,11 @@ def raw_findings(root: Path) -> list:
 
 
 def test_personal_fields_are_encrypted_at_rest_with_a_key_id(root) -> None:
-    cipher = atrest.cipher_for(root)
+    cipher = fresh_cipher(root)
     handles = populate(root, cipher, "C-1")
     read_back(root, fresh_cipher(root), "C-1", handles)
     assert raw_findings(root) == []
-    stores = PlatformStores.from_params(root)
+    stores = Stores(root)
     with sqlite3.connect(stores.intake_path) as db:
         body, tenant, key = db.execute(
             "SELECT message, tenant, data_key FROM intake WHERE message_id = 'C-1-1'"
@@ -139,9 +166,9 @@ def test_personal_fields_are_encrypted_at_rest_with_a_key_id(root) -> None:
 
 def test_rotation_while_in_use_reencrypts_every_store_and_retires_the_old_key(root) -> None:
     config = PrivacyConfig()
-    writer = atrest.cipher_for(root)  # a running gateway's cipher, keyring k1
+    writer = fresh_cipher(root)  # a running gateway's cipher, keyring k1
     populate(root, writer, "C-1")
-    first = admin.rotate_keys(config, root, new_key=True, retire=False)
+    first = rotate(root, new_key=True, retire=False)
     assert first["active"] == "k2"
     for name in ("intake.message", "sessions.body", "web_chat_transcript.text", "desk.body"):
         assert first[name]["reencrypted"] >= 1, (name, first)
@@ -149,24 +176,24 @@ def test_rotation_while_in_use_reencrypts_every_store_and_retires_the_old_key(ro
     time.sleep(atrest.KEYRING_CHECK_S + 0.1)
     handles = populate(root, writer, "C-2")
     assert writer.vault.keyring.active == "k2"
-    second = admin.rotate_keys(config, root, new_key=False, retire=True)
+    second = rotate(root, new_key=False, retire=True)
     assert second["retired"] == ["k1"], second
     assert set(second["values_by_key"]) == {"k2"}
     reader = fresh_cipher(root)
     assert set(Keyring.load(root / config.keyring_file, None).keys) == {"k2"}
     read_back(root, reader, "C-2", handles)
-    stores = PlatformStores.from_params(root)
+    stores = Stores(root)
     transcript = ChatTranscript(stores.channel_db, reader)
     assert [line["text"] for line in transcript.recent("s-C-1")] == [TEXT]  # nothing lost
     assert raw_findings(root) == []
 
 
 def test_rotation_encrypts_rows_written_before_encryption(root) -> None:
-    stores = PlatformStores.from_params(root)
+    stores = Stores(root)
     plain = ChatTranscript(stores.channel_db)  # no cipher: an old plaintext store
     plain.add("s-old", "customer", TEXT)
     assert raw_findings(root)
-    admin.rotate_keys(PrivacyConfig(), root, new_key=True, retire=False)
+    rotate(root, new_key=True, retire=False)
     assert raw_findings(root) == [] or all("-wal" in f.file for f in raw_findings(root))
     with sqlite3.connect(stores.channel_db) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -176,18 +203,18 @@ def test_rotation_encrypts_rows_written_before_encryption(root) -> None:
 
 
 def test_erase_removes_the_customer_from_every_store_and_is_audited(root) -> None:
-    cipher = atrest.cipher_for(root)
+    cipher = fresh_cipher(root)
     handles = {c: populate(root, cipher, c) for c in ("C-1", "C-2")}
-    result = admin.erase(PrivacyConfig(), root, root / "data/events/conversations.db", "C-1")
+    result = erase(root, "C-1")
     assert result["intake_messages_deleted"] == 2
     assert result["sessions_deleted"] == 1
     assert result["web_chat_lines_deleted"] == 1
     assert result["identities_deleted"] == 1
     assert result["handoff_tickets_deleted"] == 1
     assert result["data_keys_shredded"] >= 2  # acme/C-1 (channels) and C-1 (sessions, desk)
-    stores = PlatformStores.from_params(root)
+    stores = Stores(root)
     reader = fresh_cipher(root)
-    intake = intake_from_settings(stores.channels, root)
+    intake = intake_from_settings(stores.channels, root, cipher)
     assert intake.status("web_chat", "C-1-1") is None
     session = open_session_store(
         "sqlite", root, stores.dialogue.session.sqlite_path, 600, "", reader
@@ -204,13 +231,13 @@ def test_erase_removes_the_customer_from_every_store_and_is_audited(root) -> Non
 
 
 def test_a_backup_copy_is_unreadable_once_the_customer_is_shredded(root) -> None:
-    cipher = atrest.cipher_for(root)
+    cipher = fresh_cipher(root)
     populate(root, cipher, "C-9")
-    stores = PlatformStores.from_params(root)
+    stores = Stores(root)
     backup = root / "backup-intake.db"
     with sqlite3.connect(stores.intake_path) as db, sqlite3.connect(backup) as copy:
         db.backup(copy)
-    admin.erase(PrivacyConfig(), root, root / "data/events/conversations.db", "C-9")
+    erase(root, "C-9")
     with sqlite3.connect(backup) as copy:
         body, key = copy.execute("SELECT message, data_key FROM intake LIMIT 1").fetchone()
     with pytest.raises(DecryptError, match="erased"):
@@ -218,9 +245,9 @@ def test_a_backup_copy_is_unreadable_once_the_customer_is_shredded(root) -> None
 
 
 def test_intake_counts_and_dead_letters_filter_by_tenant(root) -> None:
-    stores = PlatformStores.from_params(root)
+    stores = Stores(root)
     policy = RetryPolicy(max_attempts=1)
-    intake = SqliteIntake(stores.intake_path, policy, cipher=atrest.cipher_for(root))
+    intake = SqliteIntake(stores.intake_path, policy, cipher=fresh_cipher(root))
     intake.append(message("A-1", 1, "acme"))
     intake.append(message("G-1", 1, "globex"))
     intake.append(message("G-2", 1, "globex"))
@@ -244,7 +271,7 @@ def redis_url() -> str:
 
 def test_redis_sessions_are_encrypted_rotated_and_erased(root) -> None:
     url, prefix = redis_url(), f"test:atrest:{uuid.uuid4().hex}:"
-    cipher = atrest.cipher_for(root)
+    cipher = fresh_cipher(root)
     store = RedisSessionStore(url, 60, prefix, cipher)
     try:
         for customer in ("C-1", "C-2"):
@@ -267,7 +294,7 @@ def test_redis_sessions_are_encrypted_rotated_and_erased(root) -> None:
 def test_redis_intake_encrypts_messages_and_erases_a_customer(root) -> None:
     from crm.conversation.redis_intake import RedisStreamIntake
 
-    cipher = atrest.cipher_for(root)
+    cipher = fresh_cipher(root)
     intake = RedisStreamIntake(redis_url(), f"scrm:test:atrest:{uuid.uuid4().hex}", cipher=cipher)
     try:
         first = intake.append(message("C-1", 1))
@@ -289,8 +316,8 @@ def test_redis_intake_encrypts_messages_and_erases_a_customer(root) -> None:
 
 
 def test_stores_opened_without_keys_refuse_encrypted_values(root) -> None:
-    stores = PlatformStores.from_params(root)
-    populate(root, atrest.cipher_for(root), "C-1")
+    stores = Stores(root)
+    populate(root, fresh_cipher(root), "C-1")
     keyless = ChatTranscript(stores.channel_db)
     assert keyless.recent("s-C-1") == []  # nothing readable, nothing raw
     settings = ChannelSettings()
@@ -308,7 +335,7 @@ def test_the_cli_rotates_filters_by_tenant_and_erases_the_conversation_stores(ro
         assert result.exit_code == 0, result.stderr
         return json.loads(result.stdout)
 
-    cipher = atrest.cipher_for(root)
+    cipher = fresh_cipher(root)
     populate(root, cipher, "C-1", "acme")
     populate(root, cipher, "G-1", "globex")
     rotated = scrm("keys", "rotate")
@@ -338,7 +365,7 @@ def test_erase_tombstones_the_customer_in_the_feast_online_store(pipeline_worksp
     client = OnlineFeatureClient(root / "features", "customer_360_v1")
     neighbour = client.get(kept)
     assert client.get(gone) is not None and neighbour is not None
-    result = admin.erase(PrivacyConfig(), root, root / "data/events/conversations.db", gone)
+    result = erase(root, gone)
     assert result["feast_online_features_deleted"] > 0
     assert client.get(gone) is None
     assert client.get(kept)["recency_days"] == neighbour["recency_days"]

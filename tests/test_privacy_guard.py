@@ -417,38 +417,3 @@ def test_a_route_without_a_guard_is_refused_at_import() -> None:
                                   "/openapi.json"}) == ["POST /v1/forgot"]  # fmt: skip
     with pytest.raises(RuntimeError, match="routes without an access check.*POST /v1/forgot"):
         assert_guarded(app, {"/healthz"})
-
-
-def test_the_gateway_app_guards_every_route() -> None:
-    from crm.access import unguarded_routes
-    from serving.app import PUBLIC, api
-
-    assert unguarded_routes(api, PUBLIC) == []
-    exposed = set(unguarded_routes(api, set()))  # what PUBLIC opens, and nothing else
-    assert {"GET /healthz", "GET /readyz", "GET /metrics"} <= exposed
-    assert all(route.split()[1] in PUBLIC for route in exposed)
-
-
-def test_the_intake_workers_gateway_client_sends_its_key(monkeypatch) -> None:
-    import asyncio
-
-    import httpx
-
-    from crm.channels.handlers import gateway_intent
-    from crm.channels.messages import InboundMessage
-
-    seen = []
-
-    def route(request: httpx.Request) -> httpx.Response:
-        seen.append(request.headers.get("x-api-key"))
-        return httpx.Response(200, json={"label": "weather", "in_scope": True})
-
-    message = InboundMessage(channel="web_chat", sender_id="s", text="hi", message_id="m")
-    monkeypatch.setenv("SCRM_API_KEY", "scrm_env_key")
-    asyncio.run(gateway_intent("http://gw", transport=httpx.MockTransport(route))(message))
-    asyncio.run(
-        gateway_intent("http://gw", transport=httpx.MockTransport(route), api_key="scrm_given")(
-            message
-        )
-    )
-    assert seen == ["scrm_env_key", "scrm_given"]

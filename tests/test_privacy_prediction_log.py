@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from privacy.redaction import PredictionRedaction
 from serving.prediction_log import PredictionLog, ab_report, read_log
 
 PHONE, CARD = "13812345678", "6222020200000000006"
@@ -37,7 +38,7 @@ def row(request_id: str, tenant: str | None, variant: str = "champion", **extra)
 
 
 def write(path: Path, rows: list[dict]) -> None:
-    log = PredictionLog(path)
+    log = PredictionLog(path, PredictionRedaction())
     log.append(rows)
     log.flush()
 

@@ -102,18 +102,17 @@ def test_analyze_fans_out_and_reports_what_is_missing(client, pipeline_workspace
 def test_a_model_without_a_champion_is_reported_not_loaded(tmp_path: Path) -> None:
     """The replica of a model nobody registered yet stays up and says why it cannot answer
     (the gateway turns ModelUnavailable into that 503); run on the class itself, no Ray."""
+    from privacy.redaction import PredictionRedaction
     from serving.deployments import DEPLOYMENTS
     from serving.deployments.base import ModelUnavailable
     from settings.serving import ModelSpec
+    from tests.support import settings_at
 
-    config = ServingConfig(
-        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
-        feature_repo=tmp_path,
-        event_log=tmp_path / "events.db",
-        prediction_log=tmp_path / "predictions.db",
-    )
     ghost = DEPLOYMENTS["text"].func_or_class(
-        "ghost", ModelSpec(kind="text", registered_model="ghost"), config
+        "ghost",
+        ModelSpec(kind="text", registered_model="ghost"),
+        settings_at(tmp_path),
+        PredictionRedaction(),
     )
     status = ghost.status()
     assert not status["loaded"] and status["versions"] == {}

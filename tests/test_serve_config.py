@@ -9,36 +9,44 @@ from typing import Any
 import pandas as pd
 import pytest
 from ray.serve.schema import ServeDeploySchema
-from settings.UNKNOWN import CONFIG_FILE
 
 from pipelines.serve import deploy_config
-from serving.app import config_from_args
+from privacy.redaction import PredictionRedaction, mask_digits
 from serving.deployments import EntityModel, TextModel
-from serving.prediction_log import PredictionLog, ab_report, mask_digits, read_log
-from settings import load_settings
-from settings.deploy import GATEWAY, read_deploy_config
+from serving.prediction_log import PredictionLog, ab_report, read_log
+from settings import ENV_PREFIX, load_settings
+from settings.deploy import APPLICATION_DEPLOYMENTS, read_deploy_config
 from settings.serving import ModelUserConfig
+from tests.support import REPO
+
+CONFIG_FILE = REPO / "serving" / "config.yaml"
 
 
 def test_config_file_is_a_valid_serve_config_with_one_deployment_per_model() -> None:
     raw = read_deploy_config(CONFIG_FILE)
     schema = ServeDeploySchema.model_validate(raw)  # what `serve run` checks
     app = schema.applications[0]
-    assert app.import_path == "serving.app:app_builder"
+    assert app.import_path == "crm.app:app_builder"
     names = {d.name for d in app.deployments}
-    assert names == {GATEWAY, *raw["applications"][0]["args"]["models"]}
+    assert names == {*APPLICATION_DEPLOYMENTS, *load_settings(REPO).serving.models}
     assert raw["logging_config"]["enable_access_log"] is False
     assert raw["http_options"]["host"] == "127.0.0.1"
 
 
-def test_scrm_serve_fills_in_this_projects_paths() -> None:
-    settings = load_settings()
+def test_scrm_serve_passes_the_root_and_the_overrides(monkeypatch) -> None:
+    """Replicas load the same settings tree: the Serve args carry only the root, and the
+    SCRM__ overrides of the shell that ran `scrm serve` reach the replicas' environment."""
+    monkeypatch.setenv(f"{ENV_PREFIX}SERVING__MAX_ITEMS", "8")
+    settings = load_settings(REPO)
     raw = deploy_config(settings, None, "127.0.0.1", 9999)
     assert raw["http_options"]["port"] == 9999
-    config = config_from_args(raw["applications"][0]["args"])
-    assert config.tracking_uri == settings.tracking_uri
-    assert config.prediction_log == settings.root / "data/predictions/predictions.db"
-    assert config.models["churn"].feature_service == "churn_model_v1"
+    app = raw["applications"][0]
+    assert app["args"] == {"root": str(settings.root)}
+    env = app["runtime_env"]["env_vars"]
+    assert env[f"{ENV_PREFIX}SERVING__MAX_ITEMS"] == "8"
+    assert env["MLFLOW_TRACKING_URI"] == settings.tracking_uri
+    assert load_settings(settings.root, environ=env).serving.max_items == 8
+    assert settings.serving.models["churn"].feature_service == "churn_model_v1"
 
 
 def test_a_bad_user_config_fails_at_start_up(tmp_path: Path) -> None:
@@ -84,7 +92,7 @@ def rows(variant: str, served: bool, labels: list[str]) -> list[dict]:
 
 def test_log_masks_inputs_and_the_report_compares_variants(tmp_path: Path) -> None:
     db = tmp_path / "predictions.db"
-    log = PredictionLog(db)
+    log = PredictionLog(db, PredictionRedaction())
     log.append(rows("champion", True, ["negative", "positive", "positive", "negative"]))
     log.append(rows("challenger", False, ["negative", "positive", "negative", "negative"]))
     log.flush()

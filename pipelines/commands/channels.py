@@ -16,35 +16,50 @@ eval_app = typer.Typer(help="Scenario reports: the dialogue on BANKING77, FAQ re
 
 def channel_intake(config: Any) -> Any:
     from crm.channels.service import intake_from_settings
+    from privacy.atrest import open_cipher
 
-    return intake_from_settings(config.channels, config.root)
+    cipher = open_cipher(config.root, config.privacy)
+    return intake_from_settings(config.channels, config.root, cipher)
 
 
 @intake_app.command("worker")
 @friendly_errors
 def intake_worker(
-    handler: Annotated[
-        str | None, typer.Option(help="module:factory(gateway_url) (params: channels.intake).")
-    ] = None,
-    gateway: Annotated[
-        str | None, typer.Option(help="Gateway URL the handler calls (default: serving host:port).")
-    ] = None,
+    address: Annotated[
+        str, typer.Option(help="Ray address of the running application (scrm serve).")
+    ] = "auto",
     until_idle: Annotated[bool, typer.Option(help="Stop when nothing is left to claim.")] = False,
 ) -> None:
-    """Drain the intake log: at least once, retries with backoff, dead letters after max."""
+    """Drain the intake log through the running application's dialogue: at least once,
+    retries with backoff, dead letters after max. Every gateway replica already runs one;
+    start more here to drain a backlog. Replies go out on the customer's channel (web chat:
+    into the transcript the socket replays)."""
     import asyncio
     import contextlib
 
-    from crm.channels.handlers import load_handler
+    import ray
+    from ray import serve
+
+    from crm.channels.service import build_channel_service
+    from crm.conversation.handler import remote_handler
     from crm.conversation.worker import IntakeWorker
+    from privacy.atrest import open_cipher
+    from settings.deploy import APP_NAME, CONVERSATION
 
     config = settings()
-    url = gateway or f"http://{config.serving.host}:{config.serving.port}"
-    message_handler = load_handler(handler or config.channels.intake.handler, url)
-    intake = channel_intake(config)
-    worker = IntakeWorker(intake, message_handler, batch=config.channels.intake.batch)
-    backend = config.channels.intake.backend
-    console.print(f"intake worker {worker.consumer} on {backend}; Ctrl-C stops")
+    try:
+        ray.init(address=address, namespace="serve", log_to_driver=False)
+        conversation = serve.get_deployment_handle(CONVERSATION, app_name=APP_NAME)
+    except Exception as error:  # no cluster, or no application on it
+        fail(f"no running application at Ray address {address!r} ({error}); start scrm serve")
+    channels = build_channel_service(
+        config.channels, config.root, open_cipher(config.root, config.privacy)
+    )
+    handler = remote_handler(conversation, config.serving.handle_timeout_s)
+    worker = IntakeWorker(channels.intake, handler, channels.deliver,
+                          batch=config.channels.intake.batch)  # fmt: skip
+    console.print(f"intake worker {worker.consumer} on {config.channels.intake.backend}; "
+                  "Ctrl-C stops")  # fmt: skip
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(worker.run(until_idle=until_idle))
     console.print(f"processed {worker.processed}, failed attempts {worker.failed}")

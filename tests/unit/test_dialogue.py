@@ -48,6 +48,7 @@ def make_manager(
 ) -> DialogueManager:
     store = kwargs.pop("store", None) or SqliteSessionStore(tmp_path / "sessions.db", ttl_s=600)
     config = kwargs.pop("config", None) or DialogueConfig()
+    kwargs.setdefault("cipher", None)
     return build_dialogue(config, REPO, FakeUnderstanding(known), store=store, **kwargs)
 
 

@@ -1,0 +1,126 @@
+"""Small helpers shared by unit tests (no servers, no pipeline run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def settings_at(root: Path, **sections: dict) -> Settings:
+    """The repository's settings with every relative path under `root` (a throwaway project),
+    sections replaced by `sections` (e.g. channels={...} merged over params.yaml's)."""
+    base = load_settings(REPO, environ={})
+    update: dict = {"root": Path(root)}
+    for name, values in sections.items():
+        current = getattr(base, name)
+        update[name] = current.model_copy(update=values)
+    return base.model_copy(update=update)
+
+
+# --- the application over in-process fakes (no Ray, no Feast, no registry) -------------------
+class FakeRemote:
+    """A deployment method as a handle exposes it: `.remote(...)` gives an awaitable."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def remote(self, *args, **kwargs):
+        async def call():
+            return self.function(*args, **kwargs)
+
+        return call()
+
+
+class FakeModel:
+    """A model deployment's handle: `predict`, `predict_many`, `status` over `score(item)`."""
+
+    def __init__(self, name: str, score, version: str = "1"):
+        self.name, self.score, self.version = name, score, version
+        self.items: list[dict] = []
+        self.predict = FakeRemote(lambda item: self._answer([item])[0])
+        self.predict_many = FakeRemote(self._answer)
+        self.status = FakeRemote(
+            lambda: {"model": name, "loaded": True, "versions": {"champion": version}}
+        )
+
+    def _answer(self, items: list[dict]) -> list[dict]:
+        self.items += items
+        return [
+            {**self.score(item), "model_name": self.name, "model_version": self.version,
+             "variant": "champion", "batch_size": len(items)}
+            for item in items
+        ]  # fmt: skip
+
+
+class LocalConversation:
+    """The Conversation deployment's handle over an in-process dialogue manager."""
+
+    def __init__(self, manager):
+        from crm.conversation.desk import outbound_dicts, run_desk_operation
+        from crm.conversation.handler import message_handler
+        from crm.conversation.handoff import DeskError
+
+        self.manager, self.outbox = manager, []
+        manager.deliver = self.outbox.append
+        handler = message_handler(manager)
+
+        class Turn:
+            @staticmethod
+            def remote(message):
+                return handler(message)
+
+        def desk(op, args):
+            self.outbox.clear()
+            try:
+                result = run_desk_operation(manager, op, **args)
+            except DeskError as error:
+                return {"error": {"status": error.status, "detail": str(error)}}
+            return {"result": result, "outbound": outbound_dicts(list(self.outbox))}
+
+        self.turn, self.desk = Turn(), FakeRemote(desk)
+
+
+class FakeFeatures:
+    """OnlineFeatureClient + ConversationStream over a dict of customers."""
+
+    def __init__(self, customers: dict[str, dict]):
+        self.customers = customers
+        self.events: list = []
+        self.service = type("Service", (), {"name": "customer_360_v1"})()
+
+    def get(self, customer_id: str, at=None):
+        return self.customers.get(customer_id)
+
+    def get_many(self, ids: list[str]):
+        return [self.customers.get(i) for i in ids]
+
+    def record(self, event) -> dict:
+        self.events.append(event)
+        stats = self.customers.setdefault(event.customer_id, {"messages_30d": 0})
+        stats["messages_30d"] = stats.get("messages_30d", 0) + 1
+        return {"messages_30d": stats["messages_30d"]}
+
+
+def application_settings(root: Path) -> Settings:
+    """Settings of a throwaway project at `root`: the repository's policies, everything else
+    (keys, audit, stores) under `root`; no WeCom/DingTalk secrets, MQTT off."""
+    settings = settings_at(root)
+    policies = str(REPO / "privacy/policies.yaml")
+    privacy = settings.privacy.model_copy(update={"policy_file": policies})
+    dialogue = settings.dialogue.model_copy(
+        update={"flows_dir": str(REPO / settings.dialogue.flows_dir),
+                "knowledge": settings.dialogue.knowledge.model_copy(
+                    update={"kb_dir": str(REPO / "data/kb"), "matcher": "lexical"})}
+    )  # fmt: skip
+    return settings.model_copy(update={"privacy": privacy, "dialogue": dialogue})
+
+
+def issue_test_key(settings: Settings, subject: str, tenant: str, role: str, **attributes) -> str:
+    from privacy.auth import ApiKeyStore, Subject
+
+    store = ApiKeyStore(settings.path(settings.privacy.api_keys_file))
+    return store.issue(Subject(id=subject, tenant=tenant, role=role, method="api_key",
+                               **attributes))  # fmt: skip
