@@ -1,6 +1,6 @@
 """Intake throughput: messages durably persisted per second, and none lost.
 
-Three write paths into the intake log (crm/conversation/intake.py), each into a fresh file:
+Three write paths into the intake log (crm/intake/), each into a fresh file:
 - `sqlite batch`: `append_many`, one transaction (one fsync, synchronous=FULL) per batch, as a
   group-committing gateway or a bulk importer writes;
 - `sqlite single`: one `append` (one transaction) per message, FULL, then NORMAL;
@@ -33,8 +33,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.timing import write_result  # noqa: E402
-from crm.channels.messages import InboundMessage  # noqa: E402
-from crm.conversation.intake import SqliteIntake  # noqa: E402
+from crm.intake import SqliteIntake  # noqa: E402
+from crm.messages import InboundMessage  # noqa: E402
 from privacy.atrest import FieldCipher  # noqa: E402
 from privacy.crypto import Keyring, Vault  # noqa: E402
 
@@ -153,7 +153,7 @@ def sqlite_async(
     """The gateway's path: coroutines awaiting `GroupCommitter.append` (one event loop)."""
     import asyncio
 
-    from crm.conversation.intake import GroupCommitter
+    from crm.intake import GroupCommitter
 
     path = folder / ("async-encrypted.db" if cipher else "async.db")
     intake = SqliteIntake(path, synchronous="FULL", cipher=cipher)
@@ -192,8 +192,8 @@ def worker_drain(folder: Path, n: int, batch: int, cipher: FieldCipher | None = 
     """The worker: claim, a no-op handler, complete (what the log itself costs per message)."""
     import asyncio
 
-    from crm.channels.messages import Reply
-    from crm.conversation.worker import IntakeWorker
+    from crm.intake.worker import IntakeWorker
+    from crm.messages import Reply
 
     path = folder / ("worker-encrypted.db" if cipher else "worker.db")
     intake = SqliteIntake(path, synchronous="FULL", cipher=cipher)
@@ -225,7 +225,7 @@ def worker_drain(folder: Path, n: int, batch: int, cipher: FieldCipher | None = 
 def redis_single(n: int, url: str) -> dict | None:
     import redis
 
-    from crm.conversation.redis_intake import RedisStreamIntake
+    from crm.intake.redis_stream import RedisStreamIntake
 
     try:
         redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()

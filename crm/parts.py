@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crm.access import AccessControl
-from crm.channels.messages import MessageHandler
 from crm.channels.mqtt import MqttBridge, bridge_from_settings
 from crm.channels.service import ChannelService, build_channel_service
 from crm.conversation.desk import Desk, RemoteDesk
 from crm.conversation.handler import remote_handler
-from crm.conversation.worker import IntakeWorker
+from crm.intake.worker import IntakeWorker
+from crm.messages import MessageHandler
 from privacy.atrest import open_cipher
 from serving.client import ModelClient
 from serving.metrics import Metrics

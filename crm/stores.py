@@ -42,10 +42,11 @@ def desk_path(settings: Settings) -> Path | None:
 
 def conversation_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStore]:
     """Intake log, sessions, web chat transcripts, identity map, desk tickets."""
+    from crm import intake
     from crm.channels import webchat
     from crm.channels.identity import IdentityMap
     from crm.channels.service import intake_from_settings
-    from crm.conversation import handoff, intake, sessions
+    from crm.conversation import handoff, sessions
 
     channels, channel_db = settings.channels, settings.path(settings.channels.store)
     desk = desk_path(settings)
@@ -142,7 +143,7 @@ def redis_intake_usage(settings: Settings, cipher: FieldCipher) -> Any:
         return None
 
     def usage(vault: Vault) -> dict:
-        from crm.conversation.redis_intake import RedisStreamIntake
+        from crm.intake.redis_stream import RedisStreamIntake
 
         log = RedisStreamIntake(intake.redis_url, intake.stream, cipher=FieldCipher(vault))
         return {"reencrypted": 0, "values_by_key": log.key_usage()}

@@ -18,12 +18,12 @@ from fastapi.testclient import TestClient
 
 from crm.channels.dingtalk import DingTalkAdapter, sign
 from crm.channels.identity import IdentityMap
-from crm.channels.messages import InboundMessage, Reply
 from crm.channels.routes import channel_router
 from crm.channels.service import ChannelService
 from crm.channels.webchat import ChatTranscript, WebChatAdapter
 from crm.channels.wecom import WeComAdapter, WeComCrypto, encrypted_request_xml, signature
-from crm.conversation.intake import SqliteIntake
+from crm.intake import SqliteIntake
+from crm.messages import InboundMessage, Reply
 
 CORP = "wwtestcorp0001"
 TOKEN = "test-token-123"
@@ -400,7 +400,7 @@ def test_identity_map_mints_once_and_links(tmp_path) -> None:
 def test_async_mode_acknowledges_first_and_the_worker_answers_later(tmp_path) -> None:
     import asyncio
 
-    from crm.conversation.worker import IntakeWorker
+    from crm.intake.worker import IntakeWorker
 
     service = ChannelService(
         [WebChatAdapter()],

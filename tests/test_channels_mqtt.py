@@ -19,11 +19,11 @@ import aiomqtt
 import pytest
 
 from crm.channels.identity import IdentityMap
-from crm.channels.messages import InboundMessage, Reply
 from crm.channels.mqtt import MqttBridge, parse
 from crm.channels.service import ChannelService
 from crm.channels.webchat import ChatTranscript, WebChatAdapter
-from crm.conversation.intake import SqliteIntake
+from crm.intake import SqliteIntake
+from crm.messages import InboundMessage, Reply
 from tests.channel_setup import free_port, wait_port
 
 MOSQUITTO = shutil.which("mosquitto") or (

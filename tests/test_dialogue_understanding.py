@@ -114,7 +114,7 @@ def test_the_dialogue_package_never_imports_training_or_pipelines() -> None:
 def test_the_channel_adapters_handler_runs_the_dialogue(tmp_path: Path) -> None:
     import asyncio
 
-    messages = pytest.importorskip("crm.channels.messages")
+    messages = pytest.importorskip("crm.messages")
     from crm.conversation.handler import message_handler
     from tests.test_dialogue import make_manager
 

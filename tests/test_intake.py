@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from crm.channels.messages import InboundMessage, Reply
-from crm.conversation.intake import RetryPolicy, SqliteIntake, open_intake
-from crm.conversation.worker import IntakeWorker
+from crm.intake import RetryPolicy, SqliteIntake, open_intake
+from crm.intake.worker import IntakeWorker
+from crm.messages import InboundMessage, Reply
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_concurrent_appends_share_commits_and_each_caller_gets_its_own_answer(tm
 
 
 def test_async_group_commit_batches_concurrent_requests(tmp_path) -> None:
-    from crm.conversation.intake import GroupCommitter
+    from crm.intake import GroupCommitter
 
     intake = SqliteIntake(tmp_path / "intake.db")
     batches: list[int] = []
@@ -175,9 +175,9 @@ def test_worker_retries_a_flaky_handler_and_buries_a_broken_one(tmp_path) -> Non
 WORKER = """
 import asyncio, os, sqlite3, sys, time
 from pathlib import Path
-from crm.conversation.intake import RetryPolicy, SqliteIntake
-from crm.channels.messages import Reply
-from crm.conversation.worker import IntakeWorker
+from crm.intake import RetryPolicy, SqliteIntake
+from crm.messages import Reply
+from crm.intake.worker import IntakeWorker
 
 intake_path, effects_path, marker, block_on = sys.argv[1:5]
 effects = sqlite3.connect(effects_path, isolation_level=None, timeout=30)
@@ -272,7 +272,7 @@ def redis_url() -> str:
 
 
 def test_redis_stream_intake_dedups_retries_and_dead_letters() -> None:
-    from crm.conversation.redis_intake import RedisStreamIntake
+    from crm.intake.redis_stream import RedisStreamIntake
 
     policy = RetryPolicy(lease_s=0.1, max_attempts=2, backoff_s=0)
     intake = RedisStreamIntake(redis_url(), f"scrm:test:intake:{uuid.uuid4().hex}", policy)

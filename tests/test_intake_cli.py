@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from crm.channels.messages import InboundMessage, Reply
 from crm.channels.service import intake_from_settings
+from crm.messages import InboundMessage, Reply
 from pipelines import cli
 from pipelines.commands import channels as channel_commands
 from settings import load_settings

@@ -17,12 +17,12 @@ import pytest
 import redis
 
 from crm.channels.identity import IdentityMap
-from crm.channels.messages import InboundMessage, Reply
 from crm.channels.service import intake_from_settings
 from crm.channels.webchat import ChatTranscript
 from crm.conversation.handoff import HandoffDesk
-from crm.conversation.intake import RetryPolicy, SqliteIntake
 from crm.conversation.sessions import RedisSessionStore, Session, open_session_store
+from crm.intake import RetryPolicy, SqliteIntake
+from crm.messages import InboundMessage, Reply
 from crm.stores import desk_path, platform_stores
 from privacy import admin, atrest
 from privacy.audit import AuditLog
@@ -292,7 +292,7 @@ def test_redis_sessions_are_encrypted_rotated_and_erased(root) -> None:
 
 
 def test_redis_intake_encrypts_messages_and_erases_a_customer(root) -> None:
-    from crm.conversation.redis_intake import RedisStreamIntake
+    from crm.intake.redis_stream import RedisStreamIntake
 
     cipher = fresh_cipher(root)
     intake = RedisStreamIntake(redis_url(), f"scrm:test:atrest:{uuid.uuid4().hex}", cipher=cipher)

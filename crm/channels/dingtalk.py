@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from crm.channels.messages import (
+from crm.messages import (
     ChannelAuthError,
     ChannelResponse,
     InboundMessage,

@@ -14,7 +14,7 @@ from pathlib import Path
 from uuid import uuid4
 
 from crm.channels.local_db import open_table_db
-from crm.channels.messages import InboundMessage
+from crm.messages import InboundMessage
 
 
 class IdentityMap:

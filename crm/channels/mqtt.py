@@ -22,8 +22,8 @@ from uuid import uuid4
 import aiomqtt
 from pydantic import ValidationError
 
-from crm.channels.messages import InboundMessage, MessageHandler, Reply
 from crm.channels.service import ChannelService
+from crm.messages import InboundMessage, MessageHandler, Reply
 from settings.channels import ChannelSettings
 
 log = logging.getLogger(__name__)

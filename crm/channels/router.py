@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from crm.channels.messages import (
+from crm.channels.webchat import WebChatAdapter, WebChatPayload
+from crm.messages import (
     ChannelResponse,
     InboundMessage,
     RawRequest,
     Reply,
 )
-from crm.channels.webchat import WebChatAdapter, WebChatPayload
 
 __all__ = [
     "ChannelAdapter",

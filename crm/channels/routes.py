@@ -27,16 +27,16 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from crm.channels.messages import (
+from crm.channels.router import UnsupportedChannel
+from crm.channels.service import ChannelService
+from crm.channels.webchat import WebChatAdapter
+from crm.messages import (
     ChannelAuthError,
     ChannelNotConfigured,
     MessageHandler,
     RawRequest,
     TooLarge,
 )
-from crm.channels.router import UnsupportedChannel
-from crm.channels.service import ChannelService
-from crm.channels.webchat import WebChatAdapter
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {"application/json": {"example": {"detail": text}}}}

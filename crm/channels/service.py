@@ -17,23 +17,22 @@ from pathlib import Path
 
 from crm.channels.dingtalk import DingTalkAdapter
 from crm.channels.identity import IdentityMap
-from crm.channels.messages import (
+from crm.channels.router import ChannelAdapter, MessageRouter
+from crm.channels.senders import DeliveryFailed, DingTalkWebhookSender, WeComAppSender
+from crm.channels.webchat import ChatTranscript, WebChatAdapter
+from crm.channels.wecom import WeComAdapter
+from crm.intake import GroupCommitter, IntakeLog, RetryPolicy, open_intake
+from crm.messages import (
     ChannelNotConfigured,
     InboundMessage,
     MessageHandler,
     Reply,
     TooLarge,
 )
-from crm.channels.router import ChannelAdapter, MessageRouter
-from crm.channels.senders import DeliveryFailed, DingTalkWebhookSender, WeComAppSender
-from crm.channels.webchat import ChatTranscript, WebChatAdapter
-from crm.channels.wecom import WeComAdapter
-from crm.conversation.intake import GroupCommitter, IntakeLog, RetryPolicy, open_intake
 from privacy.atrest import FieldCipher, data_key
 from settings.channels import ChannelSettings
 
 log = logging.getLogger(__name__)
-Deliver = Callable[[InboundMessage, Reply], Awaitable[None]]
 # An active send on a channel: (sender id, text, role, the sender's reply route) -> sent.
 Sender = Callable[[str, str, str, dict[str, str]], Awaitable[None]]
 LiveSocket = Callable[[dict], Awaitable[None]]

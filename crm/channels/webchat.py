@@ -19,7 +19,7 @@ from uuid import uuid4
 from pydantic import ConfigDict, Field
 
 from crm.channels.local_db import open_table_db
-from crm.channels.messages import ChannelResponse, InboundMessage, RawRequest, Reply
+from crm.messages import ChannelResponse, InboundMessage, RawRequest, Reply
 from privacy.atrest import FieldCipher, open_opt, seal_opt
 from privacy.crypto import DecryptError, EncryptedColumn
 from serving.schemas import IntentResponse, TextRequest

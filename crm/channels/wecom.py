@@ -25,8 +25,8 @@ from xml.sax.saxutils import escape
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from crm.channels.messages import ChannelAuthError, ChannelResponse, InboundMessage, RawRequest
-from crm.channels.messages import Reply as ReplyModel
+from crm.messages import ChannelAuthError, ChannelResponse, InboundMessage, RawRequest
+from crm.messages import Reply as ReplyModel
 
 BLOCK = 32  # WeCom pads to 32 bytes, not AES's 16
 

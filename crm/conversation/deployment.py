@@ -17,7 +17,6 @@ from typing import Any
 
 from ray import serve
 
-from crm.channels.messages import InboundMessage, Reply
 from crm.conversation import DialogueManager, build_dialogue
 from crm.conversation.desk import outbound_dicts, run_desk_operation
 from crm.conversation.events import BackgroundRecorder
@@ -25,6 +24,7 @@ from crm.conversation.handler import message_handler
 from crm.conversation.handoff import DeskError, feature_value
 from crm.conversation.manager import Outbound
 from crm.conversation.models import HandleMatcher, HandleUnderstanding
+from crm.messages import InboundMessage, Reply
 from privacy.atrest import open_cipher
 from privacy.redaction import PredictionRedaction
 from settings import Settings

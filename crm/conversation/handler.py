@@ -1,4 +1,4 @@
-"""The dialogue as the channel adapters see it: `crm.channels.messages.MessageHandler`.
+"""The dialogue as the channel adapters see it: `crm.messages.MessageHandler`.
 
 `message_handler(manager)` runs a dialogue in this process; `remote_handler(conversation)`
 asks the Conversation deployment through its handle (the gateway's way).
@@ -17,7 +17,7 @@ from crm.conversation.manager import DialogueManager, Turn
 
 
 def message_handler(manager: DialogueManager):
-    from crm.channels.messages import InboundMessage, Reply
+    from crm.messages import InboundMessage, Reply
 
     async def handle(message: InboundMessage) -> Reply:
         turn = Turn(
@@ -42,7 +42,7 @@ def message_handler(manager: DialogueManager):
 def remote_handler(conversation, timeout_s: float = 10.0):
     """A `MessageHandler` over the Conversation deployment's handle; raises when it fails or
     does not answer in time (the intake log keeps the message for the worker)."""
-    from crm.channels.messages import InboundMessage, Reply
+    from crm.messages import InboundMessage, Reply
 
     async def handle(message: InboundMessage) -> Reply:
         return await asyncio.wait_for(conversation.turn.remote(message), timeout_s)

@@ -42,7 +42,7 @@ def intake_worker(
 
     from crm.channels.service import build_channel_service
     from crm.conversation.handler import remote_handler
-    from crm.conversation.worker import IntakeWorker
+    from crm.intake.worker import IntakeWorker
     from privacy.atrest import open_cipher
     from settings.deploy import APP_NAME, CONVERSATION
 

@@ -1,34 +1,10 @@
-"""Durable intake: every accepted message is in a log before the channel is told "got it".
-
-Vendors retry when they do not hear back in time (WeCom after 5 s, three times), and a worker
-can die mid-message. So the log is
-- durable first: `append` commits (sqlite WAL, `synchronous=FULL` by default) before the
-  route answers; a crash after that loses nothing;
-- idempotent on (channel, message id): a vendor retry finds the first copy (and its reply);
-- at-least-once: a consumer `claim`s messages under a lease; `complete` stores the reply;
-  `fail` schedules a retry with exponential backoff; a lease that expires (the worker died)
-  makes the message claimable again; after `max_attempts` it moves to the dead-letter table.
-  Handlers make their effects idempotent on the message key, so at-least-once delivery is
-  exactly-once in effect.
-
-Backends behind the one `IntakeLog` interface: `SqliteIntake` (default, one file, WAL) and
-`RedisStreamIntake` (`crm.conversation.redis_intake`, a stream + consumer group). For scale the
-same interface maps onto Kafka (see crm/channels/README.md): `append` = an idempotent
-producer `send(topic, key=channel:message_id)` awaited before acknowledging (acks=all), `claim`
-= a consumer-group poll, `complete` = commit the offset after the effect, `fail` = publish to a
-retry topic, then a dead-letter topic after `max_attempts`; dedup of vendor retries needs a
-compacted "seen" topic or the effect store's unique key, since Kafka's idempotence is per
-producer session only.
-
-At rest (with a `FieldCipher`, which the factories always pass): the message (text, sender,
-vendor context) and the reply are AES-256-GCM tokens bound to the customer's data key; the
-tenant, channel, message id and customer id stay plain so that dedup, tenant filters and
-erasure work without decrypting. `last_error` is masked (an exception may quote the text).
-"""
+"""`SqliteIntake`: the default intake log, one sqlite file in WAL mode (synchronous=FULL:
+logged means on disk). Its message and reply columns are encrypted at rest; tenant, channel,
+message id and customer id stay plain so that dedup, tenant filters and erasure work without
+decrypting."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import threading
@@ -36,83 +12,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
-from crm.channels.messages import InboundMessage, Reply
+from crm.intake.log import MESSAGE, REPLY, Accepted, Claimed, RetryPolicy
+from crm.messages import InboundMessage, Reply
 from privacy.atrest import FieldCipher, data_key, open_opt, seal_opt
 from privacy.crypto import DecryptError, EncryptedColumn
 from privacy.masking import mask_for_logs
 
-State = Literal["pending", "processing", "done", "dead"]
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """The result of `append`: `new` is False for a vendor retry of a logged message."""
-
-    ref: str
-    new: bool
-    state: State
-    reply: Reply | None = None
-    claimed: bool = False  # the appender holds the lease and should process it itself
-
-
-@dataclass(frozen=True)
-class Claimed:
-    ref: str
-    message: InboundMessage
-    attempts: int
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    lease_s: float = 30.0  # a claim not completed by then is claimable again
-    max_attempts: int = 5
-    backoff_s: float = 1.0  # retry n waits backoff_s * 2**(n-1)
-
-    def delay(self, attempts: int) -> float:
-        return self.backoff_s * 2 ** max(attempts - 1, 0)
-
-
-class IntakeLog(Protocol):
-    policy: RetryPolicy
-
-    def append(self, message: InboundMessage, claim_as: str | None = None) -> Accepted: ...
-
-    def append_many(self, messages: Iterable[InboundMessage]) -> int: ...
-
-    def append_batch(self, items: list[tuple[InboundMessage, str | None]]) -> list[Accepted]: ...
-
-    def write_batch(
-        self,
-        items: list[tuple[InboundMessage, str | None]],
-        completions: list[tuple[str, Reply | None]],
-    ) -> list[Accepted]: ...
-
-    def claim(self, consumer: str, limit: int) -> list[Claimed]: ...
-
-    def complete(self, ref: str, reply: Reply | None) -> None: ...
-
-    def fail(self, ref: str, error: str) -> bool:
-        """Record a failed attempt; True when the message went to the dead-letter table."""
-        ...
-
-    def counts(self, tenant: str | None = None) -> dict[str, int]: ...
-
-    def dead_letters(self, limit: int = 100, tenant: str | None = None) -> list[dict]: ...
-
-    def erase(self, customer_id: str, tenant: str | None = None) -> int:
-        """Delete a customer's messages and dead letters (right to be forgotten)."""
-        ...
-
-    def close(self) -> None: ...
-
-
-def key_of(message: InboundMessage) -> str:
-    return f"{message.channel}:{message.message_id}"
-
-
-MESSAGE, REPLY = "intake.message", "intake.reply"  # encryption contexts of the two columns
 ERASED = "personal data erased"
 # The encrypted columns, for `scrm keys rotate` (privacy/admin.py).
 COLUMNS = [
@@ -511,78 +418,3 @@ class _Immediate:
             self.db.execute("ROLLBACK" if kind else "COMMIT")
         finally:
             self.lock.release()
-
-
-class GroupCommitter:
-    """Async front of `write_batch`: every request waiting in the event loop shares a commit.
-
-    The gateway's routes `await committer.append(message)` (and `complete`); while one batch is
-    being written (in a thread), new arrivals queue and go together in the next transaction.
-    Each caller still resumes only after its own write is committed.
-    """
-
-    def __init__(self, intake: IntakeLog):
-        self.intake = intake
-        self.appends: list[tuple[InboundMessage, str | None, asyncio.Future]] = []
-        self.completes: list[tuple[str, Reply | None, asyncio.Future]] = []
-        self.task: asyncio.Task | None = None
-
-    def _future(self) -> asyncio.Future:
-        loop = asyncio.get_running_loop()
-        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
-            self.task = loop.create_task(self._drain())
-        return loop.create_future()
-
-    async def append(self, message: InboundMessage, claim_as: str | None = None) -> Accepted:
-        future = self._future()
-        self.appends.append((message, claim_as, future))
-        return await asyncio.shield(future)
-
-    async def complete(self, ref: str, reply: Reply | None) -> None:
-        future = self._future()
-        self.completes.append((ref, reply, future))
-        await asyncio.shield(future)
-
-    async def _drain(self) -> None:
-        await asyncio.sleep(0)  # let the callers that scheduled this task queue first
-        while self.appends or self.completes:
-            appends, self.appends = self.appends, []
-            completes, self.completes = self.completes, []
-            try:
-                results = await asyncio.to_thread(
-                    self.intake.write_batch,
-                    [(message, claim_as) for message, claim_as, _ in appends],
-                    [(ref, reply) for ref, reply, _ in completes],
-                )
-            except Exception as error:
-                for *_, future in appends + completes:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            for (*_, future), result in zip(appends, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-            for *_, future in completes:
-                if not future.done():
-                    future.set_result(None)
-
-
-def open_intake(
-    backend: str,
-    path: Path | str,
-    policy: RetryPolicy,
-    synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL",
-    redis_url: str | None = None,
-    stream: str = "scrm:intake",
-    cipher: FieldCipher | None = None,
-) -> IntakeLog:
-    """The configured backend (params.yaml `channels.intake`)."""
-    if backend == "sqlite":
-        return SqliteIntake(path, policy, synchronous, cipher)
-    if backend == "redis":
-        from crm.conversation.redis_intake import RedisStreamIntake
-
-        if not redis_url:
-            raise ValueError("channels.intake.redis_url is required for the redis backend")
-        return RedisStreamIntake(redis_url, stream, policy, cipher=cipher)
-    raise ValueError(f"Unknown intake backend: {backend}; supported: redis, sqlite")

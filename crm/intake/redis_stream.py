@@ -23,8 +23,8 @@ from collections.abc import Iterable
 
 import redis
 
-from crm.channels.messages import InboundMessage, Reply
-from crm.conversation.intake import ERASED, MESSAGE, REPLY, Accepted, Claimed, RetryPolicy, key_of
+from crm.intake.log import ERASED, MESSAGE, REPLY, Accepted, Claimed, RetryPolicy, key_of
+from crm.messages import InboundMessage, Reply
 from privacy.atrest import FieldCipher, data_key, open_opt, seal_opt
 from privacy.crypto import DecryptError, is_token
 from privacy.masking import mask_for_logs

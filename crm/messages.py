@@ -40,6 +40,8 @@ class Reply(BaseModel):
 
 MessageHandler = Callable[[InboundMessage], Awaitable[Reply]]
 """The dialogue as the channels see it: one customer message in, one reply out."""
+Deliver = Callable[[InboundMessage, Reply], Awaitable[None]]
+"""The way back to a customer for a reply produced after the route answered (the worker's)."""
 
 
 class ChannelAuthError(Exception):

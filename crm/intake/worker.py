@@ -14,9 +14,9 @@ import logging
 import os
 import socket
 
-from crm.channels.messages import MessageHandler
-from crm.channels.service import Deliver
-from crm.conversation.intake import Claimed, GroupCommitter, IntakeLog
+from crm.intake.commit import GroupCommitter
+from crm.intake.log import Claimed, IntakeLog
+from crm.messages import Deliver, MessageHandler
 
 log = logging.getLogger(__name__)
 
