@@ -16,7 +16,7 @@ MLFLOW_DB := sqlite:///$(CURDIR)/mlruns/mlflow.db
 UI_PORT ?= 5000
 FEAST_UI_PORT ?= 8888
 
-.PHONY: help install run pipeline serve stop step ui feast-ui test lint lock clean
+.PHONY: help install run pipeline serve stop step ui feast-ui test test-fast lint lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,9 +54,12 @@ ui: $(STAMP)  ## MLflow UI on this project's tracking store
 feast-ui: $(STAMP)  ## Feast UI on this project's feature repo
 	cd features && ../$(BIN)/feast ui --host 127.0.0.1 --port $(FEAST_UI_PORT)
 
-test: $(STAMP)  ## run the test suite
+test: $(STAMP)  ## ruff, then every test: unit and integration (real servers, the pipeline once)
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest tests
+
+test-fast: $(STAMP)  ## unit tests only: no servers, no dvc repro, no Ray (under 3 minutes)
+	$(BIN)/pytest tests/unit
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,25 +1,22 @@
-"""Shared fixtures: throwaway copies of the project, the pipeline run once, one live server.
+"""Shared helpers and fixtures of both suites: throwaway copies of the project, how to run
+`scrm` in one, API keys, and the session-end log grep.
 
-Nothing here writes to the real project's data/, mlruns/ or run/: every pipeline run happens in
-a temporary copy of the sources and raw data, as a fresh clone would have them.
+tests/unit/ needs no server, no `dvc repro` and no Ray (`make test-fast`); tests/integration/
+adds the pipeline run once per session and one live server (its conftest.py). Nothing here
+writes to the real project's data/, mlruns/ or run/: every pipeline run happens in a temporary
+copy of the sources and raw data, as a fresh clone would have them.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
-
-from tests.channel_setup import channel_port, configure_test_channels, free_port, start_mosquitto
 
 # Suite-wide log grep (issue 9): at session end every log the suite produced is scanned for raw
 # phone/ID/card numbers and the run fails on a hit (tests/log_grep.py says what and why).
@@ -30,8 +27,8 @@ BIN = Path(sys.executable).parent
 # The live gateway accepts HS256 tokens signed with this (tests only; never a real secret).
 TEST_JWT_SECRET = "scrm-test-suite-hs256-secret-0123456789"
 COPIED = [
-    "dvc.yaml", "params.yaml", "MLproject", "features", "training", "serving", "crm", "privacy",
-    "pipelines",
+    "dvc.yaml", "params.yaml", "MLproject", "settings", "features", "training", "serving", "crm",
+    "privacy", "pipelines",
 ]
 
 
@@ -132,62 +129,6 @@ def small_profile(root: Path) -> None:
     params_file.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
 
 
-@pytest.fixture(scope="session")
-def pipeline_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project copy on which the whole `dvc repro` has run once (small tuning profile).
-
-    SCRM_TEST_WORKSPACE=/path reuses a copy where `dvc repro` has already run (iterating on
-    serving tests without retraining every model).
-    """
-    if reuse := os.environ.get("SCRM_TEST_WORKSPACE"):
-        return Path(reuse)
-    root = make_workspace(tmp_path_factory.mktemp("pipeline") / "project")
-    small_profile(root)
-    run([str(BIN / "dvc"), "repro"], cwd=root, timeout=1800)
-    return root
-
-
-@pytest.fixture(scope="session")
-def server(pipeline_workspace: Path) -> Iterator[str]:
-    """`scrm serve --detach` on a free loopback port; stopped by its own pid at teardown."""
-    port = free_port()
-    channels_env = configure_test_channels(pipeline_workspace)  # WeCom, DingTalk, MQTT on
-    run(
-        [str(BIN / "scrm"), "serve", "--detach", "--port", str(port)],
-        pipeline_workspace,
-        env={**channels_env, "SCRM_JWT_SECRET": TEST_JWT_SECRET},
-    )
-    pid = int((pipeline_workspace / "run" / "serve.pid").read_text())
-    url = f"http://127.0.0.1:{port}"
-    try:
-        yield url
-    finally:
-        run([str(BIN / "scrm"), "serve", "--stop"], pipeline_workspace, check=False)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.5)
-        else:
-            os.killpg(pid, signal.SIGKILL)
-
-
-@pytest.fixture(scope="session")
-def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """The session's mosquitto on the port the gateway's MQTT bridge is configured for."""
-    try:
-        process = start_mosquitto(tmp_path_factory.mktemp("mqtt-broker"))
-    except FileNotFoundError as error:
-        pytest.skip(str(error))
-    try:
-        yield channel_port("mqtt")
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
 def issue_key(root: Path, subject: str, tenant: str, role: str, **attributes) -> str:
     """An API key in the workspace's key file (params privacy.api_keys_file), as
     `scrm keys issue` writes it; the gateway reads the file per request."""
@@ -197,19 +138,3 @@ def issue_key(root: Path, subject: str, tenant: str, role: str, **attributes) ->
     store = ApiKeyStore(root / params["privacy"]["api_keys_file"])
     return store.issue(Subject(id=subject, tenant=tenant, role=role, method="api_key",
                                **attributes))  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def service_key(pipeline_workspace: Path) -> str:
-    """The suite's own key (issued per session): a supervisor of the data sets' tenant with
-    full clearance (predict, customer reads and writes, the desk, web chat) and its own rate
-    limit, since the suite sends hundreds of requests a second."""
-    return issue_key(pipeline_workspace, "test-suite", "default", "supervisor", clearance=3,
-                     rate_per_s=10_000.0, burst=10_000)  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def client(server: str, service_key: str) -> Iterator[httpx.Client]:
-    headers = {"X-API-Key": service_key}
-    with httpx.Client(base_url=server, timeout=30, headers=headers) as http:
-        yield http

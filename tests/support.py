@@ -9,6 +9,16 @@ from settings import Settings, load_settings
 REPO = Path(__file__).resolve().parents[1]
 
 
+def read_dataset(name: str):
+    """A data set of data/raw as the pipeline reads it (its splits carved, columns named)."""
+    from pipelines.datasets import finalize, load_dataset
+
+    settings = load_settings(REPO)
+    spec = settings.dataset(name)
+    frame, _ = load_dataset(settings.raw_dir(name), spec, settings.seed)
+    return finalize(frame, spec)
+
+
 def settings_at(root: Path, **sections: dict) -> Settings:
     """The repository's settings with every relative path under `root` (a throwaway project),
     sections replaced by `sections` (e.g. channels={...} merged over params.yaml's)."""

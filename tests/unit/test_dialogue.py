@@ -1,7 +1,7 @@
 """Dialogue manager: routing (query / task / chitchat), task flows, slots, context.
 
 A deterministic fake `Understanding` drives the state machine here (what it returns per text
-is spelled out in each test); tests/test_dialogue_model.py drives it with a trained model.
+is spelled out in each test); tests/unit/test_dialogue_model.py drives it with a trained model.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from crm.conversation.manager import DialogueManager
 from crm.conversation.sessions import BOT, PENDING, SqliteSessionStore
 from crm.conversation.slots import bank_card, clock_time, day, mobile
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UNKNOWN = Analysis("unknown", 0.2, False, "neutral", 0.6)
 
 

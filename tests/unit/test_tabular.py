@@ -5,7 +5,7 @@ A tiny profile (a 2,000-row churn subsample, two boosted-tree variants and a lin
 split. The churn frame is built from the raw Telco file with the pipeline's own loader and
 feature code: the Telco table is one snapshot, so the Feast point-in-time join of
 `churn_model_v1` reduces to joining labels and account facts on the customer id (that join is
-tested against Feast itself in tests/test_feature_store.py).
+tested against Feast itself in tests/integration/test_feature_store.py).
 """
 
 from __future__ import annotations

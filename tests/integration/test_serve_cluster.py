@@ -22,7 +22,8 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import BIN, free_port, project_env
+from tests.channel_setup import free_port
+from tests.conftest import BIN, project_env
 
 LOCAL_ONLY = {"RAY_AUTH_MODE": "disabled"}  # a loopback-only test cluster (STACK-NOTES)
 

@@ -666,9 +666,8 @@ def test_gateway_behind_the_tls_front_speaks_tls13_only(client, service_key, tmp
     import ssl
 
     from privacy.tls import TlsFront
-    from tests.channel_setup import tls_files
-    from tests.conftest import free_port
-    from tests.test_privacy_tls import client_context
+    from tests.channel_setup import free_port, tls_files
+    from tests.integration.test_privacy_tls import client_context
 
     cert_file, key_file = tls_files(tmp_path)
     upstream = ("127.0.0.1", int(str(client.base_url).rsplit(":", 1)[1]))

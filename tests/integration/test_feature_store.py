@@ -26,7 +26,8 @@ from features.store import (
     open_store,
     training_set,
 )
-from tests.conftest import BIN, free_port, run
+from tests.channel_setup import free_port
+from tests.conftest import BIN, run
 
 RFM_COLUMNS = ["recency_days", "frequency_90d", "monetary_90d"]
 

@@ -9,7 +9,7 @@ import pytest
 from privacy.abac import Context, PolicyError, Resource, load_policy, parse_policy
 from privacy.auth import ROLES, Subject
 
-POLICY_FILE = Path(__file__).resolve().parents[1] / "serving" / "privacy" / "policies.yaml"
+POLICY_FILE = Path(__file__).resolve().parents[2] / "privacy" / "policies.yaml"
 MINIMAL = """\
 version: 1
 actions: [customer.read, customer.write]

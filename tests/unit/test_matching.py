@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tests.test_ner_pipeline import read_dataset
+from tests.support import read_dataset
 from training.match_model import QuestionMatcher, clean
 from training.text.models import EncoderParams, SiameseMatcher
 from training.text.overlap import OverlapMatcher, best_threshold

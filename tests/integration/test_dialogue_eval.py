@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 from pipelines.dialogue_eval import classify, flow_intents, reply_outcome, summarise
 from settings import load_settings
-from tests.conftest import BIN, free_port, project_env
+from tests.channel_setup import free_port
+from tests.conftest import BIN, project_env
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FLOWS = {"report_lost_card": ["lost_or_stolen_card", "card_swallowed"]}
 
 

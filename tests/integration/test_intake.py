@@ -23,7 +23,7 @@ from crm.intake import RetryPolicy, SqliteIntake, open_intake
 from crm.intake.worker import IntakeWorker
 from crm.messages import InboundMessage, Reply
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def msg(i: int, channel: str = "wecom") -> InboundMessage:

@@ -14,7 +14,7 @@ from pipelines.dialogue_eval import eval_retrieval
 from settings import load_settings
 from settings.dialogue import KnowledgeConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KB = REPO / "data" / "kb"
 
 

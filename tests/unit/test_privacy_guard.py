@@ -26,7 +26,7 @@ from privacy.responses import MaskJsonResponses
 from privacy.routes import audit_router
 
 SECRET = "k" * 48
-POLICY = Path(__file__).resolve().parents[1] / "serving" / "privacy" / "policies.yaml"
+POLICY = Path(__file__).resolve().parents[2] / "privacy" / "policies.yaml"
 ZONE = ZoneInfo("Asia/Shanghai")
 PHONE, ID_NUMBER, CARD = "13812345678", "11010519491231002X", "6222020200000000006"
 CUSTOMERS = {  # customer id -> (tenant, owning login)
@@ -386,11 +386,13 @@ def test_guard_from_params_and_a_bad_policy_stops_start_up(tmp_path, monkeypatch
 
 
 def test_a_route_without_a_guard_is_refused_at_import() -> None:
-    """serving/app.py calls assert_guarded at import: a forgotten guard stops the gateway."""
+    """crm/api.py calls assert_guarded when it builds the app: a forgotten guard stops the
+    replica before it serves."""
     from fastapi import APIRouter
 
-    from crm.access import GUARD, assert_guarded, unguarded_routes
+    from crm.access import AccessControl, assert_guarded, unguarded_routes
 
+    GUARD = AccessControl(None, None, "default", "default", 65536)  # type: ignore[arg-type]
     app = FastAPI()
     guarded = APIRouter(prefix="/v1/x", dependencies=[Depends(GUARD.require("predict"))])
 

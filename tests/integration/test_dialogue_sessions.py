@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crm.conversation.sessions import RedisSessionStore, Session, SqliteSessionStore
-from tests.test_dialogue import intent, make_manager, say
+from tests.unit.test_dialogue import intent, make_manager, say
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

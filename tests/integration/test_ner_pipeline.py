@@ -17,17 +17,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from pipelines.datasets import finalize, load_dataset
-from settings import load_settings
-from tests.conftest import REPO
+from tests.support import read_dataset
 from training.text.spans import bio_spans, spans_bio
-
-
-def read_dataset(name: str) -> pd.DataFrame:
-    settings = load_settings(REPO)
-    spec = settings.dataset(name)
-    frame, _ = load_dataset(settings.raw_dir(name), spec, settings.seed)
-    return finalize(frame, spec)
 
 
 def read(root: Path, relative: str) -> dict:

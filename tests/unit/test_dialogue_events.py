@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from crm.conversation.events import BackgroundRecorder, stream_recorder
-from tests.test_dialogue import intent, make_manager, say
+from tests.unit.test_dialogue import intent, make_manager, say
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VIEW = "conversation_stats"
 
 

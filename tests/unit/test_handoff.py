@@ -12,7 +12,7 @@ from crm.conversation.desk import LocalDesk
 from crm.conversation.desk_routes import agent_router
 from crm.conversation.handoff import HandoffDesk
 from crm.conversation.sessions import BOT, OPEN, PENDING, RESOLVED
-from tests.test_dialogue import intent, make_manager, say
+from tests.unit.test_dialogue import intent, make_manager, say
 
 ANGRY = "你们这服务太差了，气死我了"
 

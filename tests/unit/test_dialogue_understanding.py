@@ -20,7 +20,7 @@ from crm.conversation.understanding import (
 )
 from settings import load_settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_gateway_analysis_json_is_parsed_and_gaps_mean_unknown() -> None:
@@ -116,7 +116,7 @@ def test_the_channel_adapters_handler_runs_the_dialogue(tmp_path: Path) -> None:
 
     messages = pytest.importorskip("crm.messages")
     from crm.conversation.handler import message_handler
-    from tests.test_dialogue import make_manager
+    from tests.unit.test_dialogue import make_manager
 
     manager = make_manager(tmp_path)
     handle = message_handler(manager)

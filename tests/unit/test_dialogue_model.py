@@ -19,7 +19,7 @@ from pipelines.dialogue_eval import outcome, percentiles
 from settings.dialogue import KnowledgeConfig
 from training.tfidf import ClassifierParams, TfidfParams, fit_tfidf_classifier
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RAW = REPO / "data/raw/banking77"
 THRESHOLD = 0.3
 
