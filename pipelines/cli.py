@@ -25,7 +25,15 @@ for _name, _value in {
 # workers started from it, MLflow) has its phone/ID/card numbers masked (docs/privacy.md).
 install_log_masking()
 
-from pipelines.commands import channels, data, features, models, privacy, serving  # noqa: E402
+from pipelines.commands import (  # noqa: E402
+    channels,
+    config,
+    data,
+    features,
+    models,
+    privacy,
+    serving,
+)
 
 app = typer.Typer(
     help="scrm-platform: validate -> features -> tune -> train -> evaluate -> promote -> serve.",
@@ -45,6 +53,7 @@ app.add_typer(channels.intake_app, name="intake")
 app.add_typer(channels.eval_app, name="eval")
 app.add_typer(privacy.keys_app, name="keys")
 app.add_typer(privacy.customers_app, name="customers")
+app.add_typer(config.config_app, name="config")
 
 if __name__ == "__main__":
     app()

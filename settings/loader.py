@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from settings.tree import Settings
 
@@ -105,4 +106,16 @@ def load_settings(
     raw = merged(read_params(root), env_overrides(environ))
     raw_dir = root / (raw.get("data") or {}).get("raw_dir", "data/raw")
     raw["datasets"] = {**registered_datasets(raw_dir), **(raw.get("datasets") or {})}
-    return Settings(root=root, **raw)
+    try:
+        return Settings(root=root, **raw)
+    except ValidationError as error:
+        raise SettingsError(f"{root / PARAMS_FILE}: {readable(error)}") from None
+
+
+def readable(error: ValidationError) -> str:
+    """Pydantic's errors as one line: `serving.port: Input should be ...; ...`."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item.get("loc", ())) or "(root)"
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts)

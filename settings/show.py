@@ -14,7 +14,8 @@ from typing import Any
 
 from settings.tree import Settings
 
-SECRET_KEY = re.compile(r"(secret|password|passwd|token|api_key|private)(?!_env)", re.I)
+# A key that names a secret value itself (not a file or an environment variable holding one).
+SECRET_KEY = re.compile(r"(^|_)(secret|password|passwd|token|api_key|private_key)$", re.I)
 URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][\w+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@", re.I)
 MASK = "****"
 

@@ -16,14 +16,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from crm.conversation.slots import EXTRACTORS, extract
 from crm.conversation.understanding import Analysis
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from settings.base import Strict
 
 
 class Text(Strict):

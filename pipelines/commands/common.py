@@ -41,11 +41,18 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from pipelines.datasets import DataLoadError
         from pipelines.serve import ServeError
-        from settings import UnknownName
+        from settings import SettingsError, UnknownName
 
         try:
             return command(*args, **kwargs)
-        except (DataLoadError, ServeError, FileNotFoundError, UnknownName, ValueError) as error:
+        except (
+            DataLoadError,
+            ServeError,
+            FileNotFoundError,
+            UnknownName,
+            SettingsError,
+            ValueError,
+        ) as error:
             fail(str(error))
         except Exception as error:  # MLflow and Feast errors: keep the one line that matters
             if type(error).__module__.split(".")[0] in {"mlflow", "feast"}:
