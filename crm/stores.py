@@ -21,12 +21,13 @@ in backups become unreadable as well.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from privacy.atrest import FieldCipher
 from privacy.crypto import Vault
-from privacy.stores import PersonalStore, StoreRegistry
+from privacy.stores import Eraser, PersonalStore, StoreRegistry
 from settings import Settings
 
 
@@ -40,78 +41,81 @@ def desk_path(settings: Settings) -> Path | None:
     return settings.path(desk) if desk else None
 
 
-def conversation_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStore]:
-    """Intake log, sessions, web chat transcripts, identity map, desk tickets."""
+def file_eraser(path: Path | None, opener: Callable[[], Any]) -> Eraser:
+    """Erase through the store `opener` opens, if its file exists (erasure creates nothing)."""
+
+    def erase(customer: str, tenant: str | None) -> int:
+        if path is not None and not path.is_file():
+            return 0
+        store = opener()
+        try:
+            return store.erase(customer, tenant)
+        finally:
+            if hasattr(store, "close"):
+                store.close()
+
+    return erase
+
+
+def channel_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStore]:
+    """The intake log, web chat transcripts and the identity map."""
     from crm import intake
     from crm.channels import webchat
     from crm.channels.identity import IdentityMap
     from crm.channels.service import intake_from_settings
-    from crm.conversation import handoff, sessions
 
     channels, channel_db = settings.channels, settings.path(settings.channels.store)
-    desk = desk_path(settings)
+    sqlite_intake = channels.intake.backend == "sqlite"
+    intake_file = settings.path(channels.intake.path) if sqlite_intake else None
+    columns = tuple((intake_file, c) for c in intake.COLUMNS) if intake_file else ()
+    return [
+        PersonalStore(
+            "intake_messages",
+            file_eraser(intake_file, lambda: intake_from_settings(channels, settings.root, cipher)),
+            columns,
+            redis_intake_usage(settings),
+        ),
+        PersonalStore(
+            "web_chat_lines",
+            file_eraser(channel_db, lambda: webchat.ChatTranscript(channel_db)),
+            tuple((channel_db, c) for c in webchat.COLUMNS),
+        ),
+        PersonalStore("identities", file_eraser(channel_db, lambda: IdentityMap(channel_db))),
+    ]
 
-    def erase_intake(customer: str, tenant: str | None) -> int:
-        sqlite_file = settings.path(channels.intake.path)
-        if channels.intake.backend == "sqlite" and not sqlite_file.is_file():
-            return 0
-        log = intake_from_settings(channels, settings.root, cipher)
-        try:
-            return log.erase(customer, tenant)
-        finally:
-            log.close()
 
-    def erase_transcript(customer: str, tenant: str | None) -> int:
-        if not channel_db.is_file():
-            return 0
-        transcript = webchat.ChatTranscript(channel_db)
-        try:
-            return transcript.erase(customer, tenant)
-        finally:
-            transcript.close()
+def dialogue_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStore]:
+    """Dialogue sessions (sqlite or Redis) and the agent desk's tickets."""
+    from crm.conversation import handoff, sessions
 
-    def erase_identities(customer: str, tenant: str | None) -> int:
-        if not channel_db.is_file():
-            return 0
-        identity = IdentityMap(channel_db)
-        try:
-            return identity.erase(customer, tenant)
-        finally:
-            identity.close()
+    session_file, desk = sessions_path(settings), desk_path(settings)
 
-    def erase_sessions(customer: str, tenant: str | None) -> int:
-        if (path := sessions_path(settings)) is not None and not path.is_file():
-            return 0
-        return session_store(settings, cipher).erase(customer)
+    class Sessions:  # the session stores erase by customer only (keys are per customer)
+        def __init__(self) -> None:
+            self.store = session_store(settings, cipher)
 
-    def erase_tickets(customer: str, tenant: str | None) -> int:
-        if not desk.is_file():
-            return 0
-        default_skill = settings.dialogue.handoff.default_skill
-        return handoff.HandoffDesk(default_skill, desk, cipher).erase(customer)
+        def erase(self, customer: str, tenant: str | None) -> int:
+            return self.store.erase(customer)
 
-    intake_columns = (
-        [(settings.path(channels.intake.path), c) for c in intake.COLUMNS]
-        if channels.intake.backend == "sqlite"
-        else []
-    )
-    session_file = sessions_path(settings)
+    class Tickets:
+        def __init__(self) -> None:
+            skill = settings.dialogue.handoff.default_skill
+            self.desk = handoff.HandoffDesk(skill, desk, cipher)
+
+        def erase(self, customer: str, tenant: str | None) -> int:
+            return self.desk.erase(customer)
+
     found = [
-        PersonalStore("intake_messages", erase_intake, tuple(intake_columns),
-                      redis_intake_usage(settings, cipher)),  # fmt: skip
-        PersonalStore("web_chat_lines", erase_transcript,
-                      tuple((channel_db, c) for c in webchat.COLUMNS)),  # fmt: skip
-        PersonalStore("identities", erase_identities),
         PersonalStore(
             "sessions",
-            erase_sessions,
+            file_eraser(session_file, Sessions),
             tuple((session_file, c) for c in sessions.COLUMNS) if session_file else (),
-            None if session_file else redis_sessions_rotation(settings, cipher),
-        ),
+            None if session_file else redis_sessions_rotation(settings),
+        )
     ]
     if desk is not None:
-        found.append(PersonalStore("handoff_tickets", erase_tickets,
-                                   tuple((desk, c) for c in handoff.COLUMNS)))  # fmt: skip
+        columns = tuple((desk, c) for c in handoff.COLUMNS)
+        found.append(PersonalStore("handoff_tickets", file_eraser(desk, Tickets), columns))
     return found
 
 
@@ -123,7 +127,7 @@ def session_store(settings: Settings, cipher: FieldCipher) -> Any:
                               session.key_prefix, cipher)  # fmt: skip
 
 
-def redis_sessions_rotation(settings: Settings, cipher: FieldCipher) -> Any:
+def redis_sessions_rotation(settings: Settings) -> Any:
     def rotate(vault: Vault) -> dict:
         from crm.conversation.sessions import RedisSessionStore
 
@@ -135,7 +139,7 @@ def redis_sessions_rotation(settings: Settings, cipher: FieldCipher) -> Any:
     return rotate
 
 
-def redis_intake_usage(settings: Settings, cipher: FieldCipher) -> Any:
+def redis_intake_usage(settings: Settings) -> Any:
     """The Redis intake's values per key (its stream entries cannot be rewritten: a key they
     use is never retired)."""
     intake = settings.channels.intake
@@ -157,7 +161,7 @@ def platform_stores(settings: Settings, cipher: FieldCipher) -> StoreRegistry:
     from serving.prediction_log import erase as erase_predictions
 
     registry = StoreRegistry()
-    for store in conversation_stores(settings, cipher):
+    for store in channel_stores(settings, cipher) + dialogue_stores(settings, cipher):
         registry.register(store)
     registry.register(PersonalStore(
         "prediction_rows", lambda customer, tenant: erase_predictions(

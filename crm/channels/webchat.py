@@ -101,7 +101,9 @@ def like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-DIALOGUE_FIELDS = ("kind", "state", "flow", "flow_status", "ticket_id", "queue_position")
+DIALOGUE_FIELDS = (
+    "kind", "state", "flow", "flow_status", "ticket_id", "queue_position", "served_by",
+)  # fmt: skip
 
 
 TEXT = "web_chat_transcript.text"

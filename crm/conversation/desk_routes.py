@@ -59,17 +59,8 @@ class TicketOut(BaseModel):
 ERRORS = {404: {"description": "Unknown ticket or agent"}, 409: {"description": "Wrong state"}}
 
 
-def agent_router(
-    desk: Desk, guard: Any = None, desk_tenant: Callable[[], str] | None = None
-) -> APIRouter:
-    """The desk's routes over `desk` (in process, or the Conversation deployment's).
-
-    `guard` (the gateway's `AccessControl`, or a privacy `Guard`) protects every route with
-    `desk.work` on the desk of `desk_tenant()`; None leaves the desk open (unit tests of the
-    desk alone).
-    """
-    router = APIRouter(prefix="/v1/agent", tags=["agent desk"], responses=ERRORS)
-    tenant = desk_tenant or (lambda: "default")
+def desk_checks(desk: Desk, guard: Any, tenant: Callable[[], str]) -> tuple[Any, Any]:
+    """The access checks of desk-wide routes and of routes on one ticket (none: no guard)."""
 
     def on_desk_resource(request: Request) -> Resource:
         return Resource("desk", "desk", tenant())
@@ -84,15 +75,31 @@ def agent_router(
         return Resource("ticket", found["id"], tenant(), owner=found["customer_id"],
                         sensitivity=2)  # fmt: skip
 
-    def no_guard(request: Request) -> None:
-        return None
-
-    on_desk = guard.require("desk.work", on_desk_resource, audit=False) if guard else no_guard
-
     def unknown(request: Request) -> str:
         return f"Unknown ticket: {request.path_params.get('ticket_id')}"
 
-    on_ticket = guard.require("desk.work", ticket_of, not_found=unknown) if guard else no_guard
+    def no_guard(request: Request) -> None:
+        return None
+
+    if guard is None:
+        return no_guard, no_guard
+    return (
+        guard.require("desk.work", on_desk_resource, audit=False),
+        guard.require("desk.work", ticket_of, not_found=unknown),
+    )
+
+
+def agent_router(
+    desk: Desk, guard: Any = None, desk_tenant: Callable[[], str] | None = None
+) -> APIRouter:
+    """The desk's routes over `desk` (in process, or the Conversation deployment's).
+
+    `guard` (the gateway's `AccessControl`, or a privacy `Guard`) protects every route with
+    `desk.work` on the desk of `desk_tenant()`; None leaves the desk open (unit tests of the
+    desk alone).
+    """
+    router = APIRouter(prefix="/v1/agent", tags=["agent desk"], responses=ERRORS)
+    on_desk, on_ticket = desk_checks(desk, guard, desk_tenant or (lambda: "default"))
 
     def as_agent(request: Request, agent_id: str) -> None:
         """An agent acts as themselves; a supervisor may act for any agent of the desk."""

@@ -106,3 +106,4 @@ def key_of(message: InboundMessage) -> str:
 
 
 MESSAGE, REPLY = "intake.message", "intake.reply"  # encryption contexts of the two columns
+ERASED = "personal data erased"

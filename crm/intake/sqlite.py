@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from crm.intake.log import MESSAGE, REPLY, Accepted, Claimed, RetryPolicy
+from crm.intake.log import ERASED, MESSAGE, REPLY, Accepted, Claimed, RetryPolicy
 from crm.messages import InboundMessage, Reply
 from privacy.atrest import FieldCipher, data_key, open_opt, seal_opt
 from privacy.crypto import DecryptError, EncryptedColumn
 from privacy.masking import mask_for_logs
 
-ERASED = "personal data erased"
 # The encrypted columns, for `scrm keys rotate` (privacy/admin.py).
 COLUMNS = [
     EncryptedColumn(table, column, context, "{data_key}", encrypt_plaintext=True)

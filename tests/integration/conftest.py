@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.channel_setup import channel_port, configure_test_channels, free_port, start_mosquitto
 from tests.conftest import BIN, TEST_JWT_SECRET, issue_key, make_workspace, run, small_profile
@@ -31,11 +32,23 @@ def pipeline_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def replicas(root: Path, deployment: str, count: int) -> None:
+    """Set a deployment's replica count in the workspace's Serve file."""
+    path = root / "serving" / "config.yaml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for entry in raw["applications"][0]["deployments"]:
+        if entry["name"] == deployment:
+            entry.pop("autoscaling_config", None)
+            entry["num_replicas"] = count
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+
+
 @pytest.fixture(scope="session")
 def server(pipeline_workspace: Path) -> Iterator[str]:
     """`scrm serve --detach` on a free loopback port; stopped by its own pid at teardown."""
     port = free_port()
     channels_env = configure_test_channels(pipeline_workspace)  # WeCom, DingTalk, MQTT on
+    replicas(pipeline_workspace, "Conversation", 2)  # turns of one chat land on either
     run(
         [str(BIN / "scrm"), "serve", "--detach", "--port", str(port)],
         pipeline_workspace,

@@ -82,3 +82,20 @@ def test_a_vendor_retry_is_answered_once(client: httpx.Client) -> None:
     assert again["reply"] == first["reply"]
     history = client.get(f"/v1/channels/web_chat/sessions/{body['session_id']}").json()["history"]
     assert sum(item.get("text") == body["text"] for item in history) == 1
+
+
+def test_two_conversation_replicas_serve_one_conversation_alternately(client: httpx.Client):
+    """The Conversation deployment runs two replicas here (integration conftest); its state is
+    in the session store, so a task flow whose turns land on different replicas still fills
+    its slot, confirms and completes."""
+    for _ in range(12):
+        session = new_session()
+        turns = [say(client, session, text) for text in ("I lost my card", "6222 0202 0011 2233")]
+        turns.append(say(client, session, "yes"))
+        replicas = [turn["dialogue"]["served_by"] for turn in turns]
+        if len(set(replicas)) > 1:
+            break
+    else:
+        raise AssertionError(f"every turn of 12 flows landed on one replica: {replicas}")
+    assert turns[1]["dialogue"]["flow"] == "report_lost_card" and "2233" in turns[1]["reply"]
+    assert turns[2]["dialogue"]["flow_status"] == "done", (replicas, turns)
