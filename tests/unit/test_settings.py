@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from settings import UnknownName, load_settings
+from settings import SettingsError, UnknownName, load_settings
 from tests.conftest import REPO
 
 
@@ -26,7 +26,7 @@ def test_tracking_uri_env_overrides_params(monkeypatch) -> None:
 def test_unknown_key_in_params_is_rejected(tmp_path: Path) -> None:
     text = (REPO / "params.yaml").read_text().replace("seed: 42", "seed: 42\nsede: 1")
     (tmp_path / "params.yaml").write_text(text)
-    with pytest.raises(ValidationError, match="sede"):
+    with pytest.raises(SettingsError, match="sede: Extra inputs are not permitted"):
         load_settings(tmp_path)
 
 
