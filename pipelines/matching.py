@@ -67,8 +67,9 @@ def train_siamese(settings: Settings, train: pd.DataFrame, dev: pd.DataFrame, tm
     import torch
 
     from pipelines.pretrain import start_encoder
+    from training.text.fit import fit_matcher
+    from training.text.loop import TrainParams
     from training.text.models import SiameseMatcher
-    from training.text.train import TrainParams, fit_matcher
 
     spec, bert = settings.text.faq_match, settings.text.bert
     torch.set_num_threads(bert.threads)
@@ -121,8 +122,8 @@ def train_matching(settings: Settings) -> dict[str, Any]:
 
     from training.match_model import QuestionMatcher
     from training.text.export import log_pyfunc
+    from training.text.predict import predict_proba
     from training.text.tokenizer import save_tokenizer
-    from training.text.train import predict_proba
 
     spec = settings.text.faq_match
     train = pairs(settings, "train")

@@ -82,7 +82,7 @@ def candidates(
 
 
 def train_params(train: BertTrainSettings, seed: int, pad_multiple: int):
-    from training.text.train import TrainParams
+    from training.text.loop import TrainParams
 
     return TrainParams(**train.model_dump(), seed=seed, pad_multiple=pad_multiple)
 
@@ -104,8 +104,9 @@ def train_ner(settings: Settings) -> dict[str, Any]:
     from pipelines.pretrain import start_encoder
     from training.ner_model import EntityTagger
     from training.text.export import log_pyfunc
+    from training.text.fit import fit_tagger
+    from training.text.predict import predict_tags
     from training.text.tokenizer import save_tokenizer
-    from training.text.train import fit_tagger, predict_tags
 
     ner, bert = settings.text.ner, settings.text.bert
     torch.set_num_threads(bert.threads)

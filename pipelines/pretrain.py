@@ -74,10 +74,13 @@ def corpus_texts(settings: Settings, corpus: str) -> tuple[list[str], list[str],
 def pretrain(settings: Settings, corpus: str) -> dict[str, Any]:
     import torch
 
+    from training.text.data import chunk_texts
+    from training.text.fit import pretrain_mlm
+    from training.text.loop import TrainParams
     from training.text.models import EncoderParams, build_mlm
+    from training.text.predict import mlm_loss
     from training.text.pretrained import save_pretrained
     from training.text.tokenizer import TokenizerParams, build_tokenizer
-    from training.text.train import TrainParams, chunk_texts, mlm_loss, pretrain_mlm
 
     spec, bert = settings.text.pretrain, settings.text.bert
     torch.set_num_threads(bert.threads)

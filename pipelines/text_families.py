@@ -63,8 +63,9 @@ def train_bert(
     import torch
 
     from pipelines.pretrain import start_encoder
+    from training.text.fit import fit_classifier
+    from training.text.loop import TrainParams
     from training.text.models import BertBiLSTMClassifier
-    from training.text.train import TrainParams, fit_classifier
 
     bert = settings.text.bert
     torch.set_num_threads(bert.threads)
@@ -120,7 +121,7 @@ def train_bert(
 
 
 def bert_logits(fit: BertFit, texts: list[str]) -> np.ndarray:
-    from training.text.train import bagged_logits
+    from training.text.predict import bagged_logits
 
     return bagged_logits(fit.models, fit.tokenizer, normalise(texts), fit.config["max_len"])
 
