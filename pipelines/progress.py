@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import threading
 import time
@@ -29,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -289,10 +291,14 @@ class Stage:
         self.produced(*(f for f in files if f.is_file() and f.stat().st_mtime >= since))
 
     def headline(self, name: str, value: float | None) -> None:
-        """The one number that says how the stage went (dev accuracy, rows, ...)."""
-        number = None if value is None else float(value)
+        """The one number that says how the stage went (dev accuracy, rows, ...); ints stay
+        ints, so counts print as counts."""
+        if value is None or isinstance(value, numbers.Integral):
+            number = None if value is None else int(value)
+        else:
+            number = float(value)
         self.metric_name = name
-        self.metric = None if number is None or math.isnan(number) else number
+        self.metric = None if isinstance(number, float) and math.isnan(number) else number
 
     def record(self, status: str) -> dict[str, Any]:
         return {
@@ -326,7 +332,7 @@ def format_metric(value: float | None) -> str:
     """Counts as integers (1,409 rows), scores with four decimals (0.9145)."""
     if value is None:
         return "-"
-    return f"{value:,.0f}" if float(value).is_integer() and abs(value) >= 10 else f"{value:.4f}"
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
 
 
 def append_record(root: Path, record: dict[str, Any]) -> Path:
@@ -384,23 +390,27 @@ def latest_per_stage(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def stages_table(records: list[dict[str, Any]], title: str = "pipeline stages") -> Table:
-    """One row per record: stage, start, seconds, headline metric, status; then their sum."""
-    table = Table(title=title)
-    for column, justify in (("stage", "left"), ("started", "left"), ("seconds", "right"),
-                            ("headline metric", "left"), ("status", "left")):  # fmt: skip
-        table.add_column(column, justify=justify)
+    """One row per record (stage, start, seconds, headline metric; ✗ marks a failed run), then
+    the sum of the stages' seconds and the wall time from the first start to the last end,
+    which adds what lies between stages (dvc, each command's Python start-up)."""
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for column in ("stage", "started", "seconds", "metric", "value"):
+        table.add_column(column, justify="right" if column in ("seconds", "value") else "left")
     for record in records:
-        metric = record.get("metric_name")
-        headline = f"{metric} {format_metric(record.get('metric'))}" if metric else "-"
-        status = record.get("status", "ok")
+        failed = record.get("status", "ok") != "ok"
         table.add_row(
-            record["stage"],
+            f"[red]✗ {record['stage']}" if failed else record["stage"],
             record["started"][5:].replace("T", " "),  # MM-DD HH:MM:SS
             f"{record['seconds']:.1f}",
-            headline,
-            "[green]ok" if status == "ok" else f"[red]{status}",
+            record.get("metric_name") or "",
+            format_metric(record.get("metric")) if record.get("metric_name") else "",
         )
-    total = sum(record["seconds"] for record in records)
-    table.add_section()
-    table.add_row("sum", "", f"{total:.1f}", duration(total), "")
+    if records:
+        total = sum(record["seconds"] for record in records)
+        first = min(datetime.fromisoformat(record["started"]) for record in records)
+        last = max(datetime.fromisoformat(r["started"]).timestamp() + r["seconds"] for r in records)
+        table.add_section()
+        table.add_row("sum of stages", "", f"{total:.1f}", duration(total), "")
+        wall = last - first.timestamp()
+        table.add_row("first start to last end", "", f"{wall:.1f}", duration(wall), "")
     return table

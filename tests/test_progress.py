@@ -113,9 +113,14 @@ def test_the_table_shows_each_stages_last_run_and_their_sum(tmp_path: Path) -> N
     out = io.StringIO()
     Console(file=out, width=120).print(stages_table(latest))
     table = out.getvalue()
-    assert "heldout_mlm_loss 4.5000" in table and "dev_accuracy 0.9145" in table
+    assert re.search(r"pretrain_zh\s+12-05 08:00:00\s+300.0\s+heldout_mlm_loss\s+4.5000", table)
+    assert re.search(r"train@intent\s+12-05 09:00:00\s+120.5\s+dev_accuracy\s+0.9145", table)
     assert "0.5000" not in table  # the earlier, failed run is not shown
-    assert re.search(r"sum\s+│\s+│\s+420.5\s+│\s+7m00s", table)
+    assert re.search(r"sum of stages\s+420.5\s+7m00s", table)
+    assert re.search(r"first start to last end\s+3720.5\s+1h02m", table)
+    out = io.StringIO()
+    Console(file=out, width=120).print(stages_table(found))
+    assert "✗ train@intent" in out.getvalue()  # --all shows the failed run, marked
 
 
 def test_scrm_stages_prints_the_table(project: Path) -> None:
@@ -125,7 +130,7 @@ def test_scrm_stages_prints_the_table(project: Path) -> None:
         current.headline("rows", 13083)
     shown = scrm_in(project, "stages")
     assert shown.returncode == 0, shown.stderr
-    assert "validate banking77" in shown.stdout and "rows 13,083" in shown.stdout
+    assert re.search(r"validate banking77 .+ rows\s+13,083", shown.stdout)
 
 
 def test_off_a_terminal_bars_print_plain_lines_on_a_clock(tmp_path, monkeypatch, capsys) -> None:

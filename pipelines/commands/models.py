@@ -242,6 +242,8 @@ def stages(
     ] = False,
 ) -> None:
     """Each pipeline stage's last run: when, seconds, headline metric (run/stages.jsonl)."""
+    import sys
+
     from rich.console import Console
 
     from pipelines.progress import STAGES_FILE, latest_per_stage, read_stages, stages_table
@@ -250,4 +252,5 @@ def stages(
     if not records:
         console.print(f"No stages recorded yet: `dvc repro` records them in {STAGES_FILE}")
         return
-    Console().print(stages_table(records if every_run else latest_per_stage(records)))
+    out = Console(width=None if sys.stdout.isatty() else 120)  # a log is not 80 columns wide
+    out.print(stages_table(records if every_run else latest_per_stage(records)))
