@@ -30,7 +30,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -40,9 +39,8 @@ from rich.progress import (
     Task,
     TaskID,
     TextColumn,
-    TimeElapsedColumn,
 )
-from rich.table import Table
+from rich.table import Column
 from rich.text import Text
 
 STAGES_FILE = Path("run") / "stages.jsonl"
@@ -117,23 +115,31 @@ class Bar:
         share = 100 * self.completed / self.total
         return f"{self.completed:,.0f}/{self.total:,.0f}{unit} ({share:.0f}%)"
 
+    def status(self, share: bool = True) -> str:
+        """`120/900 steps (13%) · ~7m50s left · 1m10s · epoch 2/8 · loss 0.412`: what matters
+        first, since a narrow terminal cuts the end (`share=False` leaves out the percent)."""
+        left = self.eta()
+        position = self.position() if share else self.position().split(" (")[0]
+        parts = [position, "" if left is None else f"~{duration(left)} left"]
+        parts += [duration(self.elapsed), self.info]
+        return " · ".join(part for part in parts if part)
+
     def line(self, done: bool = False) -> str:
         """The bar as plain text: for logs that are not a terminal, and its summary when done."""
         if done:
             return f"{self.description}: {self.position()} in {duration(self.elapsed)}"
-        left = self.eta()
-        parts = [f"{self.description}: {self.position()}", self.info]
-        parts.append("" if left is None else f"~{duration(left)} left")
-        return " · ".join(part for part in parts if part)
+        return f"{self.description}: {self.status()}"
 
 
-class EtaColumn(ProgressColumn):
-    """Time left from the bar's own average rate, capped by its wall budget (see eta_seconds)."""
+class StatusColumn(ProgressColumn):
+    """A bar's status (Bar.status), rendered on every refresh so its clocks move between
+    updates; the stage's own row shows its elapsed time."""
 
     def render(self, task: Task) -> Text:
         bar = task.fields.get("bar")
-        left = bar.eta() if isinstance(bar, Bar) else None
-        return Text("" if left is None else f"~{duration(left)} left", style="progress.remaining")
+        if isinstance(bar, Bar):
+            return Text(bar.status(share=False), style="progress.remaining")
+        return Text(duration(task.elapsed or 0.0), style="progress.elapsed")
 
 
 class Board:
@@ -149,14 +155,20 @@ class Board:
 
     def start(self) -> None:
         if self.live:
-            columns = (TextColumn("{task.fields[position]}"), TimeElapsedColumn(), EtaColumn())
+            # The status text gets what the spinner, description and bar leave: a narrow
+            # terminal cuts its end, never the bar.
+            room = max(24, console.width - 46)
             self.progress = Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), *columns,
-                TextColumn("{task.fields[info]}"), console=console, transient=True,
-            )  # fmt: skip
+                SpinnerColumn(),
+                TextColumn("{task.description}", table_column=Column(no_wrap=True, max_width=28)),
+                BarColumn(bar_width=12),
+                StatusColumn(table_column=Column(no_wrap=True, max_width=room)),
+                console=console,
+                transient=True,
+            )
             self.progress.start()
             if self.spinner:
-                self.progress.add_task(self.title, total=None, position="", info="", bar=None)
+                self.progress.add_task(self.title, total=None, bar=None)
         else:
             self.thread = threading.Thread(target=self.tick, name="progress-lines", daemon=True)
             self.thread.start()
@@ -181,17 +193,13 @@ class Board:
         bar.board = self
         self.bars.append(bar)
         if self.progress is not None:
-            bar.task = self.progress.add_task(
-                bar.description, total=bar.total, position="", info="", bar=bar
-            )
-            self.refresh(bar)
+            bar.task = self.progress.add_task(bar.description, total=bar.total, bar=bar)
         else:
             console.print(f"  {bar.line()}", highlight=False)
 
     def refresh(self, bar: Bar) -> None:
         if self.progress is not None and bar.task is not None:
-            fields = {"position": bar.position(), "info": bar.info}
-            self.progress.update(bar.task, completed=bar.completed, total=bar.total, **fields)
+            self.progress.update(bar.task, completed=bar.completed, total=bar.total)
 
     def remove(self, bar: Bar) -> None:
         if bar in self.bars:
@@ -380,37 +388,3 @@ def read_stages(root: Path) -> list[dict[str, Any]]:
     path = root / STAGES_FILE
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     return [json.loads(line) for line in lines if line.endswith("}")]
-
-
-def latest_per_stage(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The last run of each stage, in the order those runs started: what the workspace holds
-    now (a stage dvc skipped keeps its earlier record)."""
-    latest = {record["stage"]: record for record in records}
-    return sorted(latest.values(), key=lambda record: record["started"])
-
-
-def stages_table(records: list[dict[str, Any]], title: str = "pipeline stages") -> Table:
-    """One row per record (stage, start, seconds, headline metric; ✗ marks a failed run), then
-    the sum of the stages' seconds and the wall time from the first start to the last end,
-    which adds what lies between stages (dvc, each command's Python start-up)."""
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    for column in ("stage", "started", "seconds", "metric", "value"):
-        table.add_column(column, justify="right" if column in ("seconds", "value") else "left")
-    for record in records:
-        failed = record.get("status", "ok") != "ok"
-        table.add_row(
-            f"[red]✗ {record['stage']}" if failed else record["stage"],
-            record["started"][5:].replace("T", " "),  # MM-DD HH:MM:SS
-            f"{record['seconds']:.1f}",
-            record.get("metric_name") or "",
-            format_metric(record.get("metric")) if record.get("metric_name") else "",
-        )
-    if records:
-        total = sum(record["seconds"] for record in records)
-        first = min(datetime.fromisoformat(record["started"]) for record in records)
-        last = max(datetime.fromisoformat(r["started"]).timestamp() + r["seconds"] for r in records)
-        table.add_section()
-        table.add_row("sum of stages", "", f"{total:.1f}", duration(total), "")
-        wall = last - first.timestamp()
-        table.add_row("first start to last end", "", f"{wall:.1f}", duration(wall), "")
-    return table

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich import box
+from rich.table import Table
 
 from pipelines.commands.common import (
     DatasetOption,
@@ -18,7 +21,7 @@ from pipelines.commands.common import (
     friendly_errors,
     settings,
 )
-from pipelines.progress import stage
+from pipelines.progress import duration, format_metric, stage
 
 if TYPE_CHECKING:
     from pipelines.settings import Settings
@@ -246,7 +249,7 @@ def stages(
 
     from rich.console import Console
 
-    from pipelines.progress import STAGES_FILE, latest_per_stage, read_stages, stages_table
+    from pipelines.progress import STAGES_FILE, read_stages
 
     records = read_stages(settings().root)
     if not records:
@@ -254,3 +257,37 @@ def stages(
         return
     out = Console(width=None if sys.stdout.isatty() else 120)  # a log is not 80 columns wide
     out.print(stages_table(records if every_run else latest_per_stage(records)))
+
+
+def latest_per_stage(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last run of each stage, in the order those runs started: what the workspace holds
+    now (a stage dvc skipped keeps its earlier record)."""
+    latest = {record["stage"]: record for record in records}
+    return sorted(latest.values(), key=lambda record: record["started"])
+
+
+def stages_table(records: list[dict[str, Any]], title: str = "pipeline stages") -> Table:
+    """One row per record (stage, start, seconds, headline metric; ✗ marks a failed run), then
+    the sum of the stages' seconds and the wall time from the first start to the last end,
+    which adds what lies between stages (dvc, each command's Python start-up)."""
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for column in ("stage", "started", "seconds", "metric", "value"):
+        table.add_column(column, justify="right" if column in ("seconds", "value") else "left")
+    for record in records:
+        failed = record.get("status", "ok") != "ok"
+        table.add_row(
+            f"[red]✗ {record['stage']}" if failed else record["stage"],
+            record["started"][5:].replace("T", " "),  # MM-DD HH:MM:SS
+            f"{record['seconds']:.1f}",
+            record.get("metric_name") or "",
+            format_metric(record.get("metric")) if record.get("metric_name") else "",
+        )
+    if records:
+        total = sum(record["seconds"] for record in records)
+        first = min(datetime.fromisoformat(record["started"]) for record in records)
+        last = max(datetime.fromisoformat(r["started"]).timestamp() + r["seconds"] for r in records)
+        table.add_section()
+        table.add_row("sum of stages", "", f"{total:.1f}", duration(total), "")
+        wall = last - first.timestamp()
+        table.add_row("first start to last end", "", f"{wall:.1f}", duration(wall), "")
+    return table
