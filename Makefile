@@ -35,6 +35,7 @@ pipeline: $(STAMP)  ## dvc repro: validate -> features -> train -> evaluate -> r
 	$(BIN)/dvc repro
 
 run: pipeline  ## install, run the pipeline, start the API in the background and print where it all is
+	$(BIN)/scrm stages
 	$(BIN)/scrm serve --detach
 	$(BIN)/scrm info
 

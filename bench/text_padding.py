@@ -41,7 +41,9 @@ def one_run(rows: int, epochs: int, multiple: int) -> dict:
 
     from pipelines.datasets import finalize, load_dataset
     from settings import load_settings
-    from training.text import train as loop
+    from training.text import data as batching
+    from training.text.fit import fit_classifier
+    from training.text.loop import TrainParams
     from training.text.models import BertBiLSTMClassifier, EncoderParams
     from training.text.tokenizer import TokenizerParams, build_tokenizer
 
@@ -58,24 +60,24 @@ def one_run(rows: int, epochs: int, multiple: int) -> dict:
     encoder = EncoderParams(**settings.text.bert.encoder.model_dump(), max_len=max_len)
     labels = {"negative": 0, "positive": 1}
     shapes: set[tuple[int, int]] = set()
-    original = loop._ids_and_mask
+    original = batching.ids_and_mask
 
-    def counting(rows_, padding=loop.NO_PADDING):
+    def counting(rows_, padding=batching.NO_PADDING):
         ids, mask = original(rows_, padding)
         shapes.add(tuple(ids.shape))
         return ids, mask
 
-    loop._ids_and_mask = counting
+    batching.ids_and_mask = counting  # every batch of every head is built through it
     torch.manual_seed(0)
     model = BertBiLSTMClassifier(encoder, len(tokenizer), 2)
-    params = loop.TrainParams(epochs=epochs, patience=epochs, lr=1e-3, pad_multiple=multiple)
+    params = TrainParams(epochs=epochs, patience=epochs, lr=1e-3, pad_multiple=multiple)
     real = sum(min(len(ids), max_len) for ids in tokenizer(list(train.text))["input_ids"])
     cpu = [time.process_time()]  # CPU seconds of this process (all torch threads)
 
     def on_epoch(epoch: int, metrics: dict) -> None:
         cpu.append(time.process_time())
 
-    fit = loop.fit_classifier(
+    fit = fit_classifier(
         model, tokenizer, list(train.text), [labels[x] for x in train.label],
         list(dev.text), [labels[x] for x in dev.label], max_len, params, on_epoch,
     )  # fmt: skip
@@ -100,7 +102,7 @@ def step_run(batches: int, multiple: int) -> dict:
 
     from pipelines.datasets import finalize, load_dataset
     from settings import load_settings
-    from training.text import train as loop
+    from training.text import data as batching
     from training.text.models import BertBiLSTMClassifier, EncoderParams
 
     torch.set_num_threads(2)
@@ -109,13 +111,13 @@ def step_run(batches: int, multiple: int) -> dict:
     frame = finalize(load_dataset(settings.raw_dir("chnsenticorp"), spec, settings.seed)[0], spec)
     max_len = settings.text.task("sentiment").max_len
     lengths = [min(len(t) + 2, max_len) for t in frame[frame.split == "train"].text]
-    order = list(loop._buckets(lengths, 32, 50, random.Random(0)))[:batches]
-    padding = loop.Padding(multiple, max_len)
+    order = list(batching.length_buckets(lengths, 32, 50, random.Random(0)))[:batches]
+    padding = batching.Padding(multiple, max_len)
     rng = torch.Generator().manual_seed(0)
     data = []
     for indices in order:
         rows = [torch.randint(5, 6000, (lengths[i],), generator=rng).tolist() for i in indices]
-        ids, mask = loop._ids_and_mask(rows, padding)
+        ids, mask = batching.ids_and_mask(rows, padding)
         data.append((ids, mask, torch.randint(0, 2, (len(rows),), generator=rng)))
     encoder = EncoderParams(**settings.text.bert.encoder.model_dump(), max_len=max_len)
     torch.manual_seed(0)

@@ -24,6 +24,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from pipelines.io import read_json, write_json
+from pipelines.progress import fit_bar
 from pipelines.promotion import promote_evaluated
 from pipelines.text import load_split, log_data
 from pipelines.text_families import write_history
@@ -67,8 +68,9 @@ def train_siamese(settings: Settings, train: pd.DataFrame, dev: pd.DataFrame, tm
     import torch
 
     from pipelines.pretrain import start_encoder
+    from training.text.fit import fit_matcher
+    from training.text.loop import TrainParams
     from training.text.models import SiameseMatcher
-    from training.text.train import TrainParams, fit_matcher
 
     spec, bert = settings.text.faq_match, settings.text.bert
     torch.set_num_threads(bert.threads)
@@ -94,18 +96,22 @@ def train_siamese(settings: Settings, train: pd.DataFrame, dev: pd.DataFrame, tm
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         mlflow.log_metrics({f"siamese_epoch_{k}": v for k, v in metrics.items()}, step=epoch)
 
-    fit = fit_matcher(
-        model,
-        tokenizer,
-        (train["text_a"].tolist(), train["text_b"].tolist()),
-        train["label"].tolist(),
-        (dev["text_a"].tolist(), dev["text_b"].tolist()),
-        dev["label"].tolist(),
-        spec.max_len,
-        TrainParams(**spec.train.model_dump(), seed=settings.seed, pad_multiple=bert.pad_multiple),
-        on_epoch,
-        class_weights=[1.0, weight],
-    )
+    with fit_bar("siamese BERT-BiLSTM") as on_step:
+        fit = fit_matcher(
+            model,
+            tokenizer,
+            (train["text_a"].tolist(), train["text_b"].tolist()),
+            train["label"].tolist(),
+            (dev["text_a"].tolist(), dev["text_b"].tolist()),
+            dev["label"].tolist(),
+            spec.max_len,
+            TrainParams(
+                **spec.train.model_dump(), seed=settings.seed, pad_multiple=bert.pad_multiple
+            ),
+            on_epoch,
+            class_weights=[1.0, weight],
+            on_step=on_step,
+        )
     config = {
         "kind": "siamese",
         "encoder": asdict(encoder),
@@ -116,13 +122,9 @@ def train_siamese(settings: Settings, train: pd.DataFrame, dev: pd.DataFrame, tm
 
 
 def train_matching(settings: Settings) -> dict[str, Any]:
-    import joblib
-    import torch
-
-    from training.match_model import QuestionMatcher
-    from training.text.export import log_pyfunc
-    from training.text.tokenizer import save_tokenizer
-    from training.text.train import predict_proba
+    """The overlap challenger and the siamese matcher on train, thresholds and the choice on
+    dev F1; the chosen one is logged as the `faq_match` pyfunc."""
+    from training.text.predict import predict_proba
 
     spec = settings.text.faq_match
     train = pairs(settings, "train")
@@ -130,7 +132,6 @@ def train_matching(settings: Settings) -> dict[str, Any]:
         train = train.sample(spec.max_train_rows, random_state=settings.seed)
     dev, test = pairs(settings, "dev"), pairs(settings, "test")
     use_experiment(settings.tracking_uri, spec.registered_model, settings.artifact_root)
-    reports: dict[str, dict[str, Any]] = {}
     with mlflow.start_run(run_name="faq-matchers") as run, tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         mlflow.set_tags({"task": "faq_match", "dataset": spec.dataset})
@@ -156,39 +157,12 @@ def train_matching(settings: Settings) -> dict[str, Any]:
             return predict_proba(model, tokenizer, a, spec.max_len, b)[:, 1]
 
         scored["siamese"] = (siamese(dev), siamese(test))
-        for name, (dev_scores, test_scores) in scored.items():
-            threshold, _ = best_threshold(dev_scores, dev["label"].to_numpy())
-            reports[name] = {
-                "threshold": threshold,
-                "dev": pair_scores(dev["label"].to_numpy(), dev_scores, threshold),
-                "test": pair_scores(test["label"].to_numpy(), test_scores, threshold),
-            }
-            mlflow.log_metrics(
-                {
-                    f"{name}_{split}_{k}": v
-                    for split in ("dev", "test")
-                    for k, v in reports[name][split].items()
-                }
-            )
+        reports = matcher_reports(scored, dev, test)
         reports["siamese"] |= {"seconds": round(fit.seconds, 1), "epochs": len(fit.history)}
         chosen = max(("overlap", "siamese"), key=lambda name: reports[name]["dev"]["f1"])
         mlflow.set_tag("model_family", chosen)
-        bundle = tmp / "bundle"
-        bundle.mkdir()
-        if chosen == "overlap":
-            config = {"kind": "overlap"}
-            joblib.dump(overlap, bundle / "overlap.joblib")
-        else:
-            torch.save(model.state_dict(), bundle / "weights.pt")
-            save_tokenizer(tokenizer, bundle)
-        config |= {"threshold": reports[chosen]["threshold"]}
-        (bundle / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        mlflow.log_params({"model_family": chosen, "threshold": config["threshold"]})
-        wrapper = QuestionMatcher()
-        wrapper.load(bundle)
-        example = dev[["text_a", "text_b"]].head(2).reset_index(drop=True)
-        extra = ("scikit-learn", "joblib")
-        info = log_pyfunc(MATCH_MODEL, bundle, example, wrapper.predict(None, example), extra)
+        siamese_model = (model, tokenizer, config)
+        info = log_matcher(chosen, reports[chosen], overlap, siamese_model, dev, tmp / "bundle")
     result = {
         "run_id": run.info.run_id,
         "model_uri": info.model_uri,
@@ -201,6 +175,63 @@ def train_matching(settings: Settings) -> dict[str, Any]:
     }
     write_json(out_dir(settings) / "train.json", result)
     return result
+
+
+def matcher_reports(
+    scored: dict[str, tuple[np.ndarray, np.ndarray]], dev: pd.DataFrame, test: pd.DataFrame
+) -> dict[str, dict[str, Any]]:
+    """Each matcher's threshold (best dev F1) and its dev and test scores at it, logged."""
+    reports: dict[str, dict[str, Any]] = {}
+    for name, (dev_scores, test_scores) in scored.items():
+        threshold, _ = best_threshold(dev_scores, dev["label"].to_numpy())
+        reports[name] = {
+            "threshold": threshold,
+            "dev": pair_scores(dev["label"].to_numpy(), dev_scores, threshold),
+            "test": pair_scores(test["label"].to_numpy(), test_scores, threshold),
+        }
+        mlflow.log_metrics(
+            {
+                f"{name}_{split}_{k}": v
+                for split in ("dev", "test")
+                for k, v in reports[name][split].items()
+            }
+        )
+    return reports
+
+
+def log_matcher(
+    chosen: str,
+    report: dict[str, Any],
+    overlap: OverlapMatcher,
+    siamese: tuple[Any, Any, dict],
+    dev: pd.DataFrame,
+    bundle: Path,
+):
+    """Write the chosen matcher's bundle (config with its threshold; the overlap model, or the
+    siamese weights and vocab) and log it as the pyfunc. `siamese`: model, tokenizer, config."""
+    import joblib
+    import torch
+
+    from training.match_model import QuestionMatcher
+    from training.text.export import log_pyfunc
+    from training.text.tokenizer import save_tokenizer
+
+    model, tokenizer, config = siamese
+    bundle.mkdir()
+    if chosen == "overlap":
+        config = {"kind": "overlap"}
+        joblib.dump(overlap, bundle / "overlap.joblib")
+    else:
+        torch.save(model.state_dict(), bundle / "weights.pt")
+        save_tokenizer(tokenizer, bundle)
+    config |= {"threshold": report["threshold"]}
+    (bundle / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    mlflow.log_params({"model_family": chosen, "threshold": config["threshold"]})
+    wrapper = QuestionMatcher()
+    wrapper.load(bundle)
+    example = dev[["text_a", "text_b"]].head(2).reset_index(drop=True)
+    extra = ("scikit-learn", "joblib")
+    return log_pyfunc(MATCH_MODEL, bundle, example, wrapper.predict(None, example), extra)
 
 
 def test_scores(settings: Settings, model_uri: str) -> dict[str, float]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import mlflow
 import pandas as pd
 
 from pipelines.io import read_json, write_json
+from pipelines.progress import fit_bar
 from pipelines.promotion import promote_evaluated
 from pipelines.text import load_split, log_data
 from pipelines.text_families import write_history
@@ -83,7 +84,7 @@ def candidates(
 
 
 def train_params(train: BertTrainSettings, seed: int, pad_multiple: int):
-    from training.text.train import TrainParams
+    from training.text.loop import TrainParams
 
     return TrainParams(**train.model_dump(), seed=seed, pad_multiple=pad_multiple)
 
@@ -99,17 +100,21 @@ def seqeval_report(true: list[list[str]], predicted: list[list[str]]) -> dict[st
     }
 
 
-def train_ner(settings: Settings) -> dict[str, Any]:
-    import torch
+@dataclass(frozen=True)
+class NerData:
+    """The rows a NER run trains and scores on: characters as words, BIO tags per split."""
 
-    from pipelines.pretrain import start_encoder
-    from training.ner_model import EntityTagger
-    from training.text.export import log_pyfunc
-    from training.text.tokenizer import save_tokenizer
-    from training.text.train import fit_tagger, predict_tags
+    rows: pd.DataFrame  # train, subsampled to `max_train_rows`
+    dev: pd.DataFrame
+    test: pd.DataFrame
+    tags: list[str]
+    words: dict[str, list[list[str]]]  # train / dev / test
+    gold: dict[str, list[list[str]]]  # dev / test
+    train_tags: list[list[int]]
 
-    ner, bert = settings.text.ner, settings.text.bert
-    torch.set_num_threads(bert.threads)
+
+def ner_data(settings: Settings) -> NerData:
+    ner = settings.text.ner
     train = load_split(settings, ner.dataset, "train")
     dev, test = eval_split(settings, "dev"), eval_split(settings, "test")
     rows = (
@@ -126,78 +131,39 @@ def train_ner(settings: Settings) -> dict[str, Any]:
     gold = {
         name: [list(t) for t in part["tags"]] for name, part in {"dev": dev, "test": test}.items()
     }
+    train_tags = [[index[t] for t in row] for row in rows["tags"]]
+    return NerData(rows, dev, test, tags, words, gold, train_tags)
+
+
+def train_ner(settings: Settings) -> dict[str, Any]:
+    """Every candidate tagger on train, the best dev entity F1 logged as the `ner` pyfunc."""
+    import torch
+
+    from pipelines.pretrain import start_encoder
+
+    ner, bert = settings.text.ner, settings.text.bert
+    torch.set_num_threads(bert.threads)
+    data = ner_data(settings)
     use_experiment(settings.tracking_uri, ner.registered_model, settings.artifact_root)
-    reports: dict[str, dict] = {}
-    trained: dict[str, tuple[Any, dict]] = {}
-    curves: list[dict[str, Any]] = []
     with mlflow.start_run(run_name="ner-taggers") as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags({"task": "ner", "dataset": ner.dataset})
-        log_data(settings, ner.dataset, rows)
+        log_data(settings, ner.dataset, data.rows)
         tokenizer, encoder, pretrained = start_encoder(
-            settings, ner.corpus, [*rows["text"], *dev["text"]], Path(tmp) / "tokenizer",
-            ner.max_len,
+            settings, ner.corpus, [*data.rows["text"], *data.dev["text"]],
+            Path(tmp) / "tokenizer", ner.max_len,
         )  # fmt: skip
         mlflow.log_params(
-            {"seed": settings.seed, "train_rows": len(rows), "max_len": ner.max_len}
+            {"seed": settings.seed, "train_rows": len(data.rows), "max_len": ner.max_len}
             | {f"bert_{k}": v for k, v in bert.encoder.model_dump().items()}
             | {f"train_{k}": v for k, v in ner.train.model_dump().items()}
             | {f"baseline_{k}": v for k, v in ner.baseline_train.model_dump().items()}
         )
-        train_tags = [[index[t] for t in row] for row in rows["tags"]]
-        models = candidates(settings, len(tokenizer), tags, encoder, pretrained)
-        for name, (model, config) in models.items():
-            budget = ner.baseline_train if name == "bilstm_crf" else ner.train
-
-            def on_epoch(epoch: int, metrics: dict[str, float], name: str = name) -> None:
-                mlflow.log_metrics({f"{name}_{k}": v for k, v in metrics.items()}, step=epoch)
-
-            fit = fit_tagger(
-                model,
-                tokenizer,
-                words["train"],
-                train_tags,
-                words["dev"],
-                gold["dev"],
-                tags,
-                ner.max_len,
-                train_params(budget, settings.seed, bert.pad_multiple),
-                on_epoch,
-            )
-            predicted = predict_tags(model, tokenizer, words["test"], tags, ner.max_len)
-            test_report = seqeval_report(gold["test"], predicted)
-            reports[name] = {
-                "dev_f1": fit.best_metric,
-                "test_f1": test_report["f1"],
-                "test_precision": test_report["precision"],
-                "test_recall": test_report["recall"],
-                "seconds": round(fit.seconds, 1),
-                "epochs": len(fit.history),
-                "stopped": fit.stopped,
-            }
-            # Summary keys must not reuse the per-epoch names (dev_f1, seconds) of the series.
-            summary = {"best_dev_f1": fit.best_metric, "train_seconds": fit.seconds}
-            summary |= {f"test_{k}": test_report[k] for k in ("f1", "precision", "recall")}
-            mlflow.log_metrics({f"{name}_{k}": v for k, v in summary.items()})
-            curves += [{"model": name, **row} for row in fit.history]
-            trained[name] = (model, config)
-        write_history(out_dir(settings) / "learning_curve.csv", curves, HISTORY_KEYS)
+        models = candidates(settings, len(tokenizer), data.tags, encoder, pretrained)
+        reports = fit_candidates(settings, data, tokenizer, models)
         chosen = max(reports, key=lambda name: reports[name]["dev_f1"])
-        model, config = trained[chosen]
         mlflow.set_tag("model_family", chosen)
         mlflow.log_metric("dev_entity_f1", reports[chosen]["dev_f1"])
-        bundle = Path(tmp) / "bundle"
-        bundle.mkdir()
-        torch.save(model.state_dict(), bundle / "weights.pt")
-        save_tokenizer(tokenizer, bundle)
-        config = config | {"tag_names": tags, "max_len": ner.max_len, "threads": bert.threads}
-        (bundle / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        wrapper = EntityTagger()
-        wrapper.load(bundle)
-        # The input example is an MLflow artifact: masked like a log (it only shows the input
-        # shape; the behaviour check below still runs on the raw probe).
-        texts = [mask_for_logs(t) for t in (PATTERN_PROBE, dev["text"].iloc[0])]
-        example = pd.DataFrame({"text": texts})
-        info = log_pyfunc(NER_MODEL, bundle, example, wrapper.predict(None, example))
+        info = log_tagger(settings, models[chosen], tokenizer, data, Path(tmp) / "bundle")
     result = {
         "run_id": run.info.run_id,
         "model_uri": info.model_uri,
@@ -210,6 +176,75 @@ def train_ner(settings: Settings) -> dict[str, Any]:
     }
     write_json(out_dir(settings) / "train.json", result)
     return result
+
+
+def fit_candidates(
+    settings: Settings, data: NerData, tokenizer, models: dict[str, tuple[Any, dict]]
+) -> dict[str, dict[str, Any]]:
+    """Train each candidate (a progress bar each), score it on dev and test, log its metrics
+    and write the learning curves; returns name -> report."""
+    from training.text.fit import fit_tagger
+    from training.text.predict import predict_tags
+
+    ner, bert = settings.text.ner, settings.text.bert
+    reports: dict[str, dict] = {}
+    curves: list[dict[str, Any]] = []
+    for number, (name, (model, _)) in enumerate(models.items(), start=1):
+        budget = ner.baseline_train if name == "bilstm_crf" else ner.train
+
+        def on_epoch(epoch: int, metrics: dict[str, float], name: str = name) -> None:
+            mlflow.log_metrics({f"{name}_{k}": v for k, v in metrics.items()}, step=epoch)
+
+        with fit_bar(f"NER {name} {number}/{len(models)}") as on_step:
+            fit = fit_tagger(
+                model, tokenizer, data.words["train"], data.train_tags, data.words["dev"],
+                data.gold["dev"], data.tags, ner.max_len,
+                train_params(budget, settings.seed, bert.pad_multiple), on_epoch, on_step,
+            )  # fmt: skip
+        predicted = predict_tags(model, tokenizer, data.words["test"], data.tags, ner.max_len)
+        test_report = seqeval_report(data.gold["test"], predicted)
+        reports[name] = {
+            "dev_f1": fit.best_metric,
+            "test_f1": test_report["f1"],
+            "test_precision": test_report["precision"],
+            "test_recall": test_report["recall"],
+            "seconds": round(fit.seconds, 1),
+            "epochs": len(fit.history),
+            "stopped": fit.stopped,
+        }
+        # Summary keys must not reuse the per-epoch names (dev_f1, seconds) of the series.
+        summary = {"best_dev_f1": fit.best_metric, "train_seconds": fit.seconds}
+        summary |= {f"test_{k}": test_report[k] for k in ("f1", "precision", "recall")}
+        mlflow.log_metrics({f"{name}_{k}": v for k, v in summary.items()})
+        curves += [{"model": name, **row} for row in fit.history]
+    write_history(out_dir(settings) / "learning_curve.csv", curves, HISTORY_KEYS)
+    return reports
+
+
+def log_tagger(
+    settings: Settings, chosen: tuple[Any, dict], tokenizer, data: NerData, bundle: Path
+):
+    """Write the chosen tagger's bundle (weights, vocab, config) and log it as the pyfunc."""
+    import torch
+
+    from training.ner_model import EntityTagger
+    from training.text.export import log_pyfunc
+    from training.text.tokenizer import save_tokenizer
+
+    ner, bert = settings.text.ner, settings.text.bert
+    model, config = chosen
+    bundle.mkdir()
+    torch.save(model.state_dict(), bundle / "weights.pt")
+    save_tokenizer(tokenizer, bundle)
+    config = config | {"tag_names": data.tags, "max_len": ner.max_len, "threads": bert.threads}
+    (bundle / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    wrapper = EntityTagger()
+    wrapper.load(bundle)
+    # The input example is an MLflow artifact: masked like a log (it only shows the input
+    # shape; evaluate_ner still runs the behaviour check on the raw probe).
+    texts = [mask_for_logs(t) for t in (PATTERN_PROBE, data.dev["text"].iloc[0])]
+    example = pd.DataFrame({"text": texts})
+    return log_pyfunc(NER_MODEL, bundle, example, wrapper.predict(None, example))
 
 
 def answer_spans(model, texts: list[str]) -> list[list[tuple[int, int, str]]]:

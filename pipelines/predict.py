@@ -24,6 +24,7 @@ from features.store import (
     training_set,
     write_scores,
 )
+from pipelines.progress import bar
 from settings import Settings, UnknownName
 from settings.platform import TabularTask
 
@@ -100,7 +101,13 @@ def score_with_ray(
             concurrency=actors,
             num_cpus=1,
         )
-        return dataset.to_pandas()
+        # What `to_pandas()` does, batch by batch, so the bar moves as the actors answer.
+        parts = []
+        with bar("batch scoring", total=len(frame), unit="rows") as shown:
+            for scored in dataset.iter_batches(batch_format="pandas", batch_size=None):
+                parts.append(scored)
+                shown.update(advance=len(scored))
+        return pd.concat(parts, ignore_index=True) if parts else dataset.to_pandas()
     finally:
         if started:
             ray.shutdown()

@@ -25,6 +25,7 @@ import mlflow
 import pandas as pd
 
 from pipelines.io import read_json, write_json
+from pipelines.progress import fit_bar
 from pipelines.text_families import write_history
 from settings import Settings
 from training.tracking import use_experiment
@@ -72,12 +73,11 @@ def corpus_texts(settings: Settings, corpus: str) -> tuple[list[str], list[str],
 
 
 def pretrain(settings: Settings, corpus: str) -> dict[str, Any]:
+    """Pretrain CORPUS's encoder, save it for fine-tuning and register its fill-mask pyfunc."""
     import torch
 
-    from training.text.models import EncoderParams, build_mlm
     from training.text.pretrained import save_pretrained
     from training.text.tokenizer import TokenizerParams, build_tokenizer
-    from training.text.train import TrainParams, chunk_texts, mlm_loss, pretrain_mlm
 
     spec, bert = settings.text.pretrain, settings.text.bert
     torch.set_num_threads(bert.threads)
@@ -92,33 +92,9 @@ def pretrain(settings: Settings, corpus: str) -> dict[str, Any]:
             Path(tmp) / "tokenizer",
             TokenizerParams(vocab_size=spec.vocab_size, min_frequency=spec.min_frequency),
         )
-        params = EncoderParams(**bert.encoder.model_dump(), max_len=spec.max_len)
-        schedule = spec.train_for(corpus)
-        train = TrainParams(
-            **schedule.model_dump(), seed=settings.seed, pad_multiple=bert.pad_multiple
+        mlm, params, fit, (before, after) = fit_encoder(
+            settings, corpus, (texts, heldout, counts), tokenizer
         )
-        mlm = build_mlm(params, len(tokenizer))
-        heldout_chunks = chunk_texts(tokenizer, heldout, spec.max_len)
-        before = mlm_loss(mlm, tokenizer, heldout_chunks, spec.mask_probability)
-        mlflow.log_params(
-            {"corpus": corpus, "datasets": ",".join(settings.text.corpus(corpus))}
-            | counts
-            | {"pretrain_texts": len(texts), "heldout_texts": len(heldout)}
-            | {"vocab_size": len(tokenizer), "mask_probability": spec.mask_probability}
-            | {f"bert_{k}": v for k, v in params.__dict__.items()}
-            | {f"train_{k}": v for k, v in schedule.model_dump().items()}
-        )
-        mlflow.log_metric("heldout_mlm_loss_before", before)
-
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            mlflow.log_metrics(metrics, step=epoch)
-
-        fit = pretrain_mlm(
-            mlm, tokenizer, texts, heldout, spec.max_len, train, on_epoch, spec.mask_probability
-        )
-        after = mlm_loss(mlm, tokenizer, heldout_chunks, spec.mask_probability)
-        mlflow.log_metrics({"heldout_mlm_loss_after": after, "train_seconds": fit.seconds})
-        mlflow.set_tag("stopped", fit.stopped)
         info = {"corpus": corpus, "run_id": run.info.run_id, "heldout_mlm_loss": after}
         directory = save_pretrained(encoder_dir(settings, corpus), mlm, tokenizer, params, info)
         mlflow.log_artifact(str(directory / "vocab.txt"), "tokenizer")
@@ -144,6 +120,50 @@ def pretrain(settings: Settings, corpus: str) -> dict[str, Any]:
     }
     write_json(out_dir(settings, corpus) / "pretrain.json", result)
     return result
+
+
+def fit_encoder(
+    settings: Settings, corpus: str, texts: tuple[list[str], list[str], dict], tokenizer
+) -> tuple[Any, Any, Any, tuple[float, float]]:
+    """Masked-LM pretraining of a fresh encoder on `texts` (train, held-out, counts), with a
+    progress bar; logs params and the held-out loss before and after. Returns (the masked-LM
+    model, its EncoderParams, the fit, (loss before, loss after))."""
+    from training.text.data import chunk_texts
+    from training.text.fit import pretrain_mlm
+    from training.text.loop import TrainParams
+    from training.text.models import EncoderParams, build_mlm
+    from training.text.predict import mlm_loss
+
+    spec, bert = settings.text.pretrain, settings.text.bert
+    texts, heldout, counts = texts
+    params = EncoderParams(**bert.encoder.model_dump(), max_len=spec.max_len)
+    schedule = spec.train_for(corpus)
+    train = TrainParams(**schedule.model_dump(), seed=settings.seed, pad_multiple=bert.pad_multiple)
+    mlm = build_mlm(params, len(tokenizer))
+    heldout_chunks = chunk_texts(tokenizer, heldout, spec.max_len)
+    before = mlm_loss(mlm, tokenizer, heldout_chunks, spec.mask_probability)
+    mlflow.log_params(
+        {"corpus": corpus, "datasets": ",".join(settings.text.corpus(corpus))}
+        | counts
+        | {"pretrain_texts": len(texts), "heldout_texts": len(heldout)}
+        | {"vocab_size": len(tokenizer), "mask_probability": spec.mask_probability}
+        | {f"bert_{k}": v for k, v in params.__dict__.items()}
+        | {f"train_{k}": v for k, v in schedule.model_dump().items()}
+    )
+    mlflow.log_metric("heldout_mlm_loss_before", before)
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        mlflow.log_metrics(metrics, step=epoch)
+
+    with fit_bar(f"masked-LM pretraining ({corpus})") as on_step:
+        fit = pretrain_mlm(
+            mlm, tokenizer, texts, heldout, spec.max_len, train, on_epoch,
+            spec.mask_probability, on_step,
+        )  # fmt: skip
+    after = mlm_loss(mlm, tokenizer, heldout_chunks, spec.mask_probability)
+    mlflow.log_metrics({"heldout_mlm_loss_after": after, "train_seconds": fit.seconds})
+    mlflow.set_tag("stopped", fit.stopped)
+    return mlm, params, fit, (before, after)
 
 
 def log_encoder(directory: Path, corpus: str):

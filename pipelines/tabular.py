@@ -24,6 +24,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
 from pipelines.io import read_json, write_json
+from pipelines.progress import timed_bar
 from pipelines.promotion import promote_evaluated
 from settings import Settings, UnknownName
 from settings.platform import LOWER_IS_BETTER, TabularTask
@@ -202,13 +203,16 @@ def log_importance(full, dev: pd.DataFrame, columns: list[str], seconds: int) ->
     """Permutation importance of the full AutoGluon fit on dev (CSV + bar chart)."""
     if seconds <= 0:
         return []
-    importance = global_importance(full, dev[columns], time_limit=seconds)
+    with timed_bar("permutation importance", seconds):
+        importance = global_importance(full, dev[columns], time_limit=seconds)
     mlflow.log_table(importance, "permutation_importance.json")
     mlflow.log_figure(importance_figure(importance), "permutation_importance.png")
     return importance["feature"].head(5).tolist()
 
 
 def train_tabular(settings: Settings, name: str) -> dict[str, Any]:
+    """AutoGluon (a bar over its time limit), its deployable predictor and the challengers on
+    dev; leaderboard, importance, latency and the deployable pyfunc logged to MLflow."""
     spec = resolve_task(settings, name)
     data = splits(settings, spec)
     train, dev = data["train"], data["dev"]
@@ -222,7 +226,8 @@ def train_tabular(settings: Settings, name: str) -> dict[str, Any]:
         )
         automl = automl_params(spec)
         mlflow.log_params({f"automl_{k}": v for k, v in automl.model_dump().items()})
-        full = fit_automl(train, dev, spec.label, automl, settings.seed, work / "full")
+        with timed_bar(f"AutoGluon {name}", automl.time_limit):
+            full = fit_automl(train, dev, spec.label, automl, settings.seed, work / "full")
         served = deployable(full, work / "deploy", automl)
         typical = baselines(train, features)
         baselines_file = write_baselines(typical, work / "baselines.json")
@@ -231,24 +236,8 @@ def train_tabular(settings: Settings, name: str) -> dict[str, Any]:
         output = scorer.predict(None, dev_rows)
         problem = served.problem_type
         positive = plain(served.positive_class) if problem == "binary" else None
-        if problem == "binary":
-            scores = dev_candidates(spec, settings, data, features, output["score"], positive)
-            truth = (dev[spec.label] == positive).astype(int)
-            results = {family: binary_metrics(truth, s) for family, s in scores.items()}
-            curves = {family: (truth, s) for family, s in scores.items()}
-            mlflow.log_figure(roc_figure(curves), "dev_roc.png")
-            mlflow.log_figure(precision_recall_figure(curves), "dev_precision_recall.png")
-            probabilities = {f: c for f, c in curves.items() if not f.endswith("_baseline")}
-            mlflow.log_figure(calibration_figure(probabilities), "dev_calibration.png")
-        else:
-            results = {"autogluon": task_metrics(problem, dev[spec.label], output)}
-        for family, metrics in results.items():
-            mlflow.log_metrics({f"dev_{family}_{k}": v for k, v in metrics.items()})
-        board = leaderboard(results, sort_by=spec.metric)
-        write_leaderboard_csv(board, settings.model_dir(name) / "leaderboard.csv")
-        mlflow.log_artifact(str(settings.model_dir(name) / "leaderboard.csv"))
-        mlflow.log_figure(leaderboard_figure(board, "Leaderboard (dev)"), "leaderboard.png")
-        mlflow.log_table(full.leaderboard(silent=True), "autogluon_leaderboard.json")
+        results = dev_results(settings, spec, data, features, output, problem, positive)
+        log_leaderboard(settings, name, spec.metric, results, full)
         top_features = log_importance(
             full, dev, [*features, spec.label], automl.importance_time_limit
         )
@@ -272,6 +261,40 @@ def train_tabular(settings: Settings, name: str) -> dict[str, Any]:
     }
     write_json(settings.model_dir(name) / "train.json", result)
     return result
+
+
+def dev_results(
+    settings: Settings, spec: TabularTask, data: dict[str, pd.DataFrame], features: list[str],
+    output: pd.DataFrame, problem: str, positive: Any,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Dev metrics per family (binary: AutoGluon, the challengers and the baseline, with ROC,
+    PR and calibration plots; otherwise AutoGluon's), each logged."""
+    dev = data["dev"]
+    if problem == "binary":
+        scores = dev_candidates(spec, settings, data, features, output["score"], positive)
+        truth = (dev[spec.label] == positive).astype(int)
+        results = {family: binary_metrics(truth, s) for family, s in scores.items()}
+        curves = {family: (truth, s) for family, s in scores.items()}
+        mlflow.log_figure(roc_figure(curves), "dev_roc.png")
+        mlflow.log_figure(precision_recall_figure(curves), "dev_precision_recall.png")
+        probabilities = {f: c for f, c in curves.items() if not f.endswith("_baseline")}
+        mlflow.log_figure(calibration_figure(probabilities), "dev_calibration.png")
+    else:
+        results = {"autogluon": task_metrics(problem, dev[spec.label], output)}
+    for family, metrics in results.items():
+        mlflow.log_metrics({f"dev_{family}_{k}": v for k, v in metrics.items()})
+    return results
+
+
+def log_leaderboard(
+    settings: Settings, name: str, metric: str, results: dict[str, dict[str, float]], full
+) -> None:
+    """Our dev leaderboard (CSV for DVC, a chart) and AutoGluon's own, on the active run."""
+    board = leaderboard(results, sort_by=metric)
+    write_leaderboard_csv(board, settings.model_dir(name) / "leaderboard.csv")
+    mlflow.log_artifact(str(settings.model_dir(name) / "leaderboard.csv"))
+    mlflow.log_figure(leaderboard_figure(board, "Leaderboard (dev)"), "leaderboard.png")
+    mlflow.log_table(full.leaderboard(silent=True), "autogluon_leaderboard.json")
 
 
 def score_test(

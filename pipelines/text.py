@@ -25,6 +25,7 @@ from sklearn.model_selection import train_test_split
 from pipelines.io import read_json, write_json
 from pipelines.promotion import promote_evaluated
 from pipelines.text_families import (
+    BertFit,
     Member,
     bert_logits,
     ensemble,
@@ -155,48 +156,15 @@ def train_text(settings: Settings, target: Target) -> dict[str, Any]:
     pyfunc; all families' test scores are reported beside it."""
     train, dev = train_and_dev(settings, target.dataset)
     test = load_split(settings, target.dataset, "test")
-    params, params_from = baseline_params(settings, target)
     families = settings.text.bert.families
     use_experiment(settings.tracking_uri, target.model_name, settings.artifact_root)
     with mlflow.start_run(run_name="text-families") as run:
-        mlflow.set_tags(
-            {"task": target.task, "dataset": target.dataset} | {"params_from": params_from}
-        )
-        log_data(settings, target.dataset, train)
-        mlflow.log_params(
-            {"seed": settings.seed, "train_rows": len(train), "families": ",".join(families)}
-            | {f"tfidf_{k}": v for k, v in params.tfidf.model_dump().items()}
-            | {f"classifier_{k}": v for k, v in params.classifier.model_dump().items()}
-        )
-        pipeline = fit_tfidf_classifier(train, params.tfidf, params.classifier, settings.seed)
-        classes = list(pipeline.classes_)
-        members = {
-            "tfidf": Member(
-                log_probabilities(pipeline, dev["text"].tolist()),
-                log_probabilities(pipeline, test["text"].tolist()),
-            )
-        }
-        extra: dict[str, dict] = {"tfidf": {}, "bert_bilstm": {"bert_temperature": 1.0}}
-        bert = None
-        if {"bert_bilstm", "ensemble"} & set(families):
-            bert = train_bert(settings, target.spec, train, dev, classes)
-            members["bert_bilstm"] = Member(
-                bert_logits(bert, dev["text"].tolist()), bert_logits(bert, test["text"].tolist())
-            )
-        write_history(target.out_dir / "learning_curve.csv", bert.history if bert else [])
-        if "ensemble" in families:
-            dev_labels = dev["label"].map(classes.index).to_numpy()
-            members["ensemble"], extra["ensemble"] = ensemble(
-                members["tfidf"],
-                members["bert_bilstm"],
-                dev_labels,
-                settings.text.bert.ensemble_weight_steps,
-            )
-            mlflow.log_param("ensemble_weight", extra["ensemble"]["ensemble_weight"])
+        params = start_text_run(settings, target, train)
+        fitted = fit_families(settings, target, (train, dev, test), params)
         reports = {}
         for family in families:
             chosen_on, test_metrics = family_report(
-                members[family], dev, test, classes, target.spec
+                fitted.members[family], dev, test, fitted.classes, target.spec
             )
             reports[family] = chosen_on | {"test": test_metrics}
             dev_scores = {k: v for k, v in chosen_on["dev"].items() if not k.startswith("dev_")}
@@ -206,32 +174,118 @@ def train_text(settings: Settings, target: Target) -> dict[str, Any]:
             )
         dev_accuracy = {name: reports[name]["dev"]["accuracy"] for name in families}
         family = choose_family(dev_accuracy, settings.text.bert.min_dev_gain)
-        report = reports[family]
-        dev_metrics = report["dev"]
-        mlflow.log_metrics({f"dev_{k}" if not k.startswith("dev_") else k: v
-                            for k, v in dev_metrics.items()})  # fmt: skip
-        model_config = {
-            "temperature": report["temperature"],
-            "threshold": report["threshold"],
-            "unknown_label": settings.text.unknown_label,
+        model_config, model_info = log_champion(settings, family, reports[family], fitted, train)
+    model = {"run_id": run.info.run_id, "model_uri": model_info.model_uri, "family": family}
+    result = text_result(target, model, model_config, reports, fitted.bert)
+    write_json(target.out_dir / "train.json", result)
+    return result
+
+
+def start_text_run(settings: Settings, target: Target, train: pd.DataFrame) -> BaselineSettings:
+    """Tags, data lineage and params of the active run; returns the TF-IDF params to fit."""
+    params, params_from = baseline_params(settings, target)
+    mlflow.set_tags({"task": target.task, "dataset": target.dataset} | {"params_from": params_from})
+    log_data(settings, target.dataset, train)
+    mlflow.log_params(
+        {
+            "seed": settings.seed,
+            "train_rows": len(train),
+            "families": ",".join(settings.text.bert.families),
         }
-        mlflow.log_params(model_config | {"model_family": family})
-        mlflow.set_tag("model_family", family)
-        example = train[["text"]].head(3)
-        if family == "tfidf":
-            model_info = log_text_classifier(pipeline, example, model_config)
-        else:
-            calibration = model_config | extra[family] | {"family": family}
-            model_info = log_neural_classifier(bert, calibration, pipeline, example)
+        | {f"tfidf_{k}": v for k, v in params.tfidf.model_dump().items()}
+        | {f"classifier_{k}": v for k, v in params.classifier.model_dump().items()}
+    )
+    return params
+
+
+@dataclass
+class Fitted:
+    """Every family's members on dev and test, and what logging the champion needs."""
+
+    pipeline: Any  # the TF-IDF pipeline (a member of the ensemble too)
+    classes: list[str]
+    members: dict[str, Member]
+    extra: dict[str, dict]  # per family: the pyfunc config beyond temperature and threshold
+    bert: BertFit | None
+
+
+def fit_families(
+    settings: Settings,
+    target: Target,
+    splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+    params: BaselineSettings,
+) -> Fitted:
+    """TF-IDF always; the BERT-BiLSTM when a family needs it; their dev-weighted ensemble."""
+    train, dev, test = splits
+    families = settings.text.bert.families
+    pipeline = fit_tfidf_classifier(train, params.tfidf, params.classifier, settings.seed)
+    classes = list(pipeline.classes_)
+    members = {
+        "tfidf": Member(
+            log_probabilities(pipeline, dev["text"].tolist()),
+            log_probabilities(pipeline, test["text"].tolist()),
+        )
+    }
+    extra: dict[str, dict] = {"tfidf": {}, "bert_bilstm": {"bert_temperature": 1.0}}
+    bert = None
+    if {"bert_bilstm", "ensemble"} & set(families):
+        bert = train_bert(settings, target.spec, train, dev, classes)
+        members["bert_bilstm"] = Member(
+            bert_logits(bert, dev["text"].tolist()), bert_logits(bert, test["text"].tolist())
+        )
+    write_history(target.out_dir / "learning_curve.csv", bert.history if bert else [])
+    if "ensemble" in families:
+        dev_labels = dev["label"].map(classes.index).to_numpy()
+        members["ensemble"], extra["ensemble"] = ensemble(
+            members["tfidf"],
+            members["bert_bilstm"],
+            dev_labels,
+            settings.text.bert.ensemble_weight_steps,
+        )
+        mlflow.log_param("ensemble_weight", extra["ensemble"]["ensemble_weight"])
+    return Fitted(pipeline, classes, members, extra, bert)
+
+
+def log_champion(
+    settings: Settings, family: str, report: dict[str, Any], fitted: Fitted, train: pd.DataFrame
+) -> tuple[dict[str, Any], Any]:
+    """Log the chosen family's dev metrics and calibration, then its pyfunc; returns (the
+    model config, the logged model's info)."""
+    mlflow.log_metrics({f"dev_{k}" if not k.startswith("dev_") else k: v
+                        for k, v in report["dev"].items()})  # fmt: skip
+    model_config = {
+        "temperature": report["temperature"],
+        "threshold": report["threshold"],
+        "unknown_label": settings.text.unknown_label,
+    }
+    mlflow.log_params(model_config | {"model_family": family})
+    mlflow.set_tag("model_family", family)
+    example = train[["text"]].head(3)
+    if family == "tfidf":
+        return model_config, log_text_classifier(fitted.pipeline, example, model_config)
+    calibration = model_config | fitted.extra[family] | {"family": family}
+    info = log_neural_classifier(fitted.bert, calibration, fitted.pipeline, example)
+    return model_config, info
+
+
+def text_result(
+    target: Target,
+    model: dict[str, str],
+    model_config: dict[str, Any],
+    reports: dict[str, dict],
+    bert: BertFit | None,
+) -> dict[str, Any]:
+    """train.json: the champion (`model`: run_id, model_uri, family), its calibration and dev
+    metrics, every family's dev/test scores and how the BERT-BiLSTM fit ended."""
     result = {
-        "run_id": run.info.run_id,
-        "model_uri": model_info.model_uri,
+        "run_id": model["run_id"],
+        "model_uri": model["model_uri"],
         "model_name": target.model_name,
         "task": target.task,
         "dataset": target.dataset,
-        "model_family": family,
+        "model_family": model["family"],
         "calibration": model_config,
-        "dev": dev_metrics,
+        "dev": reports[model["family"]]["dev"],
         "families": {
             name: {
                 "dev_accuracy": r["dev"]["accuracy"],
@@ -248,7 +302,6 @@ def train_text(settings: Settings, target: Target) -> dict[str, Any]:
             "epochs": len(bert.history),
             "stopped": bert.stopped,
         }
-    write_json(target.out_dir / "train.json", result)
     return result
 
 

@@ -19,6 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from pipelines.progress import fit_bar
 from settings import Settings
 from settings.platform import TextTask
 from training.text.calibration import fit_temperature, softmax
@@ -64,8 +65,6 @@ def train_bert(
     import torch
 
     from pipelines.pretrain import start_encoder
-    from training.text.models import BertBiLSTMClassifier
-    from training.text.train import TrainParams, fit_classifier
 
     bert = settings.text.bert
     torch.set_num_threads(bert.threads)
@@ -76,19 +75,49 @@ def train_bert(
         tokenizer, encoder, pretrained = start_encoder(
             settings, spec.corpus, [*texts, *dev_texts], Path(tmp), spec.max_len
         )
-    members = spec.bert_members
+    mlflow.log_params(
+        {f"bert_{k}": v for k, v in asdict(encoder).items()}
+        | {f"bert_{k}": v for k, v in bert.train.model_dump().items()}
+        | {"bert_train_rows": len(rows), "bert_vocab_size": len(tokenizer)}
+        | {"bert_members": spec.bert_members}
+    )
+    data = (texts, rows["label"].map(index).tolist(), dev_texts, dev["label"].map(index).to_numpy())
+    models, fits = fit_members(settings, spec, data, (tokenizer, encoder, pretrained), classes)
+    seconds, stopped = sum(fit.seconds for fit in fits), ",".join(fit.stopped for fit in fits)
+    mlflow.log_metrics({"bert_best_epoch": fits[0].best_epoch, "bert_train_seconds": seconds})
+    mlflow.set_tag("bert_stopped", stopped)
+    config = {
+        "labels": classes,
+        "encoder": asdict(encoder),
+        "max_len": spec.max_len,
+        "lowercase": True,
+        "threads": bert.threads,
+        "members": spec.bert_members,
+    }
+    return BertFit(models, tokenizer, config, fits[0].history, seconds, stopped)
+
+
+def fit_members(
+    settings: Settings,
+    spec: TextTask,
+    data: tuple[list[str], list[int], list[str], np.ndarray],
+    start: tuple[Any, Any, Any],
+    classes: list[str],
+) -> tuple[list[Any], list[Any]]:
+    """`spec.bert_members` BERT-BiLSTMs seeded seed, seed+1, ..., sharing the wall budget;
+    each from the pretrained encoder when there is one. `data`: train texts and labels, dev
+    texts and labels; `start`: tokenizer, encoder params, pretrained encoder (or None)."""
+    from training.text.fit import fit_classifier
+    from training.text.loop import TrainParams
+    from training.text.models import BertBiLSTMClassifier
+
+    bert, members = settings.text.bert, spec.bert_members
+    (texts, labels, dev_texts, dev_labels), (tokenizer, encoder, pretrained) = data, start
     params = TrainParams(
         **bert.train.model_dump() | {"max_minutes": bert.train.max_minutes / members},
         seed=settings.seed,
         pad_multiple=bert.pad_multiple,
     )
-    mlflow.log_params(
-        {f"bert_{k}": v for k, v in asdict(encoder).items()}
-        | {f"bert_{k}": v for k, v in bert.train.model_dump().items()}
-        | {"bert_train_rows": len(rows), "bert_vocab_size": len(tokenizer)}
-        | {"bert_members": members}
-    )
-    labels, dev_labels = rows["label"].map(index).tolist(), dev["label"].map(index).to_numpy()
     models, fits = [], []
     for member in range(members):
         model = BertBiLSTMClassifier(encoder, len(tokenizer), len(classes))
@@ -100,28 +129,18 @@ def train_bert(
             mlflow.log_metrics({f"{prefix}{k}": v for k, v in metrics.items()}, step=epoch)
 
         member_params = replace(params, seed=settings.seed + member)
-        fit = fit_classifier(
-            model, tokenizer, texts, labels, dev_texts, dev_labels, spec.max_len,
-            member_params, on_epoch,
-        )  # fmt: skip
+        with fit_bar(f"BERT-BiLSTM {spec.registered_model} {member + 1}/{members}") as on_step:
+            fit = fit_classifier(
+                model, tokenizer, texts, labels, dev_texts, dev_labels, spec.max_len,
+                member_params, on_epoch, on_step,
+            )  # fmt: skip
         models.append(model)
         fits.append(fit)
-    seconds, stopped = sum(fit.seconds for fit in fits), ",".join(fit.stopped for fit in fits)
-    mlflow.log_metrics({"bert_best_epoch": fits[0].best_epoch, "bert_train_seconds": seconds})
-    mlflow.set_tag("bert_stopped", stopped)
-    config = {
-        "labels": classes,
-        "encoder": asdict(encoder),
-        "max_len": spec.max_len,
-        "lowercase": True,
-        "threads": bert.threads,
-        "members": members,
-    }
-    return BertFit(models, tokenizer, config, fits[0].history, seconds, stopped)
+    return models, fits
 
 
 def bert_logits(fit: BertFit, texts: list[str]) -> np.ndarray:
-    from training.text.train import bagged_logits
+    from training.text.predict import bagged_logits
 
     return bagged_logits(fit.models, fit.tokenizer, normalise(texts), fit.config["max_len"])
 

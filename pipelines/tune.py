@@ -10,14 +10,18 @@ train stage reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import mlflow
 import numpy as np
 import optuna
+import pandas as pd
+from optuna.trial import TrialState
 from sklearn.model_selection import StratifiedKFold
 
 from pipelines.io import write_json
+from pipelines.progress import bar
 from pipelines.text import TUNED, Target, load_split
 from settings import Settings
 from settings.platform import BaselineSettings
@@ -46,14 +50,50 @@ def sample_params(trial: optuna.Trial, default: BaselineSettings) -> BaselineSet
 
 
 def tune_text(settings: Settings, target: Target, trials: int | None = None) -> dict[str, Any]:
+    """Run `trials` (params: text.tune.trials) more trials of the task's study, with a progress
+    bar; the best params so far go to tuned.json for the train stage."""
     config = settings.text.tune
     train = load_split(settings, target.dataset, "train")
-    folds = list(
-        StratifiedKFold(config.folds, shuffle=True, random_state=settings.seed).split(
-            train["text"], train["label"]
-        )
-    )
     use_experiment(settings.tracking_uri, target.model_name, settings.artifact_root)
+    study = open_study(settings, target)
+    objective = cv_objective(settings, train)
+    count = trials or config.trials
+    with mlflow.start_run(run_name="tune-tfidf") as parent:
+        mlflow.set_tags({"task": target.task, "dataset": target.dataset, "kind": "tuning"})
+        with bar(f"Optuna trials ({target.model_name})", total=count, unit="trials") as shown:
+
+            def trial_done(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+                try:
+                    info = f"best cv accuracy {study.best_value:.4f}"
+                except ValueError:  # no complete trial yet
+                    info = ""
+                left = config.timeout_s - shown.elapsed if config.timeout_s else None
+                shown.update(advance=1, info=info, budget_left=left)
+
+            study.optimize(
+                objective, n_trials=count, timeout=config.timeout_s, catch=(),
+                callbacks=[trial_done],
+            )  # fmt: skip
+        best = sample_params(optuna.trial.FixedTrial(study.best_params), settings.text.baseline)
+        mlflow.log_params({f"best_{k}": v for k, v in study.best_params.items()})
+        mlflow.log_metric("best_cv_accuracy", study.best_value)
+    pruned = sum(t.state == TrialState.PRUNED for t in study.trials)
+    result = {
+        "run_id": parent.info.run_id,
+        "model_name": target.model_name,
+        "study": study.study_name,
+        "trials": len(study.trials),
+        "pruned": pruned,
+        "best_cv_accuracy": study.best_value,
+        "params": best.model_dump(),
+    }
+    write_json(target.out_dir / TUNED, result)
+    return result
+
+
+def open_study(settings: Settings, target: Target) -> optuna.Study:
+    """The model's study in sqlite (a re-run continues it); a new study's first trial is
+    params.yaml's values, so tuning can only improve on them."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=f"{target.model_name}-tfidf",
@@ -62,6 +102,28 @@ def tune_text(settings: Settings, target: Target, trials: int | None = None) -> 
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=settings.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+    )
+    if not study.trials:
+        default = settings.text.baseline
+        study.enqueue_trial(
+            {
+                "analyzer": default.tfidf.analyzer,
+                "ngram_max": default.tfidf.ngram_max,
+                "min_df": default.tfidf.min_df,
+                "sublinear_tf": default.tfidf.sublinear_tf,
+                "C": default.classifier.C,
+            }
+        )
+    return study
+
+
+def cv_objective(settings: Settings, train: pd.DataFrame) -> Callable[[optuna.Trial], float]:
+    """Stratified k-fold accuracy on train, each fold reported so the pruner can stop a trial
+    whose first folds trail; every trial is a nested MLflow run."""
+    folds = list(
+        StratifiedKFold(settings.text.tune.folds, shuffle=True, random_state=settings.seed).split(
+            train["text"], train["label"]
+        )
     )
 
     def objective(trial: optuna.Trial) -> float:
@@ -83,34 +145,4 @@ def tune_text(settings: Settings, target: Target, trials: int | None = None) -> 
                     raise optuna.TrialPruned()
             return float(np.mean(scores))
 
-    if not study.trials:  # params.yaml's values are the first trial: tuning can only improve
-        default = settings.text.baseline
-        study.enqueue_trial(
-            {
-                "analyzer": default.tfidf.analyzer,
-                "ngram_max": default.tfidf.ngram_max,
-                "min_df": default.tfidf.min_df,
-                "sublinear_tf": default.tfidf.sublinear_tf,
-                "C": default.classifier.C,
-            }
-        )
-    with mlflow.start_run(run_name="tune-tfidf") as parent:
-        mlflow.set_tags({"task": target.task, "dataset": target.dataset, "kind": "tuning"})
-        study.optimize(
-            objective, n_trials=trials or config.trials, timeout=config.timeout_s, catch=()
-        )
-        best = sample_params(optuna.trial.FixedTrial(study.best_params), settings.text.baseline)
-        mlflow.log_params({f"best_{k}": v for k, v in study.best_params.items()})
-        mlflow.log_metric("best_cv_accuracy", study.best_value)
-    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
-    result = {
-        "run_id": parent.info.run_id,
-        "model_name": target.model_name,
-        "study": study.study_name,
-        "trials": len(study.trials),
-        "pruned": pruned,
-        "best_cv_accuracy": study.best_value,
-        "params": best.model_dump(),
-    }
-    write_json(target.out_dir / TUNED, result)
-    return result
+    return objective

@@ -42,7 +42,7 @@ class QuestionMatcher(PythonModel):
     def scores(self, a: list[str], b: list[str]) -> np.ndarray:
         if self.config["kind"] == "overlap":
             return self.overlap.predict_proba(a, b)
-        from training.text.train import predict_proba
+        from training.text.predict import predict_proba
 
         return predict_proba(self.model, self.tokenizer, a, self.config["max_len"], b)[:, 1]
 

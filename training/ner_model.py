@@ -54,8 +54,8 @@ class EntityTagger(PythonModel):
         self.config = config
 
     def model_spans(self, texts: list[str]) -> list[list[tuple[int, int, str]]]:
+        from training.text.predict import predict_tags
         from training.text.spans import bio_spans
-        from training.text.train import predict_tags
 
         words = [list(text) for text in texts]
         tags = predict_tags(

@@ -71,7 +71,7 @@ class NeuralTextClassifier(PythonModel):
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """Calibrated class probabilities, columns in `labels` order."""
-        from training.text.train import bagged_logits
+        from training.text.predict import bagged_logits
 
         config = self.config
         logits = bagged_logits(self.models, self.tokenizer, texts, config["max_len"])

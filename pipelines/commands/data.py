@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines.commands.common import console, fail, friendly_errors, gated, settings
+from pipelines.progress import stage
 
 root = typer.Typer()
 data_app = typer.Typer(help="List data sets; register your own behind the same validation gate.")
@@ -28,8 +29,10 @@ def validate(
     from pipelines.validate import validate_dataset
 
     config = settings()
-    with console.status(f"Validating {dataset} with Great Expectations"):
+    with stage(f"validate {dataset}", config.root) as current:
         report = gated(lambda: validate_dataset(config, dataset))
+        current.produced(config.validated_file(dataset), config.validation_report(dataset))
+        current.headline("rows", report.rows)
     console.print(f"[green]✓[/] {report.headline()}")
     console.print(f"  Data Docs: {config.data_docs(dataset) / 'index.html'}")
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from pipelines.commands.common import console, emit, fail, friendly_errors, settings
+from pipelines.progress import stage
 
 features_app = typer.Typer(help="Feast: build feature sources, apply, materialize, training sets.")
 
@@ -18,7 +19,11 @@ def features_synthesize() -> None:
     """Write seeded synthetic conversation events (no public SCRM chat log exists)."""
     from pipelines.features import synthesize_conversations
 
-    events = synthesize_conversations(settings())
+    config = settings()
+    with stage("features synthesize", config.root) as current:
+        events = synthesize_conversations(config)
+        current.produced(config.path(config.features.conversation_events))
+        current.headline("events", len(events))
     console.print(
         f"[green]✓[/] {len(events)} synthetic events for {events.customer_id.nunique()} customers"
     )
@@ -30,8 +35,11 @@ def features_build() -> None:
     """Compute every feature view's source parquet (RFM, accounts, conversations) and labels."""
     from pipelines.features import build_features
 
-    with console.status("Computing customer features from validated data"):
-        counts = build_features(settings())
+    config = settings()
+    with stage("features build", config.root) as current:
+        counts = build_features(config)
+        current.wrote_under(config.features_dir)
+        current.headline("rows", sum(counts.values()))
     for name, rows in counts.items():
         console.print(f"[green]✓[/] {name}: {rows} rows")
 
@@ -40,10 +48,14 @@ def features_build() -> None:
 @friendly_errors
 def features_apply() -> None:
     """Register entities, sources, views and services in the Feast registry (`feast apply`)."""
+    from features.store import store_dir
     from pipelines.features import apply_features
 
-    with console.status("Applying the Feast definitions"):
-        summary = apply_features(settings())
+    config = settings()
+    with stage("features apply", config.root) as current:
+        summary = apply_features(config)
+        current.produced(store_dir(config.feature_repo) / "apply.json")
+        current.headline("objects", len(summary["applied"]))
     console.print(f"[green]✓[/] applied {len(summary['applied'])} objects")
 
 
@@ -59,9 +71,14 @@ def features_materialize(
     `dvc repro` runs it with --full: the stage runs only when the sources or definitions
     changed, and then history may have changed too.
     """
+    from features.store import store_dir
     from pipelines.features import materialize_features
 
-    summary = materialize_features(settings(), full=full)
+    config = settings()
+    with stage("features materialize", config.root) as current:
+        summary = materialize_features(config, full=full)
+        current.produced(store_dir(config.feature_repo) / "materialize.json")
+        current.headline("views", len(summary["materialized"]))
     for view, span in summary["materialized"].items():
         console.print(f"[green]✓[/] {view}: {span}")
 
@@ -84,10 +101,13 @@ def features_training_set(
 
     if service not in SERVICES:
         fail(f"Unknown feature service {service!r}; known: {', '.join(sorted(SERVICES))}")
-    with console.status(f"Point-in-time join of {labels} with {service}"):
-        frame = build_training_set(settings(), service, labels)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(output, index=False)
+    config = settings()
+    with stage(f"features training-set {service}", config.root) as current:
+        frame = build_training_set(config, service, labels)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(output, index=False)
+        current.produced(output.resolve())
+        current.headline("rows", len(frame))
     emit(
         {
             "service": service,

@@ -1,8 +1,8 @@
 """Entity extraction for Chinese CRM text: one registry (`types.yaml`), one `extract_entities`.
 
-Three sources feed it: regex-and-checksum patterns (patterns.py), word lists (gazetteers/) and
-the spans of a learned CLUENER-style NER model, which callers pass in. Self-contained (stdlib
-and PyYAML only) so it can be bundled into an MLflow pyfunc model.
+Three sources feed it: regex-and-checksum patterns (patterns/, one module per family), word
+lists (gazetteers/) and the spans of a learned CLUENER-style NER model, which callers pass in.
+Self-contained (stdlib and PyYAML only) so it can be bundled into an MLflow pyfunc model.
 """
 
 from training.entities.extract import Entity, Extractor, extract_entities
