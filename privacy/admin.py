@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from privacy.audit import AuditLog
-from privacy.crypto import Keyring, KeyringError, Vault, rotate
+from privacy.crypto import Keyring, KeyringError, Vault
 from privacy.erasure import erase_customer
 from privacy.profiles import COLUMNS, ProfileStore
+from privacy.rotation import rotate
 from privacy.stores import StoreRegistry
 from settings.privacy import PrivacyConfig
 

@@ -11,7 +11,8 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from privacy.crypto import DecryptError, EncryptedColumn, Vault
+from privacy.crypto import DecryptError, Vault
+from privacy.rotation import EncryptedColumn
 
 TABLE = "customer_profiles"
 COLUMNS = [

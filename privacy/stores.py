@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from privacy.crypto import EncryptedColumn, Vault
+from privacy.crypto import Vault
+from privacy.rotation import EncryptedColumn
 
 # (customer_id, tenant or None for every tenant) -> rows or values removed
 Eraser = Callable[[str, str | None], int]

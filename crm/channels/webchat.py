@@ -21,7 +21,8 @@ from pydantic import ConfigDict, Field
 from crm.channels.local_db import open_table_db
 from crm.messages import ChannelResponse, InboundMessage, RawRequest, Reply
 from privacy.atrest import FieldCipher, open_opt, seal_opt
-from privacy.crypto import DecryptError, EncryptedColumn
+from privacy.crypto import DecryptError
+from privacy.rotation import EncryptedColumn
 from serving.schemas import IntentResponse, TextRequest
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from crm.conversation.understanding import Analysis
 from privacy.atrest import FieldCipher, open_opt, seal_opt
-from privacy.crypto import DecryptError, EncryptedColumn
+from privacy.crypto import DecryptError
+from privacy.rotation import EncryptedColumn
 from settings.dialogue import HandoffConfig
 
 COLUMNS = [EncryptedColumn("desk", "body", "handoff.{kind}", "{data_key}")]

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from privacy.atrest import FieldCipher, open_opt, seal_opt
-from privacy.crypto import DecryptError, EncryptedColumn, is_token
+from privacy.crypto import DecryptError, is_token
+from privacy.rotation import EncryptedColumn
 
 BOT, PENDING, OPEN, RESOLVED = "bot", "pending", "open", "resolved"
 

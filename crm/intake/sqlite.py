@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Literal
 
 from crm.intake.log import ERASED, MESSAGE, REPLY, Accepted, Claimed, RetryPolicy
+from crm.intake.sqlite_schema import INSERT, SCHEMA, Immediate, migrate
 from crm.messages import InboundMessage, Reply
 from privacy.atrest import FieldCipher, data_key, open_opt, seal_opt
-from privacy.crypto import DecryptError, EncryptedColumn
+from privacy.crypto import DecryptError
 from privacy.masking import mask_for_logs
+from privacy.rotation import EncryptedColumn
 
 # The encrypted columns, for `scrm keys rotate` (privacy/admin.py).
 COLUMNS = [
@@ -29,60 +31,6 @@ COLUMNS = [
         ("dead_letters", "message", MESSAGE),
     )
 ]
-
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS intake (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  channel TEXT NOT NULL,
-  message_id TEXT NOT NULL,
-  message TEXT NOT NULL,
-  state TEXT NOT NULL,
-  attempts INTEGER NOT NULL DEFAULT 0,
-  due REAL NOT NULL,          -- pending: not before (backoff); processing: lease expiry
-  owner TEXT,
-  last_error TEXT,
-  reply TEXT,
-  accepted_at REAL NOT NULL,
-  done_at REAL,
-  tenant TEXT NOT NULL DEFAULT 'default',
-  customer_id TEXT,
-  data_key TEXT NOT NULL DEFAULT '',
-  UNIQUE (channel, message_id)
-);
-CREATE INDEX IF NOT EXISTS intake_due ON intake(state, due);
-CREATE TABLE IF NOT EXISTS dead_letters (
-  seq INTEGER PRIMARY KEY,
-  channel TEXT NOT NULL,
-  message_id TEXT NOT NULL,
-  message TEXT NOT NULL,
-  attempts INTEGER NOT NULL,
-  last_error TEXT,
-  dead_at REAL NOT NULL,
-  tenant TEXT NOT NULL DEFAULT 'default',
-  customer_id TEXT,
-  data_key TEXT NOT NULL DEFAULT ''
-);
-"""
-# Files written before the tenant/customer columns existed get them on open.
-ADDED = {
-    "tenant": "TEXT NOT NULL DEFAULT 'default'",
-    "customer_id": "TEXT",
-    "data_key": "TEXT NOT NULL DEFAULT ''",
-}
-INDEXES = """
-CREATE INDEX IF NOT EXISTS intake_tenant ON intake(tenant, state);
-CREATE INDEX IF NOT EXISTS intake_customer ON intake(customer_id);
-"""
-
-
-def migrate(db: sqlite3.Connection) -> None:
-    for table in ("intake", "dead_letters"):
-        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        for column, kind in ADDED.items():
-            if column not in have:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-    db.executescript(INDEXES)
 
 
 class SqliteIntake:
@@ -113,7 +61,7 @@ class SqliteIntake:
         migrate(self.db)
 
     def _transaction(self):
-        return _Immediate(self.db, self.lock)
+        return Immediate(self.db, self.lock)
 
     def append(self, message: InboundMessage, claim_as: str | None = None) -> Accepted:
         """Log one message; concurrent callers share one commit (group commit).
@@ -382,12 +330,6 @@ class SqliteIntake:
             self.db.close()
 
 
-INSERT = (
-    "INSERT OR IGNORE INTO intake(channel, message_id, message, state, attempts, due, owner,"
-    " accepted_at, tenant, customer_id, data_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
 @dataclass
 class _Pending:
     message: InboundMessage
@@ -395,25 +337,3 @@ class _Pending:
     result: Accepted | None = None
     error: Exception | None = None
     done: threading.Event = field(default_factory=threading.Event)
-
-
-class _Immediate:
-    """`BEGIN IMMEDIATE` ... COMMIT under the connection lock (rollback on error)."""
-
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock):
-        self.db, self.lock = db, lock
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.lock.acquire()
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.lock.release()
-            raise
-        return self.db
-
-    def __exit__(self, kind, value, traceback) -> None:
-        try:
-            self.db.execute("ROLLBACK" if kind else "COMMIT")
-        finally:
-            self.lock.release()

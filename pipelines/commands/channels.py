@@ -153,7 +153,7 @@ def eval_retrieval_command(
     results_fp: ResultsFp = None,
 ) -> None:
     """FAQ retrieval quality (precision of the top answer) on the held-out ATEC test pairs."""
-    from pipelines.dialogue_eval import eval_retrieval
+    from pipelines.retrieval_eval import eval_retrieval
 
     config = settings()
     result = eval_retrieval(config, matcher_name=matcher)

@@ -10,7 +10,7 @@ import pytest
 
 from crm.conversation.knowledge import KnowledgeBase, knowledge_matcher, load_entries
 from crm.conversation.matching import LexicalMatcher, RerankMatcher
-from pipelines.dialogue_eval import eval_retrieval
+from pipelines.retrieval_eval import eval_retrieval
 from settings import load_settings
 from settings.dialogue import KnowledgeConfig
 

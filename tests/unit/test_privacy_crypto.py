@@ -8,8 +8,9 @@ import threading
 
 import pytest
 
-from privacy.crypto import DecryptError, Keyring, KeyringError, Vault, rotate
+from privacy.crypto import DecryptError, Keyring, KeyringError, Vault
 from privacy.profiles import COLUMNS, TABLE, ProfileStore, data_key
+from privacy.rotation import rotate
 
 
 @pytest.fixture
