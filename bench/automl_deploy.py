@@ -100,6 +100,49 @@ def measure(score: Score, test: pd.DataFrame, label: str, rows: int, size_mb: fl
     }
 
 
+def contenders_of(
+    task: str, train, dev, label: str, features: list[str], seed: int, full, deployed, root: Path
+) -> dict[str, tuple[Score, float]]:
+    """Every scorer measured on test, with its artifact size: the two AutoGluon predictors and
+    the plain challengers, fitted on train and on train + dev."""
+    challengers = ChallengerParams()
+    lr = fit_logistic_regression(train, label, features, seed, challengers)
+    lgbm = fit_lightgbm(train, label, features, seed, challengers)
+    # The deployable is refit on train + dev: so are these, for a like-for-like comparison.
+    both = pd.concat([train, dev])
+    lr_all = fit_logistic_regression(both, label, features, seed, challengers)
+    lgbm_all = fit_lightgbm(both, label, features, seed, challengers)
+
+    def serve(predictor) -> Score:
+        scorer = TabularScorer().attach(predictor)
+        return lambda rows_: scorer.predict(None, rows_)["score"].to_numpy()
+
+    def raw(predictor) -> Score:
+        return lambda rows_: predictor.predict_proba(rows_, as_multiclass=False).to_numpy()
+
+    contenders: dict[str, tuple[Score, float]] = {
+        "autogluon full": (serve(full), directory_mb(root / "full")),
+        "autogluon deployable": (serve(deployed), directory_mb(root / "deploy")),
+        # The same predictor without the pyfunc's one-thread limit for small batches.
+        "deployable, raw call": (raw(deployed), directory_mb(root / "deploy")),
+        "logistic regression": (lambda r: positive_scores(lr, r), sklearn_mb(lr)),
+        "lightgbm default": (lambda r: positive_scores(lgbm, r), sklearn_mb(lgbm)),
+        "logistic regression, train+dev": (
+            lambda r: positive_scores(lr_all, r),
+            sklearn_mb(lr_all),
+        ),
+        "lightgbm default, train+dev": (
+            lambda r: positive_scores(lgbm_all, r),
+            sklearn_mb(lgbm_all),
+        ),
+    }
+    if task == "repurchase":
+        contenders["recency only"] = (recency_only_baseline, 0.0)
+        # Another one-feature rule: more orders in 90 days, more likely to order again.
+        contenders["frequency_90d only"] = (lambda r: r["frequency_90d"].to_numpy(float), 0.0)
+    return contenders
+
+
 def main(
     task: str = typer.Option("churn", help="churn | repurchase"),
     time_limit: int = 120,
@@ -121,41 +164,7 @@ def main(
         started = time.perf_counter()
         deployed = deployable(full, root / "deploy", params)
         deploy_s = time.perf_counter() - started
-        challengers = ChallengerParams()
-        lr = fit_logistic_regression(train, label, features, seed, challengers)
-        lgbm = fit_lightgbm(train, label, features, seed, challengers)
-        # The deployable is refit on train + dev: so are these, for a like-for-like comparison.
-        both = pd.concat([train, dev])
-        lr_all = fit_logistic_regression(both, label, features, seed, challengers)
-        lgbm_all = fit_lightgbm(both, label, features, seed, challengers)
-
-        def serve(predictor) -> Score:
-            scorer = TabularScorer().attach(predictor)
-            return lambda rows_: scorer.predict(None, rows_)["score"].to_numpy()
-
-        def raw(predictor) -> Score:
-            return lambda rows_: predictor.predict_proba(rows_, as_multiclass=False).to_numpy()
-
-        contenders: dict[str, tuple[Score, float]] = {
-            "autogluon full": (serve(full), directory_mb(root / "full")),
-            "autogluon deployable": (serve(deployed), directory_mb(root / "deploy")),
-            # The same predictor without the pyfunc's one-thread limit for small batches.
-            "deployable, raw call": (raw(deployed), directory_mb(root / "deploy")),
-            "logistic regression": (lambda r: positive_scores(lr, r), sklearn_mb(lr)),
-            "lightgbm default": (lambda r: positive_scores(lgbm, r), sklearn_mb(lgbm)),
-            "logistic regression, train+dev": (
-                lambda r: positive_scores(lr_all, r),
-                sklearn_mb(lr_all),
-            ),
-            "lightgbm default, train+dev": (
-                lambda r: positive_scores(lgbm_all, r),
-                sklearn_mb(lgbm_all),
-            ),
-        }
-        if task == "repurchase":
-            contenders["recency only"] = (recency_only_baseline, 0.0)
-            # Another one-feature rule: more orders in 90 days, more likely to order again.
-            contenders["frequency_90d only"] = (lambda r: r["frequency_90d"].to_numpy(float), 0.0)
+        contenders = contenders_of(task, train, dev, label, features, seed, full, deployed, root)
         results = {
             name: measure(score, test, label, rows, size)
             for name, (score, size) in contenders.items()

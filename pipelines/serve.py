@@ -106,6 +106,33 @@ def wait_running(timeout_s: float) -> None:
     raise ServeError(f"{APP_NAME} not running after {timeout_s:.0f}s (status {status})")
 
 
+def start_ray(address: str | None) -> None:
+    """Our own Ray on loopback (no dashboard), or the cluster at `address`."""
+    import ray
+
+    ray.init(
+        address=address or "local",
+        namespace="serve",
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1" if not address else None,
+    )
+
+
+def start_application(raw: dict) -> None:
+    """Serve's proxy with the file's HTTP and logging options, then the application."""
+    from ray.serve._private import api as serve_api
+    from ray.serve.config import ProxyLocation
+
+    serve_api.serve_start(
+        http_options=raw["http_options"],
+        proxy_location=ProxyLocation(raw.get("proxy_location", "HeadOnly")),
+        global_logging_config=raw.get("logging_config"),
+    )
+    deploy(raw)
+    wait_running(600)
+
+
 def serve_forever(
     settings: Settings,
     host: str,
@@ -122,8 +149,6 @@ def serve_forever(
     on host:port, through a TLS front; Serve itself then listens on a loopback port.
     """
     import ray
-    from ray.serve._private import api as serve_api
-    from ray.serve.config import ProxyLocation
 
     front = tls_front(tls, host, port)
     if front is not None:
@@ -132,13 +157,7 @@ def serve_forever(
     raw = deploy_config(settings, config_file, serve_host, serve_port)
     if not address:
         ensure_port_free(serve_host, serve_port)
-    ray.init(
-        address=address or "local",
-        namespace="serve",
-        include_dashboard=False,
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1" if not address else None,
-    )
+    start_ray(address)
     folder = run_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     reload_requested = threading.Event()
@@ -146,13 +165,7 @@ def serve_forever(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
     try:
-        serve_api.serve_start(
-            http_options=raw["http_options"],
-            proxy_location=ProxyLocation(raw.get("proxy_location", "HeadOnly")),
-            global_logging_config=raw.get("logging_config"),
-        )
-        deploy(raw)
-        wait_running(600)
+        start_application(raw)
         if front is not None:
             front.start()
         if running_pid(settings) is None:  # foreground: let `scrm serve reload` find us
