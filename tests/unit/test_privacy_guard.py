@@ -52,49 +52,29 @@ def token(role: str, tenant: str = "acme", sub: str | None = None, **claims) -> 
     return headers | ({"X-Channel": "wecom"} if role == "customer" else {})
 
 
-def build_app(
-    tmp: Path, hour: int = 10, limiter: TokenBucket | None = None, mask_all: bool = False
-):
-    vault = Vault(Keyring.generate(), tmp / "data_keys.db")
-    profiles = ProfileStore(vault, tmp / "personal.db")
-    for customer, (tenant, _) in CUSTOMERS.items():
-        profiles.put(tenant, customer, {"name": "张三", "phone": PHONE, "id_number": ID_NUMBER,
-                                        "note": f"卡号 {CARD}"})  # fmt: skip
-    audit = AuditLog(tmp / "audit.db")
-    guard = Guard(
-        load_policy(POLICY),
-        Authenticator(JwtVerifier(hs256_secret=SECRET)),
-        audit=audit,
-        limiter=limiter,
-        clock=lambda: datetime(2026, 11, 27, hour, 0, tzinfo=ZONE),
-    )
+def customer(request: Request) -> Resource | None:
+    found = CUSTOMERS.get(request.path_params["customer_id"])
+    if found is None:
+        return None
+    cid = request.path_params["customer_id"]
+    return Resource("customer", cid, found[0], owner=found[1], sensitivity=2)
 
-    def customer(request: Request) -> Resource | None:
-        found = CUSTOMERS.get(request.path_params["customer_id"])
-        if found is None:
-            return None
-        cid = request.path_params["customer_id"]
-        return Resource("customer", cid, found[0], owner=found[1], sensitivity=2)
+def conversation(request: Request) -> Resource | None:
+    cid = CONVERSATIONS.get(request.path_params["conversation_id"])
+    if cid is None:
+        return None
+    tenant, owner = CUSTOMERS[cid]
+    return Resource("conversation", request.path_params["conversation_id"], tenant, owner, 2)
 
-    def conversation(request: Request) -> Resource | None:
-        cid = CONVERSATIONS.get(request.path_params["conversation_id"])
-        if cid is None:
-            return None
-        tenant, owner = CUSTOMERS[cid]
-        return Resource("conversation", request.path_params["conversation_id"], tenant, owner, 2)
+def model(request: Request) -> Resource:
+    p = request.path_params
+    return Resource("model", p["name"], p["tenant"], sensitivity=0)
 
-    def model(request: Request) -> Resource:
-        p = request.path_params
-        return Resource("model", p["name"], p["tenant"], sensitivity=0)
+def tenant_scope(request: Request) -> Resource:
+    return Resource("tenant", None, request.path_params["tenant"])
 
-    def tenant_scope(request: Request) -> Resource:
-        return Resource("tenant", None, request.path_params["tenant"])
 
-    app = FastAPI()
-    app.add_middleware(BodySizeLimit, max_bytes=2048)
-    if mask_all:
-        app.add_middleware(MaskJsonResponses, default_level="strict")
-
+def add_customer_routes(app: FastAPI, guard: Guard, profiles: ProfileStore) -> None:
     @app.get("/v1/customers/{customer_id}/forgot-to-mask")
     def forgot(access: Annotated[Access, Depends(guard.require("customer.read", customer))]):
         return profiles.get(access.resource.tenant, access.resource.id)
@@ -126,6 +106,8 @@ def build_app(
         profiles.put(access.resource.tenant, access.resource.id, fields)
         return {"updated": sorted(fields)}
 
+
+def add_other_routes(app: FastAPI, guard: Guard, audit: AuditLog) -> None:
     reads_conversation = guard.require("conversation.read", conversation)
 
     @app.get("/v1/conversations/{conversation_id}")
@@ -152,6 +134,31 @@ def build_app(
     def read_audit(access: Annotated[Access, Depends(guard.require("audit.read", tenant_scope))]):
         return audit.query(access.resource.tenant, limit=50)
 
+
+def build_app(
+    tmp: Path, hour: int = 10, limiter: TokenBucket | None = None, mask_all: bool = False
+):
+    vault = Vault(Keyring.generate(), tmp / "data_keys.db")
+    profiles = ProfileStore(vault, tmp / "personal.db")
+    for customer, (tenant, _) in CUSTOMERS.items():
+        profiles.put(tenant, customer, {"name": "张三", "phone": PHONE, "id_number": ID_NUMBER,
+                                        "note": f"卡号 {CARD}"})  # fmt: skip
+    audit = AuditLog(tmp / "audit.db")
+    guard = Guard(
+        load_policy(POLICY),
+        Authenticator(JwtVerifier(hs256_secret=SECRET)),
+        audit=audit,
+        limiter=limiter,
+        clock=lambda: datetime(2026, 11, 27, hour, 0, tzinfo=ZONE),
+    )
+
+    app = FastAPI()
+    app.add_middleware(BodySizeLimit, max_bytes=2048)
+    if mask_all:
+        app.add_middleware(MaskJsonResponses, default_level="strict")
+
+    add_customer_routes(app, guard, profiles)
+    add_other_routes(app, guard, audit)
     return app, profiles, audit
 
 
