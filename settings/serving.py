@@ -8,9 +8,9 @@ in the Ray Serve file `serving.config` (serving/config.yaml), read by the same l
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from settings.base import Strict
 
@@ -75,6 +75,23 @@ class ServingSettings(Strict):
     analyze: dict[Literal["intent", "sentiment", "entities"], str] = Field(
         default_factory=lambda: {"intent": "intent", "sentiment": "sentiment", "entities": "ner"}
     )
+
+    # Deploy only these entries of `models` (empty: all), e.g. one model on a small node:
+    # SCRM__SERVING__ONLY='[intent]'.
+    only: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def keep_only(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("only"):
+            return data
+        models = data.get("models") or {}
+        unknown = sorted(set(data["only"]) - set(models))
+        if unknown:
+            raise ValueError(f"only names models not in serving.models: {', '.join(unknown)}")
+        kept = {name: spec for name, spec in models.items() if name in data["only"]}
+        analyze = {k: v for k, v in (data.get("analyze") or {}).items() if v in kept}
+        return {**data, "models": kept, **({"analyze": analyze} if "analyze" in data else {})}
 
     def route_of(self, model: str) -> str:
         return self.models[model].route or model

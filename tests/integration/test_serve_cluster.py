@@ -71,7 +71,7 @@ def ray_cluster() -> Iterator[tuple[str, Path]]:
         command += [option, str(value)]
     head = subprocess.Popen(
         command,
-        env=project_env(**LOCAL_ONLY),
+        env=project_env(**LOCAL_ONLY, SCRM__SERVING__ONLY="[intent]"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -92,8 +92,8 @@ def ray_cluster() -> Iterator[tuple[str, Path]]:
 def intent_only_config(root: Path, target: Path) -> Path:
     raw = yaml.safe_load((root / "serving/config.yaml").read_text(encoding="utf-8"))
     app = raw["applications"][0]
-    app["args"]["models"] = {"intent": app["args"]["models"]["intent"]}
-    app["deployments"] = [d for d in app["deployments"] if d["name"] in ("Gateway", "intent")]
+    keep = ("Gateway", "Conversation", "intent")
+    app["deployments"] = [d for d in app["deployments"] if d["name"] in keep]
     target.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return target
 
@@ -110,7 +110,7 @@ def test_serve_deploys_to_an_existing_cluster(
         [str(BIN / "scrm"), "serve", "--address", address, "--port", str(port),
          "--config", str(config)],
         cwd=pipeline_workspace,
-        env=project_env(**LOCAL_ONLY),
+        env=project_env(**LOCAL_ONLY, SCRM__SERVING__ONLY="[intent]"),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -73,3 +73,11 @@ def test_the_strict_base_is_defined_once() -> None:
         if "class Strict(" in path.read_text(encoding="utf-8"):
             found.append(str(path.relative_to(REPO)))
     assert found == ["settings/base.py"]
+
+
+def test_a_subset_of_the_models_can_be_served() -> None:
+    settings = load_settings(REPO, environ={"SCRM__SERVING__ONLY": "[intent, sentiment]"})
+    assert list(settings.serving.models) == ["intent", "sentiment"]
+    assert settings.serving.analyze == {"intent": "intent", "sentiment": "sentiment"}
+    with pytest.raises(SettingsError, match="only names models not in serving.models: nope"):
+        load_settings(REPO, environ={"SCRM__SERVING__ONLY": "[nope]"})
