@@ -16,7 +16,7 @@ MLFLOW_DB := sqlite:///$(CURDIR)/mlruns/mlflow.db
 UI_PORT ?= 5000
 FEAST_UI_PORT ?= 8888
 
-.PHONY: help install run pipeline serve stop step ui feast-ui test test-fast lint lock clean
+.PHONY: help install run pipeline serve stop step ui feast-ui test test-fast lint lock clean monitoring-deps monitor
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,11 +55,11 @@ ui: $(STAMP)  ## MLflow UI on this project's tracking store
 feast-ui: $(STAMP)  ## Feast UI on this project's feature repo
 	cd features && ../$(BIN)/feast ui --host 127.0.0.1 --port $(FEAST_UI_PORT)
 
-test: $(STAMP)  ## ruff, then every test: unit and integration (real servers, the pipeline once)
+test: $(STAMP) monitoring-deps  ## ruff, then every test: unit and integration (real servers, the pipeline once)
 	$(BIN)/ruff check .
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --durations=15
 
-test-fast: $(STAMP)  ## unit tests only: no servers, no dvc repro, no Ray (under 3 minutes)
+test-fast: $(STAMP) monitoring-deps  ## unit tests only: no servers, no dvc repro, no Ray (under 3 minutes)
 	$(BIN)/pytest tests/unit
 
 lint: $(STAMP)  ## ruff
@@ -70,4 +70,14 @@ lock: $(STAMP)  ## regenerate constraints.txt from the current .venv
 	  $(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//' ) > constraints.txt
 
 clean:  ## remove pipeline outputs and tracking stores (keeps data/raw)
-	rm -rf data/validated data/validation data/synthetic data/features data/feast data/training data/events data/models data/scores mlruns
+	rm -rf data/validated data/validation data/served data/features data/feast data/training data/events data/models data/scores mlruns
+
+monitoring-deps:  ## Debian's prometheus (with promtool) and prometheus-alertmanager, if missing
+	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null || \
+	  { (apt-get install -y --no-install-recommends prometheus prometheus-alertmanager || \
+	     (apt-get update && apt-get install -y --no-install-recommends prometheus \
+	      prometheus-alertmanager)) >/dev/null 2>&1 || \
+	    echo "monitoring-deps: could not install prometheus/prometheus-alertmanager; their tests skip"; }
+
+monitor: $(STAMP) monitoring-deps  ## Prometheus :9090 + Alertmanager :9093 on the running app (make run first)
+	$(BIN)/scrm monitor up

@@ -13,11 +13,13 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
+from uuid import uuid4
 
 from fastapi import HTTPException, Request
 
-from privacy.abac import Resource
+from privacy.abac import Decision, Resource
 from privacy.auth import AuthError, Subject
 from privacy.guard import Access, Guard, NotFound
 from privacy.tenancy import CustomerDirectory, Exists
@@ -54,6 +56,8 @@ class AccessControl:
         self.default_tenant, self.web_chat_tenant = default_tenant, web_chat_tenant
         self.max_body_bytes = max_body_bytes
         self.session_owner: SessionOwner = lambda session_id: None
+        self.sessions: Any = None  # privacy.sessions.SessionTokens, from the keyring (parts)
+        self.address_limiter: Any = None  # privacy.limits.TokenBucket for unauthenticated routes
         # The current request's Access, set by the guard dependency: code below the route (the
         # prediction log's tenant, object checks on ids in a body) reads it without a Request.
         self.caller_var: ContextVar[Access | None] = ContextVar("scrm_caller", default=None)
@@ -121,7 +125,13 @@ class AccessControl:
         return self.directory.resource(checked_id(request.path_params.get("customer_id", "")))
 
     def customer_to_write(self, request: Request) -> Resource | None:
-        """A write may create the customer: an unknown id would belong to the writer's tenant."""
+        """A write needs a known customer (404 otherwise): an unknown id is never claimed by
+        its first writer; an administrator registers it (`customer_to_register`)."""
+        return self.directory.resource(checked_id(request.path_params.get("customer_id", "")))
+
+    def customer_to_register(self, request: Request) -> Resource | None:
+        """`PUT /v1/customers/{id}/registration`: a new id joins the administrator's tenant;
+        a known one is whoever holds it (another tenant's: 404, as unknown to the caller)."""
         subject: Subject = request.state.subject
         cid = checked_id(request.path_params.get("customer_id", ""))
         return self.directory.resource(cid, tenant_if_new=subject.tenant)
@@ -144,22 +154,71 @@ class AccessControl:
         return Resource("channel", WEB_CHAT, self.web_chat_tenant)
 
     async def channel_message(self, request: Request, channel: str) -> None:
-        """`POST /v1/channels/{channel}/messages`: web chat needs `chat.send`; vendor webhooks
-        (WeCom, DingTalk) are authenticated by their signatures, verified before parsing."""
+        """`POST /v1/channels/{channel}/messages`: web chat needs `chat.send` and a session
+        token issued to this caller (its session and customer are the message's; the adapter
+        refuses a body naming others, 403); vendor webhooks (WeCom, DingTalk) are
+        authenticated by their signatures, verified before parsing, and rate-limited per
+        address here."""
         if channel != WEB_CHAT:
+            self.check_address(request, f"webhook/{channel[:16]}")
             return
-        access = await self.guard.check(request, "chat.send", self.web_chat, audit=False)
-        if access.subject.role != "customer":
-            return
-        try:
-            claimed = json.loads(await request.body() or b"null")
-        except ValueError:
-            return  # the adapter answers 422
-        named = claimed.get("customer_id") if isinstance(claimed, dict) else None
-        if named not in (None, access.subject.id):
-            raise HTTPException(403, "chat.send denied: a customer writes as themselves only")
+        await self.guard.check(request, "chat.send", self.web_chat, audit=False)
+        if getattr(request.state, "chat_grant", None) is None:
+            raise HTTPException(
+                401, "web chat needs X-Chat-Session: POST /v1/channels/web_chat/sessions first"
+            )
 
     channel_message.scrm_guard = True  # type: ignore[attr-defined]
+
+    def check_address(self, request: Any, bucket: str) -> None:
+        """Routes without a subject (webhooks, the WeCom URL check): limited per address."""
+        if self.address_limiter is not None:
+            host = request.client.host if request.client else "unknown"
+            self.address_limiter.check(f"{bucket}/{host}")
+
+    async def webhook_address(self, request: Request) -> None:
+        """Unauthenticated vendor routes (the WeCom URL check): limited per address."""
+        self.check_address(request, "webhook/verify")
+
+    async def open_chat_session(self, request: Request) -> Any:
+        """`POST /v1/channels/web_chat/sessions`: a server-chosen session bound to the caller.
+
+        A customer's session is theirs (their own id, never `anon-`); staff trying the bot and
+        the site's widget key get an anonymous visitor id; `{"customer_id": id}` from staff
+        who may link identities opens one for a customer the CRM logged in. `{"resume":
+        token}` renews a session the same caller opened (a reload), never anyone else's."""
+        access = await self.guard.check(request, "chat.send", self.web_chat, audit=False)
+        subject = access.subject
+        if self.sessions is None:
+            raise HTTPException(503, "chat sessions are not configured (no keyring)")
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            raise HTTPException(422, "body: not valid JSON") from None
+        body = body if isinstance(body, dict) else {}
+        resume, named = body.get("resume"), body.get("customer_id")
+        if resume is not None:
+            grant = self.guard.bind_chat_session(request, subject, str(resume))
+            customer, session_id = grant.customer_id, grant.session_id
+        elif named is not None and subject.role != "customer":
+            # The CRM (staff) opening a session for a logged-in customer vouches for them:
+            # it needs `identity.link` on that customer, as binding an identity does.
+            if not isinstance(named, str) or not CUSTOMER_ID.match(named):
+                raise HTTPException(422, "customer_id: 1-64 letters, digits, _ or - expected")
+            target = self.directory.resource(named, tenant_if_new=subject.tenant)
+            self.guard.authorize(access, "identity.link", target, not_found="unknown customer")
+            customer, session_id = named, None
+        elif subject.role == "customer":
+            customer, session_id = subject.id, None
+        else:
+            customer, session_id = f"anon-{uuid4().hex[:16]}", None
+        token, grant = self.sessions.issue(
+            subject.tenant, customer, subject.id, WEB_CHAT, session_id
+        )
+        request.state.chat_grant = grant
+        return token, grant
+
+    open_chat_session.scrm_guard = True  # type: ignore[attr-defined]
 
     async def chat_session(self, request: Request) -> Resource:
         """A web chat session as a conversation: its owner is the customer it is linked to."""
@@ -180,6 +239,13 @@ class AccessControl:
         body = body if isinstance(body, dict) else {}
         customer_id = body.get("customer_id")
         tenant = body.get("tenant") or subject.tenant
+        # The channel's identities belong to the tenant that runs the channel here (web chat:
+        # its tenant; the vendor channels and kiosks: this deployment's conversation layer):
+        # another tenant's staff cannot bind (or rebind) them.
+        channel = request.path_params.get("channel", "")
+        runs = self.web_chat_tenant if channel == WEB_CHAT else self.default_tenant
+        if runs != subject.tenant:
+            return Resource("customer", customer_id if isinstance(customer_id, str) else "?", runs)
         if not isinstance(customer_id, str) or not CUSTOMER_ID.match(customer_id):
             return Resource("customer", None, subject.tenant)
         owner = self.directory.tenant_of(customer_id) or tenant
@@ -187,11 +253,12 @@ class AccessControl:
             return Resource("customer", customer_id, owner)
         return Resource("customer", customer_id, str(tenant))
 
-    def socket_caller(self, socket: Any) -> str | None:
-        """A web chat socket's caller: None if it may chat, else why not (one line).
+    def socket_caller(self, socket: Any) -> "SocketCaller | str":
+        """A web chat socket's caller and session, or why it may not chat (one line).
 
         Browsers cannot set headers on a WebSocket: `?access_token=<jwt>` or `?api_key=<key>`
-        work as well as the Authorization / X-API-Key headers.
+        work as well as the Authorization / X-API-Key headers, and `?session_token=` as well as
+        X-Chat-Session. The token is required: the socket is that session's, nobody else's.
         """
         guard = self.guard
         try:
@@ -201,18 +268,62 @@ class AccessControl:
             )
             api_key = socket.headers.get("x-api-key") or socket.query_params.get("api_key")
             subject = guard.authenticator.authenticate(authorization, api_key)
-            if guard.limiter is not None:
-                guard.limiter.check(
-                    f"{subject.tenant}/{subject.id}", subject.rate_per_s, subject.burst
-                )
-            resource = Resource("channel", WEB_CHAT, self.web_chat_tenant)
+            self.check_rate(subject)
+            channel = Resource("channel", WEB_CHAT, self.web_chat_tenant)
+            guard.decide(subject, "chat.send", channel, guard.context(socket, "chat.send", subject),
+                         audit=False)  # fmt: skip
+            session = socket.headers.get("x-chat-session") or socket.query_params.get(
+                "session_token"
+            )
+            grant = guard.bind_chat_session(socket, subject, session)
+            if grant is None:
+                return "a chat session token is required (?session_token=)"
+            resource = Resource("conversation", grant.session_id, self.web_chat_tenant,
+                                owner=grant.customer_id, sensitivity=0)  # fmt: skip
             context = guard.context(socket, "chat.send", subject)
-            guard.decide(subject, "chat.send", resource, context, audit=False)
         except AuthError as error:
             return error.message
         except HTTPException as error:
             return str(error.detail)
+        return SocketCaller(self, subject, grant, resource, context)
+
+    def check_rate(self, subject: Subject) -> None:
+        """The subject's one bucket, shared by HTTP requests and socket frames (429)."""
+        if self.guard.limiter is not None:
+            self.guard.limiter.check(
+                f"{subject.tenant}/{subject.id}", subject.rate_per_s, subject.burst
+            )
+
+
+@dataclass
+class SocketCaller:
+    """An authenticated socket of one chat session: frames are rate-limited in the caller's
+    HTTP bucket, and what the socket replays is audited as a read of the conversation."""
+
+    access: AccessControl
+    subject: Subject
+    grant: Any  # privacy.sessions.ChatGrant
+    resource: Resource
+    context: Any
+
+    def frame_refused(self) -> str | None:
+        try:
+            self.access.check_rate(self.subject)
+        except HTTPException as error:
+            return str(error.detail)
         return None
+
+    def audit_replay(self, lines: int) -> None:
+        """A socket that (re)opens is shown the session's transcript: a read, audited."""
+        decision = Decision(True, "session-token", "the session's own token", "standard")
+        self.access.guard.record(self.subject, "conversation.read", self.resource, decision,
+                                 self.context, detail={"replayed_lines": lines, "via": "socket"})
+
+    def audit_refused(self, why: str) -> None:
+        """A frame that tried to leave its session (another session, another customer)."""
+        decision = Decision(False, "session-token", why[:120], "strict")
+        self.access.guard.record(self.subject, "chat.send", self.resource, decision,
+                                 self.context, detail={"via": "socket"})  # fmt: skip
 
 
 # --- deny by default ----------------------------------------------------------------------

@@ -14,8 +14,12 @@ from crm.access import assert_guarded
 from crm.channels.routes import channel_router
 from crm.conversation.desk_routes import agent_router
 from crm.customers.routes import customer_router
+from crm.insight.routes import insight_router
+from crm.monitoring.routes import ops_alert_router
+from crm.monitoring.security import SecurityWatch
 from crm.parts import AppParts
-from privacy.limits import BodySizeLimit
+from privacy.hostile import HostileInput
+from privacy.limits import AddressRateLimit, BodySizeLimit, RequestDeadline
 from privacy.responses import MaskJsonResponses
 from privacy.routes import admin_router, audit_router
 from serving.http import install_http_basics
@@ -38,7 +42,14 @@ def build_api(parts: AppParts) -> FastAPI:
     api.include_router(ops_router(parts.models, parts.metrics))
     predict = [Depends(access.require("predict", audit=False))]
     api.include_router(model_router(parts.models, parts.scorer, predict))
-    api.include_router(customer_router(access, parts.features, parts.stream))
+    publish_events = parts.bus.publish
+    if parts.marketing is not None:  # event-triggered campaigns see posted events (issue 22)
+        from crm.marketing.live import events_fed
+
+        publish_events = events_fed(publish_events, lambda: parts.marketing)
+    api.include_router(
+        customer_router(access, parts.features, publish_events, parts.bus.bus.engine)
+    )
     api.include_router(
         channel_router(
             parts.channels,
@@ -51,14 +62,42 @@ def build_api(parts: AppParts) -> FastAPI:
             identity_guard=access.require(
                 "identity.link", access.identity_target, not_found="unknown customer"
             ),
+            session_guard=access.open_chat_session,
+            web_chat=parts.settings.channels.web_chat,
+            webhook_guard=access.webhook_address,
+            feedback_publish=parts.bus.publish,
+            feedback_tenant=lambda: access.web_chat_tenant,
         )
     )
-    api.include_router(agent_router(parts.desk, access, lambda: access.default_tenant))
+    api.include_router(
+        agent_router(parts.desk, access, lambda: access.default_tenant, parts.bus.publish)
+    )
+    if parts.insight is not None:
+        api.include_router(insight_router(access, parts.insight))
+    if parts.marketing is not None:
+        from crm.marketing.routes import marketing_router
+
+        api.include_router(marketing_router(access, parts.marketing))
     api.include_router(audit_router(access))
     api.include_router(admin_router(access))
+    if (monitor := parts.monitor) is not None:  # Alertmanager's webhook, the alert list
+        api.include_router(
+            ops_alert_router(access, monitor.alerts, monitor.robot, monitor.counters)
+        )
     # (The last added runs first.) Bodies over privacy.max_body_bytes never reach a route (413);
     # JSON answers of guarded routes are masked at the caller's level even where a route forgot.
     api.add_middleware(MaskJsonResponses)
+    # Lone surrogates, NUL, invalid UTF-8, deep nesting: 4xx before any route parses them.
+    api.add_middleware(HostileInput, max_depth=parts.settings.privacy.max_json_depth)
+    api.add_middleware(AddressRateLimit, limiter=access.address_limiter, paths=PUBLIC_PATHS)
     api.add_middleware(BodySizeLimit, max_bytes=access.max_body_bytes)
+    api.add_middleware(RequestDeadline, seconds=parts.settings.serving.http_request_timeout_s)
+    if monitor is not None:  # outermost: sees 401s of vendor webhooks and per-address 429s
+        api.add_middleware(
+            SecurityWatch,
+            security=monitor.security,
+            websockets=parts.metrics.websockets,
+            public_paths=PUBLIC_PATHS,
+        )
     assert_guarded(api, PUBLIC)
     return api

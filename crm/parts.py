@@ -25,9 +25,14 @@ from crm.conversation.desk import Desk, RemoteDesk
 from crm.conversation.handler import remote_handler
 from crm.intake.worker import IntakeWorker
 from crm.messages import MessageHandler
+from crm.monitoring.gateway import GatewayMonitoring, monitor_gateway
+from crm.streams.lag import LagCollector
+from crm.streams.recorder import publisher
 from privacy.atrest import open_cipher
+from privacy.limits import TokenBucket
+from privacy.sessions import SessionTokens
 from serving.client import ModelClient
-from serving.metrics import Metrics
+from serving.metrics import Metrics, TimedStore
 from serving.tabular import FeatureClients, TabularScorer, online_clients
 from settings import Settings
 
@@ -50,6 +55,10 @@ class AppParts:
     mqtt: MqttBridge | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
     stop_worker: asyncio.Event = field(default_factory=asyncio.Event)
+    bus: Any = None  # events.bus.BlockingPublisher: the customer events route publishes on it
+    monitor: GatewayMonitoring | None = None  # security metrics, telemetry, alerts (issue 20)
+    insight: Any = None  # crm.insight.profile.ProfileService: the 360 profile and tags
+    marketing: Any = None  # crm.marketing.campaigns.Marketing: audiences, campaigns (issue 22)
 
     def start(self) -> None:
         """Start what runs beside the routes (intake worker, MQTT bridge): needs the replica's
@@ -58,6 +67,16 @@ class AppParts:
             self.tasks.append(asyncio.get_running_loop().create_task(self.run_worker()))
         if self.mqtt is not None:
             self.mqtt.start()
+        if self.marketing is not None:  # journeys' later steps, deferred sends (issue 22)
+            self.tasks.append(asyncio.get_running_loop().create_task(self.run_marketing()))
+
+    async def run_marketing(self, every_s: float = 60.0) -> None:
+        while not self.stop_worker.is_set():
+            await asyncio.sleep(every_s)
+            try:
+                await self.marketing.tick_all()  # type: ignore[union-attr]
+            except Exception:  # a store hiccup must not end the ticks for good
+                log.exception("marketing tick failed")
 
     async def run_worker(self) -> None:
         while not self.stop_worker.is_set():
@@ -75,6 +94,14 @@ class AppParts:
             self.mqtt.stop()
         with contextlib.suppress(Exception):
             self.channels.close()
+        if self.bus is not None:
+            with contextlib.suppress(Exception):
+                self.bus.close()
+        if self.monitor is not None:
+            self.monitor.stop()
+        if self.marketing is not None:
+            with contextlib.suppress(Exception):
+                self.marketing.store.close()
 
 
 def features_of(settings: Settings) -> tuple[Any, Any]:
@@ -87,6 +114,19 @@ def features_of(settings: Settings) -> tuple[Any, Any]:
     return features, ConversationStream(features.store, settings.event_log)
 
 
+def secure_access(access: AccessControl, settings: Settings, cipher: Any) -> None:
+    """Chat session tokens keyed from the keyring; per-address limits for routes without a
+    subject (issue 17)."""
+    vault = cipher.vault  # platform secrets wrapped by the master key, kept across rotation
+    secret = vault.system_secret("chat-sessions")
+    tokens = SessionTokens({"s1": secret}, "s1", settings.channels.web_chat.session_ttl_s)
+    access.sessions = access.guard.sessions = tokens
+    if access.guard.audit is not None:
+        access.guard.audit.key = vault.system_secret("audit-chain")
+    limit = settings.privacy.address_rate_limit
+    access.address_limiter = TokenBucket(limit.rate_per_s, limit.burst)
+
+
 def build_parts(
     settings: Settings,
     model_handles: dict[str, Any],
@@ -94,21 +134,25 @@ def build_parts(
     features: Any = None,
     stream: Any = None,
     feature_clients: FeatureClients | None = None,
+    bus: Any = None,
 ) -> AppParts:
     """A gateway replica's parts over the model and Conversation deployments' handles.
 
     `features`/`stream`/`feature_clients` default to the Feast online store of settings
     (tests pass fakes)."""
+    default_features = features is None
     if features is None:
         features, stream = features_of(settings)
     if feature_clients is None:
         feature_clients = online_clients(settings.feature_repo, settings.online_store)
     access = AccessControl.from_settings(settings, lambda cid: features.get(cid) is not None)
     metrics = Metrics()
+    features = TimedStore(features, metrics, "feast")  # scrm_store_latency_seconds
     models = ModelClient(model_handles, settings.serving, access.caller_tenant,
                          metrics.observe_answer)  # fmt: skip
     scorer = TabularScorer(models, feature_clients, access.authorize_customers)
     cipher = open_cipher(settings.root, settings.privacy)
+    secure_access(access, settings, cipher)
     channels = build_channel_service(settings.channels, settings.root, cipher)
     access.session_owner = lambda session_id: channels.identity.lookup(
         access.web_chat_tenant, "web_chat", session_id
@@ -130,6 +174,62 @@ def build_parts(
         RemoteDesk(conversation, deliver, timeout_s), metrics,
         IntakeWorker(channels.intake, handler, channels.deliver, batch=intake.batch),
     )  # fmt: skip
+    raw_bus = bus if bus is not None else publisher(settings.events, settings.root)
+    parts.bus = TimedStore(raw_bus, metrics, "event_bus")
+    lag = LagCollector(raw_bus, settings.path(settings.events.derived_db))
+    metrics.add_collector(lag)  # scrm_bus_consumer_lag_events at /metrics
+    parts.monitor = monitor_gateway(settings, metrics, access.guard)
     if settings.channels.mqtt.enabled:
         parts.mqtt = bridge_from_settings(settings.channels, channels, handler)
+    parts.insight = insight_of(settings, features, channels.identity, cipher, default_features)
+    publish_one = lambda event: parts.bus.publish([event])  # noqa: E731 (the bus takes lists)
+    parts.marketing = marketing_of(settings, channels, publish_one, parts.insight)
+    if parts.marketing is not None:
+        guard_opt_outs(parts)
     return parts
+
+
+def guard_opt_outs(parts: AppParts) -> None:
+    """退订 / TD from any channel ends all marketing before the dialogue sees it (issue 22):
+    the channel routes, the intake worker and the MQTT bridge share the wrapped handler."""
+    from crm.marketing.live import replies_fed
+    from crm.marketing.service import opt_out_handler
+
+    marketing = parts.marketing
+    fed = replies_fed(parts.handler, lambda: parts.marketing)  # replies attributed live
+    handler = opt_out_handler(fed, marketing.store, marketing.publish)
+    parts.handler = handler
+    for holder in (parts.worker, parts.mqtt):
+        if holder is not None:
+            holder.handler = handler
+
+
+def marketing_of(settings: Settings, channels: Any, publish: Any, insight: Any) -> Any:
+    """Audiences and campaigns over the 360 profile's stores (None: no marketing routes)."""
+    from crm.marketing.service import build_marketing
+
+    if insight is None:
+        return None
+    try:
+        return build_marketing(settings, channels, publish, insight)
+    except Exception as error:  # marketing must not stop the gateway
+        log.warning("marketing not available: %s", error)
+        return None
+
+
+def insight_of(settings: Settings, features: Any, identity: Any, cipher: Any, real: bool) -> Any:
+    """The 360 profile service; with the real feature store it also reads the insight
+    features (segments, CLV, tags) of `customer_insight_v1`."""
+    from crm.insight.service import build_insight
+
+    insight_features = None
+    if real:
+        from features.store import OnlineFeatureClient
+
+        try:
+            insight_features = OnlineFeatureClient(
+                settings.feature_repo, "customer_insight_v1", settings.online_store
+            )
+        except Exception as error:  # not applied yet: profiles without segments and CLV
+            log.warning("customer_insight_v1 not available: %s", error)
+    return build_insight(settings, features, identity, cipher.vault, insight_features)

@@ -11,7 +11,8 @@ a store erasure would miss, so a new store is added here in the same change.
 | web chat transcripts          | each line                            | lines deleted           |
 | handoff desk tickets          | whole ticket (transcript, reason)    | tickets deleted         |
 | identity map                  | no (channel ids -> customer id only) | rows deleted            |
-| prediction log (serving)      | no (texts masked when written)       | customer's rows deleted |
+| prediction log (serving)      | no (texts masked when written)       | rows, raw or masked id  |
+| offline features (parquet)    | no                                   | rows dropped, rewritten |
 | Feast online store (features) | no (aggregates, no free text)        | tombstones              |
 
 The profile table and the conversation event log are erased by privacy/erasure.py itself.
@@ -39,6 +40,17 @@ def sessions_path(settings: Settings) -> Path | None:
 def desk_path(settings: Settings) -> Path | None:
     desk = settings.dialogue.handoff.desk_path
     return settings.path(desk) if desk else None
+
+
+def masked_forms(customer_id: str) -> set[str]:
+    """How the prediction log may hold an id that looks like a number: masked when written
+    (privacy/redaction.py). A masked form can be shared by other ids ("C***********"): their
+    rows go too, a loss of monitoring rows accepted for the right to be forgotten."""
+    from privacy.masking import LEVELS, mask_text
+    from privacy.redaction import PredictionRedaction
+
+    logged = PredictionRedaction().row({"input": customer_id, "output": None})["input"]
+    return ({mask_text(customer_id, level) for level in LEVELS} | {logged}) - {customer_id}
 
 
 def file_eraser(path: Path | None, opener: Callable[[], Any]) -> Eraser:
@@ -76,8 +88,9 @@ def channel_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStor
             redis_intake_usage(settings),
         ),
         PersonalStore(
-            "web_chat_lines",
-            file_eraser(channel_db, lambda: webchat.ChatTranscript(channel_db)),
+            "web_chat_lines",  # before `identities`: it erases the customer's sessions whole
+            file_eraser(channel_db, lambda: webchat.ChatTranscript(
+                channel_db, sessions_of=IdentityMap(channel_db).senders)),  # fmt: skip
             tuple((channel_db, c) for c in webchat.COLUMNS),
         ),
         PersonalStore("identities", file_eraser(channel_db, lambda: IdentityMap(channel_db))),
@@ -165,7 +178,16 @@ def platform_stores(settings: Settings, cipher: FieldCipher) -> StoreRegistry:
         registry.register(store)
     registry.register(PersonalStore(
         "prediction_rows", lambda customer, tenant: erase_predictions(
-            settings.prediction_log, customer)))  # fmt: skip
+            settings.prediction_log, customer, masked_forms(customer))))  # fmt: skip
+
+    def erase_offline_rows(customer: str, tenant: str | None) -> int:
+        """The offline feature parquet (and the validated data it is built from)."""
+        from features.erasure import erase_offline
+
+        return erase_offline([settings.features_dir, settings.path(
+            settings.data.validated_dir)], customer)  # fmt: skip
+
+    registry.register(PersonalStore("offline_feature_rows", erase_offline_rows))
 
     def erase_features(customer: str, tenant: str | None) -> int:
         """Feast online rows of the customer, tombstoned (number of features blanked)."""

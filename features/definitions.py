@@ -27,6 +27,14 @@ from features.feature_views import (
     customer_rfm,
     customer_scores,
 )
+from features.insight_views import (
+    customer_insight_v1,
+    customer_segments,
+    customer_tags,
+    segments_source,
+    tags_batch_source,
+    tags_push,
+)
 from features.on_demand import customer_recency
 
 ALL = [
@@ -47,8 +55,20 @@ ALL = [
     repurchase_model_v1,
     customer_360_v1,
     conversation_context_v1,
+    segments_source,
+    tags_batch_source,
+    tags_push,
+    customer_segments,
+    customer_tags,
+    customer_insight_v1,
 ]
 SERVICES = {
     service.name: service
-    for service in (churn_model_v1, repurchase_model_v1, customer_360_v1, conversation_context_v1)
+    for service in (
+        churn_model_v1,
+        repurchase_model_v1,
+        customer_360_v1,
+        conversation_context_v1,
+        customer_insight_v1,
+    )
 }

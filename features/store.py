@@ -206,6 +206,21 @@ class ConversationStream:
         return len(rows)
 
 
+def push_conversation_rows(store: FeatureStore, rows: list[dict[str, Any]]) -> int:
+    """Push aggregate rows computed elsewhere (the bus's keyed consumer) online: one push for
+    all of them. Idempotent: a customer's row overwrites the previous one."""
+    from features.conversations import STAT_COLUMNS
+
+    if not rows:
+        return 0
+    frame = pd.DataFrame(rows)
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    frame["negative_share_30d"] = frame["negative_share_30d"].astype(float)
+    frame = frame[["customer_id", "event_timestamp", *STAT_COLUMNS]]
+    store.push(definitions.conversation_push.name, frame, to=PushMode.ONLINE)
+    return len(frame)
+
+
 def write_scores(store: FeatureStore, rows: pd.DataFrame) -> Path:
     """Append score rows to `customer_scores`: offline (its parquet) and online (a push)."""
     from features.scores import append_scores, empty_scores

@@ -23,6 +23,7 @@ import httpx
 from settings import Settings
 
 CHAT_ROUTE = "/v1/channels/web_chat/messages"
+SESSION_ROUTE = "/v1/channels/web_chat/sessions"
 # A throttled turn (429) is retried after Retry-After, at most this many times.
 MAX_THROTTLE_RETRIES = 20
 
@@ -95,20 +96,45 @@ def gateway(settings: Settings, url: str | None, timeout_s: float = 600) -> Iter
             raise GatewayError(f"pid file names {stopped}, not the gateway started here ({pid})")
 
 
+async def post_retrying(
+    client: httpx.AsyncClient, route: str, body: dict, headers: dict | None = None
+) -> tuple[httpx.Response, float, int]:
+    """POST, waiting Retry-After on 429 (at most MAX_THROTTLE_RETRIES times): the answer, the
+    last attempt's round trip in ms, and how many 429s came before."""
+    throttled = 0
+    while True:
+        started = time.perf_counter()
+        answer = await client.post(route, json=body, headers=headers)
+        elapsed = (time.perf_counter() - started) * 1000
+        if answer.status_code != 429 or throttled >= MAX_THROTTLE_RETRIES:
+            return answer, elapsed, throttled
+        throttled += 1
+        wait = float(answer.headers.get("retry-after") or 1)
+        await asyncio.sleep(min(max(wait, 0.05), 10))
+
+
 async def send_turn(
     client: httpx.AsyncClient, index: int, text: str, session_prefix: str
 ) -> ChatResult:
-    """One customer message in a new web chat session; 429s wait Retry-After and retry."""
-    body = {
-        "session_id": f"{session_prefix}-{index}-{uuid.uuid4().hex[:8]}",
-        "text": text,
-        "message_id": uuid.uuid4().hex,
-    }
+    """One customer message in a new web chat session (a server-issued one, opened first and
+    not timed); 429s wait Retry-After and retry. `session_prefix` is kept for callers."""
+    body = {"text": text, "message_id": f"{session_prefix}-{index}-{uuid.uuid4().hex[:8]}"}
+    try:
+        opened, _, _ = await post_retrying(client, SESSION_ROUTE, {})
+    except httpx.HTTPError as error:
+        return ChatResult(index, 0, 0.0, detail=f"{type(error).__name__}: {error}")
+    if opened.status_code != 200:
+        try:
+            detail = str(opened.json().get("detail"))
+        except (ValueError, AttributeError):
+            detail = opened.text[:200]
+        return ChatResult(index, opened.status_code, 0.0, detail=detail)
+    chat = {"X-Chat-Session": opened.json()["session_token"]}
     throttled = 0
     while True:
         started = time.perf_counter()
         try:
-            answer = await client.post(CHAT_ROUTE, json=body)
+            answer = await client.post(CHAT_ROUTE, json=body, headers=chat)
         except httpx.HTTPError as error:
             elapsed = (time.perf_counter() - started) * 1000
             return ChatResult(index, 0, elapsed, detail=f"{type(error).__name__}: {error}")

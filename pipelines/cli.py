@@ -29,8 +29,13 @@ from pipelines.commands import (  # noqa: E402
     channels,
     config,
     data,
+    events,
     features,
+    insight,
+    loop,
+    marketing,  # noqa: F401  (registers `scrm eval uplift`)
     models,
+    monitor,
     privacy,
     serving,
 )
@@ -54,6 +59,11 @@ app.add_typer(channels.eval_app, name="eval")
 app.add_typer(privacy.keys_app, name="keys")
 app.add_typer(privacy.customers_app, name="customers")
 app.add_typer(config.config_app, name="config")
+app.add_typer(events.events_app, name="events")
+app.add_typer(events.simulate_app, name="simulate")
+app.add_typer(monitor.monitor_app, name="monitor")
+app.add_typer(insight.insight_app, name="insight")
+app.add_typer(loop.loop_app, name="loop")
 
 if __name__ == "__main__":
     app()

@@ -19,31 +19,11 @@ from features.conversations import conversation_stats, empty_stats
 from features.rfm import customer_rfm
 from features.store import apply_definitions, materialize, open_store, store_dir, training_set
 from pipelines.io import write_json
-from pipelines.synthetic import conversation_events
 from settings import Settings
 from training.tabular.repurchase import RepurchaseParams, cutoffs, repurchase_labels
 
 CHURN_LABELS = "churn_labels.parquet"
 REPURCHASE_LABELS = "repurchase_labels.parquet"
-
-
-def synthesize_conversations(settings: Settings) -> pd.DataFrame:
-    """Seeded events for real retail customers over the period of the retail data."""
-    transactions = pd.read_parquet(settings.validated_file(settings.features.transactions_dataset))
-    intent_data = settings.validated_file(settings.text.task("intent").dataset)
-    intents = pd.read_parquet(intent_data, columns=["label"])["label"].unique()
-    events = conversation_events(
-        customer_ids=transactions["customer_id"].dropna().unique().tolist(),
-        intents=intents.tolist(),
-        start=transactions["invoiced_at"].min(),
-        end=transactions["invoiced_at"].max(),
-        spec=settings.features.synthetic_conversations,
-        seed=settings.seed,
-    )
-    output = settings.path(settings.features.conversation_events)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    events.to_parquet(output, index=False)
-    return events
 
 
 def repurchase_training_labels(settings: Settings, transactions: pd.DataFrame) -> pd.DataFrame:

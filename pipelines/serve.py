@@ -51,7 +51,18 @@ def deploy_config(settings: Settings, config_file: Path | None, host: str, port:
             **{k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)},
         }
     )
+    env.update(monitoring_env(settings))
     return raw
+
+
+def monitoring_env(settings: Settings) -> dict[str, str]:
+    """Every replica writes its metrics to one directory (prometheus_client multiprocess mode;
+    set at process start, before the library is imported) and knows the ops robot's URL."""
+    watch = settings.monitoring
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(settings.path(watch.multiproc_dir))}
+    if url := os.environ.get(watch.robot_url_env):
+        env[watch.robot_url_env] = url
+    return env
 
 
 def run_dir(settings: Settings) -> Path:
@@ -157,6 +168,9 @@ def serve_forever(
     raw = deploy_config(settings, config_file, serve_host, serve_port)
     if not address:
         ensure_port_free(serve_host, serve_port)
+    from serving.metrics import reset_multiproc_dir
+
+    reset_multiproc_dir(settings.path(settings.monitoring.multiproc_dir))  # a fresh start
     start_ray(address)
     folder = run_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from sklearn.metrics import classification_report
 from sklearn.model_selection import train_test_split
 
 from pipelines.io import read_json, write_json
+from pipelines.loop import with_feedback
 from pipelines.promotion import promote_evaluated
 from pipelines.text_families import (
     BertFit,
@@ -155,6 +156,8 @@ def train_text(settings: Settings, target: Target) -> dict[str, Any]:
     (a later family must beat an earlier one by `text.bert.min_dev_gain`), log it as the
     pyfunc; all families' test scores are reported beside it."""
     train, dev = train_and_dev(settings, target.dataset)
+    if target.dataset == settings.text.tasks[target.task].dataset:  # not a --dataset override
+        train = with_feedback(settings, target.task, train)  # validated agent labels (dvc dep)
     test = load_split(settings, target.dataset, "test")
     families = settings.text.bert.families
     use_experiment(settings.tracking_uri, target.model_name, settings.artifact_root)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,14 @@ def vault_of(config: PrivacyConfig, root: Path) -> Vault:
     return Vault(keyring, root / config.data_keys_db)
 
 
+def audit_key(config: PrivacyConfig, root: Path, vault: Vault) -> bytes | None:
+    """The audit chain's MAC key, when a real keyring exists (never under a throwaway one)."""
+    has_keyring = (root / config.keyring_file).is_file() or bool(
+        config.keyring_env and os.environ.get(config.keyring_env)
+    )
+    return vault.system_secret("audit-chain") if has_keyring else None
+
+
 def erase(
     config: PrivacyConfig,
     root: Path,
@@ -62,7 +71,7 @@ def erase(
         customer_id,
         profiles=profiles,
         event_log=event_log,
-        audit=AuditLog(root / config.audit_db),
+        audit=AuditLog(root / config.audit_db, key=audit_key(config, root, vault)),
         actor=actor or f"cli:{getpass.getuser()}",
         actor_tenant=tenant or "platform",
         tenant=tenant,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -99,17 +100,36 @@ def open_opt(cipher: FieldCipher | None, value: str, context: str, key: str | No
     return cipher.open(value, context, key)
 
 
-def load_or_create_keyring(path: Path, env: str | None) -> Keyring:
+def wrapped_keys(data_keys_db: Path | None) -> int:
+    """How many data keys a data-key store holds (0 when there is none)."""
+    if data_keys_db is None or not Path(data_keys_db).is_file():
+        return 0
+    with contextlib.closing(sqlite3.connect(data_keys_db, timeout=30)) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM customer_keys").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+
+def load_or_create_keyring(
+    path: Path, env: str | None, data_keys_db: Path | None = None
+) -> Keyring:
     """The keyring (env var or file); the first process to need one creates the file.
 
     Creation is atomic and exclusive (hard link of a complete file), so gateway replicas and
-    workers starting together all end up with the same keys.
+    workers starting together all end up with the same keys. A keyring missing while data keys
+    exist is an error, never a silent new key: that would orphan every encrypted value.
     """
     try:
         return Keyring.load(path, env)
     except KeyringError:
         if env and os.environ.get(env):
             raise
+        if existing := wrapped_keys(data_keys_db):
+            raise KeyringError(
+                f"no keyring at {path} (nor ${env}) but {data_keys_db} holds {existing} data"
+                " keys wrapped by one: restore the keyring; a new one would orphan them"
+            ) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
     Keyring.generate().save(tmp)
@@ -127,7 +147,7 @@ def open_cipher(root: Path, config: PrivacyConfig | None = None) -> FieldCipher:
     config = config or PrivacyConfig()
     keyring_file = Path(root) / config.keyring_file
     env = config.keyring_env
-    keyring = load_or_create_keyring(keyring_file, env)
+    keyring = load_or_create_keyring(keyring_file, env, Path(root) / config.data_keys_db)
     vault = Vault(
         keyring, Path(root) / config.data_keys_db, reload=lambda: Keyring.load(keyring_file, env)
     )

@@ -6,11 +6,17 @@ entry)`, so editing, deleting or reordering any row breaks `verify()` from that 
 class has no update or delete method and sqlite triggers refuse UPDATE/DELETE, so tampering
 needs deliberate schema surgery, which the chain then reveals. Entries never hold raw values:
 only field names, and free text is masked.
+
+With a `key` (the gateway and the CLI pass a platform secret wrapped by the master key:
+`Vault.system_secret("audit-chain")`), each link is HMAC-SHA256 instead of a bare SHA-256, so
+someone who can write the file but not read the keys cannot rebuild a valid chain after
+tampering. A keyed log verifies only with the key, and every entry must be keyed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -35,14 +41,18 @@ class Verification:
     reason: str = ""
 
 
-def entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
+def entry_hash(prev_hash: str, entry: dict[str, Any], key: bytes | None = None) -> str:
     canonical = json.dumps({c: entry[c] for c in COLUMNS}, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+    message = (prev_hash + canonical).encode()
+    if key is not None:
+        return "hmac:" + hmac.new(key, message, hashlib.sha256).hexdigest()
+    return hashlib.sha256(message).hexdigest()
 
 
 class AuditLog:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, key: bytes | None = None):
         self.path = Path(path)
+        self.key = key
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.connect() as db:
             db.executescript(
@@ -106,7 +116,7 @@ class AuditLog:
             last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
             entry["seq"] = (last["seq"] + 1) if last else 1
             entry["prev_hash"] = last["hash"] if last else GENESIS
-            entry["hash"] = entry_hash(entry["prev_hash"], entry)
+            entry["hash"] = entry_hash(entry["prev_hash"], entry, self.key)
             names = (*COLUMNS, "prev_hash", "hash")
             db.execute(
                 f"INSERT INTO audit ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
@@ -130,7 +140,9 @@ class AuditLog:
                     return Verification(False, checked, entry["seq"], "entries missing before")
                 if entry["prev_hash"] != previous:
                     return Verification(False, checked, entry["seq"], "chain link broken")
-                if entry_hash(previous, entry) != entry["hash"]:
+                if self.key is not None and not entry["hash"].startswith("hmac:"):
+                    return Verification(False, checked, entry["seq"], "entry is not keyed")
+                if not hmac.compare_digest(entry_hash(previous, entry, self.key), entry["hash"]):
                     return Verification(False, checked, entry["seq"], "entry was modified")
                 previous, checked, expected_seq = entry["hash"], checked + 1, expected_seq + 1
         return Verification(True, checked)

@@ -20,8 +20,8 @@ from typing import Any, Literal
 import jwt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-ROLES = ("customer", "agent", "supervisor", "marketer", "data_scientist", "admin")
-Role = Literal["customer", "agent", "supervisor", "marketer", "data_scientist", "admin"]
+ROLES = ("customer", "agent", "supervisor", "marketer", "data_scientist", "admin", "ops")
+Role = Literal["customer", "agent", "supervisor", "marketer", "data_scientist", "admin", "ops"]
 KEY_PREFIX = "scrm_"
 
 
@@ -171,6 +171,12 @@ class JwtVerifier:
             self.keys["RS256"] = rs256_public_key
         self.issuer, self.audience, self.leeway = issuer, audience, leeway_s
 
+    def required(self) -> list[str]:
+        """The claims a token must carry: `iss`/`aud` too once configured (a token minted for
+        another service, or by another issuer sharing the key, is refused)."""
+        extra = [c for c, on in (("iss", self.issuer), ("aud", self.audience)) if on]
+        return [*self.REQUIRED, *extra]
+
     def verify(self, token: str) -> Subject:
         try:
             header = jwt.get_unverified_header(token)
@@ -188,7 +194,7 @@ class JwtVerifier:
                 issuer=self.issuer,
                 audience=self.audience,
                 leeway=self.leeway,
-                options={"require": list(self.REQUIRED), "verify_aud": self.audience is not None},
+                options={"require": self.required(), "verify_aud": self.audience is not None},
             )
         except jwt.ExpiredSignatureError:
             raise AuthError("token expired") from None

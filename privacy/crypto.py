@@ -232,6 +232,14 @@ class Vault:
             self._secrets[customer_id] = (secret, time.monotonic())
         return secret
 
+    def system_secret(self, name: str) -> bytes:
+        """A platform secret (audit chain MAC, chat session tokens) kept like a data key:
+        random, wrapped by the master key, re-wrapped by rotation, so it outlives key
+        rotation. Its id has a `:`, which no customer id has, so no erasure shreds it."""
+        secret = self._customer_secret(f"__system__:{name}", create=True)
+        assert secret is not None
+        return secret
+
     def ensure_customer_keys(self, customer_ids: list[str]) -> int:
         """Create the missing data keys of many customers in one transaction (one fsync
         instead of one per new customer); returns how many were created."""

@@ -15,6 +15,7 @@ for an unknown id, never 403.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 from collections.abc import Awaitable, Callable
@@ -77,7 +78,13 @@ class Guard:
         )  # fmt: skip
         self.zone = ZoneInfo(timezone)
         self.clock = clock or (lambda: datetime.now(self.zone))
-        self.channel_header = channel_header
+        self.channel_header = channel_header  # kept for callers; never read (client-set)
+        # Verifies X-Chat-Session tokens (privacy/sessions.py); the gateway sets it from the
+        # keyring. The policy's `context.channel` comes from a verified token only.
+        self.sessions: Any = None
+        # Called with (kind, **labels) on security events: auth_failure, denied, rate_limited,
+        # unmask, erasure. The application passes its metrics in (privacy imports nothing).
+        self.observer: Callable[..., None] | None = None
 
     @classmethod
     def from_config(cls, config: PrivacyConfig, root: Path) -> Guard:
@@ -103,6 +110,12 @@ class Guard:
             timezone=config.timezone,
         )
 
+    def notify(self, kind: str, **labels: str) -> None:
+        """Tell the observer (metrics) about a security event; never fails the request."""
+        if self.observer is not None:
+            with contextlib.suppress(Exception):
+                self.observer(kind, **labels)
+
     # -- dependencies ------------------------------------------------------------------------
     async def authenticated(self, request: Request) -> Subject:
         """Dependency for a whole router: a valid credential and within the rate limit."""
@@ -114,12 +127,35 @@ class Guard:
                 request.headers.get("authorization"), request.headers.get("x-api-key")
             )
         except AuthError as error:
+            self.notify("auth_failure", route=route_of(request), status=str(error.status))
             headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
             raise HTTPException(error.status, detail=error.message, headers=headers) from None
         if self.limiter is not None:
-            self.limiter.check(f"{subject.tenant}/{subject.id}", subject.rate_per_s, subject.burst)
+            try:
+                self.limiter.check(
+                    f"{subject.tenant}/{subject.id}", subject.rate_per_s, subject.burst
+                )
+            except HTTPException:
+                self.notify("rate_limited", route=route_of(request), scope="subject")
+                raise
         request.state.subject = subject
+        self.bind_chat_session(request, subject, request.headers.get("x-chat-session"))
         return subject
+
+    def bind_chat_session(self, connection: Any, subject: Subject, token: str | None) -> Any:
+        """Verify a chat session token presented with the credential: it must have been issued
+        to this subject. The grant (its channel, session and customer) lands in
+        `connection.state.chat_grant`; a bad or foreign token is a 401."""
+        if not token or self.sessions is None:
+            return None
+        try:
+            grant = self.sessions.verify(token)
+        except AuthError as error:
+            raise HTTPException(401, detail=error.message) from None
+        if grant.principal != subject.id or grant.tenant != subject.tenant:
+            raise HTTPException(401, detail="chat session token was issued to another caller")
+        connection.state.chat_grant = grant
+        return grant
 
     def require(
         self,
@@ -155,8 +191,12 @@ class Guard:
         target = await self._load(resource, request, subject)
         if target is None:
             raise HTTPException(404, detail=missing(not_found, request))
-        access = self.decide(subject, action, target, self.context(request, action, subject),
-                             audit, missing(not_found, request))  # fmt: skip
+        try:
+            access = self.decide(subject, action, target, self.context(request, action, subject),
+                                 audit, missing(not_found, request))  # fmt: skip
+        except HTTPException:
+            self.notify("denied", route=route_of(request), tenant=subject.tenant, action=action)
+            raise
         access = Access(access.subject, access.decision, access.resource, access.context,
                         request.state)  # fmt: skip
         request.state.access = access
@@ -195,7 +235,11 @@ class Guard:
             raise HTTPException(404, detail=not_found)
         context = Context(action, access.context.hour, access.context.weekday,
                           access.context.channel, access.context.purpose)  # fmt: skip
-        return self.decide(access.subject, action, target, context, audit, not_found)
+        try:
+            return self.decide(access.subject, action, target, context, audit, not_found)
+        except HTTPException:
+            self.notify("denied", route="(in route)", tenant=access.subject.tenant, action=action)
+            raise
 
     async def _load(
         self, loader: ResourceLoader | None, request: Request, subject: Subject
@@ -207,7 +251,9 @@ class Guard:
 
     def context(self, request: Request, action: str, subject: Subject) -> Context:
         now = self.clock().astimezone(self.zone)
-        channel = (request.headers.get(self.channel_header) or "")[:32] or None
+        # Never a client-set header: the channel of a verified chat session token, else none.
+        grant = getattr(getattr(request, "state", None), "chat_grant", None)
+        channel = grant.channel if grant is not None else None
         return Context(action, now.hour, now.weekday(), channel, subject.purpose)
 
     @staticmethod
@@ -233,6 +279,8 @@ class Guard:
         fields: list[str] | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
+        if action == "customer.erase" and decision.allowed:
+            self.notify("erasure", tenant=subject.tenant)
         if self.audit is None:
             return
         self.audit.record(
@@ -264,9 +312,17 @@ class Guard:
         )
         decision = self.policy.evaluate(access.subject, "pii.unmask", access.resource, context)
         self.record(access.subject, "pii.unmask", access.resource, decision, context, fields)
+        outcome = "allowed" if decision.allowed else "denied"
+        self.notify("unmask", tenant=access.subject.tenant, outcome=outcome)
         if not decision.allowed:
             raise HTTPException(403, detail=f"pii.unmask denied: {decision.reason}")
         if access.state is not None:
             access.state.revealed = True  # responses.MaskJsonResponses: leave this body as is
         masked = access.mask(payload)
         return {k: (payload[k] if k in fields else v) for k, v in masked.items()}
+
+
+def route_of(request: Any) -> str:
+    """The route template of a request (bounded, unlike its path), for metric labels."""
+    route = getattr(request, "scope", {}).get("route")
+    return getattr(route, "path", None) or "unmatched"

@@ -7,11 +7,14 @@ whether it announces a Content-Length or streams chunks; `check_batch` bounds li
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import re
 import threading
 import time
-from collections.abc import Callable, Sized
+import uuid
+from collections.abc import Callable, Iterable, Sized
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -85,6 +88,23 @@ def check_batch(items: Sized, limit: int, what: str = "items") -> None:
         raise HTTPException(413, detail=f"{len(items)} {what} in one request; the limit is {limit}")
 
 
+REQUEST_ID = re.compile(r"^[\w.-]{1,64}$")
+
+
+async def send_refusal(
+    scope: dict, send: Callable, status: int, detail: str, headers: list | None = None
+) -> None:
+    """A JSON error from ASGI middleware, shaped like the routes' (`{"detail", "request_id"}`:
+    the id Serve's proxy put in the request headers, as the gateway's error handlers use)."""
+    given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+    rid = given if REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+    body = json.dumps({"detail": detail, "request_id": rid}).encode()
+    head = [(b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()), *(headers or [])]  # fmt: skip
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
 class BodySizeLimit:
     """ASGI middleware: 413 for request bodies over `max_bytes` (declared or streamed)."""
 
@@ -102,7 +122,7 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self.refuse(send)
+            await self.refuse(send, scope)
             return
         seen = 0
         started = False
@@ -125,24 +145,60 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self.refuse(send)
+                await self.refuse(send, scope)
 
-    async def refuse(self, send: Callable) -> None:
-        body = json.dumps(
-            {"detail": f"request body over the limit of {self.max_bytes} bytes"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def refuse(self, send: Callable, scope: dict | None = None) -> None:
+        detail = f"request body over the limit of {self.max_bytes} bytes"
+        await send_refusal(scope or {}, send, 413, detail)
 
 
 class BodyTooLarge(Exception):
     pass
+
+
+class AddressRateLimit:
+    """ASGI middleware: `paths` (routes nobody authenticates: health, metrics) limited per
+    client address (429 with Retry-After). `limiter=None` turns it off."""
+
+    def __init__(self, app: Any, limiter: TokenBucket | None, paths: Iterable[str]):
+        self.app, self.limiter, self.paths = app, limiter, frozenset(paths)
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if self.limiter is None or scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client") or ("unknown", 0)
+        wait = self.limiter.take(f"public/{client[0]}")
+        if wait <= 0:
+            await self.app(scope, receive, send)
+            return
+        await send_refusal(scope, send, 429, "rate limit: too many requests from this address",
+                           [(b"retry-after", str(math.ceil(wait)).encode())])  # fmt: skip
+
+
+class RequestDeadline:
+    """ASGI middleware: an HTTP request that takes longer than `seconds` is cancelled (504 if
+    nothing was sent yet). The gateway enforces it itself so that Serve's proxy can run
+    without `request_timeout_s`, which would otherwise close every WebSocket at that age."""
+
+    def __init__(self, app: Any, seconds: float):
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.seconds):
+                await self.app(scope, receive, tracking_send)
+        except TimeoutError:
+            if started:
+                return
+            await send_refusal(scope, send, 504, f"request took over {self.seconds:g} s")

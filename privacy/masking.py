@@ -83,14 +83,79 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def detect(text: str) -> list[Span]:
-    """Spans of mobile numbers, ID numbers, Luhn-valid cards and emails found by pattern."""
+# Written variants that hide a number from a plain pattern: zero-width characters inside it,
+# full-width digits (１３８…), and separators between digits (138.1234.5678, 1 3 8 ...).
+ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e")
+SEPARATED = re.compile(r"\d(?:[\d \t\-.·•_—–~/]*[\dXx])?")
+NEEDS_NORMALISING = re.compile("[\uff01-\uff5e\u3000" + "".join(sorted(ZERO_WIDTH)) + "]")
+WHOLE_MOBILE = re.compile(r"(?:86)?1[3-9]\d{9}")
+
+
+FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+ZERO_WIDTH_RE = re.compile("[" + "".join(sorted(ZERO_WIDTH)) + "]")
+
+
+def normalise(text: str) -> tuple[str, list[int] | range]:
+    """`text` with zero-width characters dropped and full-width ASCII made ASCII, and for each
+    kept character its index in `text` (so spans found here mask the original)."""
+    if not ZERO_WIDTH_RE.search(text):  # one for one: a C-speed translation
+        return text.translate(FULL_WIDTH), range(len(text))
+    index = [i for i, char in enumerate(text) if char not in ZERO_WIDTH]
+    return "".join(text[i] for i in index).translate(FULL_WIDTH), index
+
+
+def whole_run_kind(digits: str) -> str | None:
+    """The kind of a number written with separators, judged on its digits alone."""
+    if WHOLE_MOBILE.fullmatch(digits):
+        return "mobile"
+    if RESIDENT_ID.fullmatch(digits):
+        return "id"
+    if digits.isdigit() and 13 <= len(digits) <= 19 and luhn_valid(digits):
+        return "card"
+    return None
+
+
+def separated_spans(text: str) -> list[Span]:
+    """Numbers with separators between any digits: dots, spaces, dashes, underscores... A run
+    whose only separator is one dot is a decimal number, never personal data."""
+    spans = []
+    for run in SEPARATED.finditer(text):
+        raw = run.group()
+        separators = re.sub(r"[\dXx]", "", raw)
+        if not separators or separators == ".":
+            continue
+        kind = whole_run_kind(re.sub(r"[^\dXx]", "", raw))
+        if kind:
+            spans.append(Span(run.start(), run.end(), kind))
+    return spans
+
+
+def detect_plain(text: str) -> list[Span]:
     found = [Span(m.start(), m.end(), "mobile") for m in MOBILE.finditer(text)]
     found += [Span(m.start(), m.end(), "id") for m in RESIDENT_ID.finditer(text)]
     found += [Span(m.start(), m.end(), "email") for m in EMAIL.finditer(text)]
     for run in DIGIT_RUN.finditer(text):
         found += card_spans(text, run)
+    found += [  # only what the plain patterns missed
+        extra
+        for extra in separated_spans(text)
+        if not any(extra.start < span.end and span.start < extra.end for span in found)
+    ]
     return [span for span in found if span.kind == "email" or not decimal(text, span)]
+
+
+def detect(text: str) -> list[Span]:
+    """Spans of mobile numbers, ID numbers, Luhn-valid cards and emails found by pattern, also
+    when written with full-width digits, zero-width characters or separators (normalised
+    first; the spans are positions in `text`)."""
+    if text.isascii() or not NEEDS_NORMALISING.search(text):
+        return detect_plain(text)
+    normal, index = normalise(text)
+    return [
+        Span(index[span.start], index[span.end - 1] + 1, span.kind)
+        for span in detect_plain(normal)
+        if span.end > span.start
+    ]
 
 
 def decimal(text: str, span: Span) -> bool:
@@ -157,6 +222,8 @@ def mask_value(value: str, kind: str, level: str) -> str:
         raise ValueError(f"unknown masking level {level!r}; use one of {LEVELS}")
     if level == "strict":
         return PLACEHOLDERS.get(kind, "[REDACTED]")
+    if kind in ("mobile", "id", "card"):  # the number itself, without what obfuscated it
+        value = re.sub(r"[^0-9Xx]", "", normalise(value)[0])
     digits = re.sub(r"\D", "", value)
     if kind == "mobile":
         digits = digits[-11:]

@@ -50,6 +50,17 @@ def request_id(request: Request) -> str:
     return getattr(request.state, "request_id", None) or uuid.uuid4().hex[:16]
 
 
+def plain_route(api: FastAPI, scope: dict) -> Any:
+    """The Starlette route (docs, OpenAPI) a request matched: only FastAPI's own routes put
+    themselves in the scope, and a label per path template keeps /metrics bounded."""
+    from starlette.routing import Match
+
+    for route in api.router.routes:
+        if route.matches(scope)[0] == Match.FULL:
+            return route
+    return None
+
+
 def install_http_basics(api: FastAPI, metrics: Metrics) -> None:
     """Request ids, the metrics of every request and the error handlers, on `api`."""
 
@@ -59,7 +70,7 @@ def install_http_basics(api: FastAPI, metrics: Metrics) -> None:
         request.state.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
         started = time.perf_counter()
         response = await call_next(request)
-        route = request.scope.get("route")
+        route = request.scope.get("route") or plain_route(api, request.scope)
         metrics.observe_request(
             getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started
         )

@@ -71,16 +71,43 @@ class Redaction(Protocol):
         ...
 
 
+def storable(value: Any) -> Any:
+    """A cell sqlite can hold: text with lone surrogates or NUL escaped (one hostile input
+    must never fail a batch, let alone the writer thread)."""
+    if isinstance(value, str):
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\0")
+    return value
+
+
 class PredictionLog:
     """Append-only writer; `append` never blocks on the disk. Rows are masked by `redaction`
-    before they are queued: the log outlives the conversation and is read by people."""
+    before they are queued: the log outlives the conversation and is read by people.
+
+    The writer thread never dies on a record: a batch that fails is retried row by row and
+    only the bad rows are dropped (counted in `rows_lost`); a writer that died anyway (a bug)
+    is noticed by the next `append`, restarted and counted in `writer_restarts`."""
 
     def __init__(self, path: Path, redaction: Redaction):
         self.path = Path(path)
         self.redaction = redaction
         self.pending: queue.Queue[list[tuple] | None] = queue.Queue()
-        self.writer = threading.Thread(target=self._write_forever, daemon=True, name="pred-log")
-        self.writer.start()
+        self.rows_lost = 0
+        self.writer_restarts = 0
+        self.lock = threading.Lock()
+        self.writer = self._start_writer()
+
+    def _start_writer(self) -> threading.Thread:
+        writer = threading.Thread(target=self._write_forever, daemon=True, name="pred-log")
+        writer.start()
+        return writer
+
+    def ensure_writer(self) -> None:
+        """Restart a dead writer thread (alarm: it is counted and printed)."""
+        with self.lock:
+            if not self.writer.is_alive():
+                self.writer_restarts += 1
+                print(f"prediction log: writer thread was dead; restart {self.writer_restarts}")
+                self.writer = self._start_writer()
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         now = datetime.now(UTC).isoformat()
@@ -91,7 +118,8 @@ class PredictionLog:
             for column in ("input", "features", "output"):
                 value = row.get(column)
                 row[column] = None if value is None else json.dumps(value, ensure_ascii=False)
-            records.append(tuple(row.get(c) for c in COLUMNS))
+            records.append(tuple(storable(row.get(c)) for c in COLUMNS))
+        self.ensure_writer()
         if records:
             self.pending.put(records)
 
@@ -112,8 +140,18 @@ class PredictionLog:
             try:
                 with connection:
                     connection.executemany(insert, records)
-            except sqlite3.Error as error:  # a full or locked disk must not kill serving
-                print(f"prediction log: {len(records)} rows lost: {error}")
+            except Exception:  # one bad row must not lose the batch: retry row by row
+                self._write_each(connection, insert, records)
+
+    def _write_each(self, connection: sqlite3.Connection, insert: str, records: list) -> None:
+        for record in records:
+            try:
+                with connection:
+                    connection.execute(insert, record)
+            except Exception as error:  # a full disk, a locked file, a value sqlite refuses
+                self.rows_lost += 1
+                lost = self.rows_lost
+                print(f"prediction log: a row lost ({type(error).__name__}); {lost} so far")
 
 
 def read_log(path: Path, model: str | None = None, tenant: str | None = None) -> pd.DataFrame:
@@ -174,12 +212,15 @@ def ab_report(path: Path, model: str, tenant: str | None = None) -> dict[str, An
     return report
 
 
-def erase(path: Path, customer_id: str) -> int:
+def erase(path: Path, customer_id: str, aliases: Iterable[str] = ()) -> int:
     """Delete the rows scored for a customer (right to be forgotten): tabular models log the
-    customer id as their input; text rows hold masked texts and no customer id."""
+    customer id as their input, masked when it looks like a number (`aliases`: the masked
+    forms the application's redaction gives the id); text rows hold masked texts."""
     if not Path(path).is_file():
         return 0
+    forms = sorted({json.dumps(customer_id), *(json.dumps(a, ensure_ascii=False) for a in aliases)})
+    marks = ", ".join("?" * len(forms))
     with sqlite3.connect(path, timeout=30) as connection:
         return connection.execute(
-            "DELETE FROM predictions WHERE input = ?", (json.dumps(customer_id),)
+            f"DELETE FROM predictions WHERE input IN ({marks})", forms
         ).rowcount

@@ -22,12 +22,18 @@ class WeComSettings(Strict):
     secret_env: str = "SCRM_WECOM_SECRET"
     agent_id_env: str = "SCRM_WECOM_AGENT_ID"
     api_base: str = "https://qyapi.weixin.qq.com"
+    # A signed callback older or newer than this is refused (replay window; WeCom retries a
+    # callback within seconds). Seen signatures are remembered for twice the window.
+    max_skew_s: float = Field(300.0, gt=0)
 
 
 class DingTalkSettings(Strict):
     app_secret_env: str = "SCRM_DINGTALK_APP_SECRET"
     # DingTalk rejects its own callbacks older than an hour; so do we (replay protection).
     max_skew_s: float = Field(3600.0, gt=0)
+    # The platform tenant of the configured robot: a message's tenant is this, never the
+    # body's unsigned chatbotCorpId.
+    tenant: str = Field("default", min_length=1, max_length=64)
     # Hosts a callback's sessionWebhook may point at (agent replies are POSTed there).
     webhook_hosts: list[str] = Field(
         default_factory=lambda: ["oapi.dingtalk.com", "api.dingtalk.com"]
@@ -37,6 +43,13 @@ class DingTalkSettings(Strict):
 class WebChatSettings(Strict):
     tenant: str = "default"
     history_turns: int = Field(20, ge=0, description="Transcript lines replayed on reconnect.")
+    # Server-issued session tokens (privacy/sessions.py) live this long; `resume` renews one.
+    session_ttl_s: float = Field(8 * 3600.0, gt=0)
+    # A socket frame over this many bytes closes the socket (1009) before it is parsed.
+    max_frame_bytes: int = Field(16384, gt=0)
+    # The server pings an idle socket this often and closes it after `idle_timeout_s` silent.
+    heartbeat_s: float = Field(20.0, gt=0)
+    idle_timeout_s: float = Field(600.0, gt=0)
 
 
 class MqttSettings(Strict):

@@ -57,23 +57,15 @@ class DatasetSpec(Strict):
     max_overlap_share: float = Field(0.0, ge=0.0, le=1.0)
 
 
-class SyntheticConversations(Strict):
-    """The seeded stand-in for chat history (no public SCRM chat logs exist)."""
-
-    customers: int = Field(gt=0)
-    events_per_customer: float = Field(gt=0)
-    negative_share: float = Field(ge=0, le=1)
-    handoff_share: float = Field(ge=0, le=1)
-
-
 class FeatureSettings(Strict):
     repo_dir: str
     output_dir: str
     transactions_dataset: str
     accounts_dataset: str
     accounts_as_of: datetime
+    # The served turn history (`scrm events history` from the bus) the offline
+    # conversation_stats source is built from.
     conversation_events: str
-    synthetic_conversations: SyntheticConversations
     event_log: str
     # "sqlite" (the repo's feature_store.yaml) or redis://host:port[/db]
     online_store: str = "sqlite"

@@ -15,8 +15,9 @@ class JwtSettings(Strict):
     hs256_secret_env: str = "SCRM_JWT_SECRET"
     # PEM file with the RS256 public key (relative to the project root), optional.
     rs256_public_key: str | None = None
-    issuer: str | None = None
-    audience: str | None = None
+    # Checked when set (params.yaml sets both): a token for another audience or issuer is 401.
+    issuer: str | None = "scrm-platform"
+    audience: str | None = "scrm-gateway"
     leeway_s: int = Field(30, ge=0)
 
 
@@ -51,15 +52,19 @@ class PrivacyConfig(Strict):
     # Hashed API keys (sha256 of the key, with its subject attributes); see auth.ApiKeyStore.
     api_keys_file: str = "data/privacy/api_keys.json"
     # AES-256 master keys; the env var named by `keyring_env` wins over the file.
-    keyring_file: str = "data/privacy/keyring.json"
+    keyring_file: str = "keys/keyring.json"  # outside data/: data backups never hold it
     keyring_env: str = "SCRM_PRIVACY_KEYS"
     # Encrypted personal fields (profile table) and, apart from them so that data backups
     # never hold them, the per-customer data keys that erasure shreds.
     personal_db: str = "data/privacy/personal.db"
-    data_keys_db: str = "data/privacy/data_keys.db"
+    data_keys_db: str = "keys/data_keys.db"
     audit_db: str = "data/privacy/audit.db"
     jwt: JwtSettings = JwtSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    # Routes without a subject (webhooks, health, the WeCom URL check), per client address.
+    address_rate_limit: RateLimitSettings = RateLimitSettings(rate_per_s=100.0, burst=500)
+    # Nesting depth of a JSON body or frame beyond which it is refused (422) unparsed.
+    max_json_depth: int = Field(32, ge=2, le=512)
     tenancy: TenancySettings = TenancySettings()
     max_body_bytes: int = Field(65536, gt=0)
     max_auth_header_bytes: int = Field(8192, gt=0)

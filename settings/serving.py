@@ -62,6 +62,9 @@ class ServingSettings(Strict):
     max_items: int = Field(64, gt=0, description="Most items in one multi-item request.")
     # Upper bound of one handle call from the gateway to a model: a stuck replica -> 503.
     handle_timeout_s: float = Field(10.0, gt=0)
+    # An HTTP request to the gateway is cancelled after this (504). Enforced by the gateway,
+    # not by Serve's proxy `request_timeout_s`, which would close every WebSocket at that age.
+    http_request_timeout_s: float = Field(30.0, gt=0)
     # False: the gateway calls the models' unbatched method (benchmarks compare both).
     batching: bool = True
     # The Feast service behind GET /v1/customers/{id}/features.

@@ -14,6 +14,10 @@ from pydantic import Field
 from settings.base import Strict, UnknownName
 from settings.channels import ChannelSettings
 from settings.dialogue import DialogueConfig
+from settings.events import EventSettings
+from settings.insight import InsightSettings
+from settings.loop import LoopSettings
+from settings.monitoring import MonitoringSettings
 from settings.platform import (
     DatasetSpec,
     DataSettings,
@@ -44,6 +48,10 @@ class Settings(Strict):
     dialogue: DialogueConfig = Field(default_factory=DialogueConfig)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    events: EventSettings = Field(default_factory=EventSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    insight: InsightSettings = Field(default_factory=InsightSettings)
+    loop: LoopSettings = Field(default_factory=LoopSettings)
 
     def path(self, relative: str | Path) -> Path:
         return self.root / relative
@@ -89,7 +97,7 @@ class Settings(Strict):
 
     @property
     def online_store(self) -> str:
-        """"sqlite" (the repo's feature_store.yaml) or redis://host:port[/db]."""
+        """ "sqlite" (the repo's feature_store.yaml) or redis://host:port[/db]."""
         return self.features.online_store
 
     @property

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -27,8 +28,8 @@ BIN = Path(sys.executable).parent
 # The live gateway accepts HS256 tokens signed with this (tests only; never a real secret).
 TEST_JWT_SECRET = "scrm-test-suite-hs256-secret-0123456789"
 COPIED = [
-    "dvc.yaml", "params.yaml", "MLproject", "settings", "features", "training", "serving", "crm",
-    "privacy", "pipelines",
+    "dvc.yaml", "params.yaml", "MLproject", "settings", "events", "features", "training", "serving",
+    "crm", "privacy", "pipelines",
 ]
 
 
@@ -94,6 +95,19 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.fixture
+def bank_csv(tmp_path: Path) -> Path:
+    """For `scrm data add`: real BANKING77 test rows, under column names no loader knows."""
+    frame = pd.read_csv(REPO / "data/raw/banking77/test.csv")
+    keep = ["card_arrival", "lost_or_stolen_card", "cancel_transfer", "exchange_rate"]
+    frame = frame[frame["category"].isin(keep)].rename(
+        columns={"text": "utterance", "category": "intent"}
+    )
+    path = tmp_path / "my intents.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
 def small_profile(root: Path) -> None:
     """Fewer tuning trials, a short AutoML budget: the suite checks that the steps work and
     learn; `make run` trains for real."""
@@ -126,6 +140,8 @@ def small_profile(root: Path) -> None:
         params["tabular"]["tasks"][task]["automl"].update(
             time_limit=30, hyperparameters={"GBM": {}, "LR": {}}, importance_time_limit=10
         )
+    if "insight" in params:  # relation inference: two seeds, not ten
+        params["insight"]["relations"]["seeds"] = [0, 1]
     params_file.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
 
 

@@ -85,8 +85,20 @@ def db_findings(folder: Path) -> list[Finding]:
     for sub in ("data/events", "data/predictions", "data/privacy", "run"):
         for path in (folder / sub).rglob("*.db"):
             if path.is_file() and path.stat().st_size <= 50 * MAX_BYTES:
-                findings += scan_db(path)
+                findings += scan_metric_file(path) if metric_file(path) else scan_db(path)
     return findings
+
+
+def metric_file(path: Path) -> bool:
+    """prometheus_client's multiprocess files (monitoring.multiproc_dir): mmap, not sqlite."""
+    return path.parent.name == "prometheus" and path.name.split("_")[0] in (
+        "counter", "gauge", "histogram", "summary"
+    )  # fmt: skip
+
+
+def scan_metric_file(path: Path) -> list[Finding]:
+    """Metric names and label values as stored: none may carry a raw personal number."""
+    return scan_text(path.read_bytes().decode("utf-8", "ignore"), str(path))
 
 
 def scan_db(path: Path) -> list[Finding]:

@@ -134,3 +134,40 @@ def issue_test_key(settings: Settings, subject: str, tenant: str, role: str, **a
     store = ApiKeyStore(settings.path(settings.privacy.api_keys_file))
     return store.issue(Subject(id=subject, tenant=tenant, role=role, method="api_key",
                                **attributes))  # fmt: skip
+
+
+class TrustedSocket:
+    """A web chat socket's caller in channel-mechanics tests (no access control): the session
+    and customer are the query's, as if the gateway had issued them a token."""
+
+    def __init__(self, session_id: str, customer_id: str):
+        from privacy.sessions import ChatGrant
+
+        self.grant = ChatGrant("default", customer_id, session_id, customer_id, "web_chat", 1e12)
+        self.replayed: list[int] = []
+        self.refused: list[str] = []
+
+    def frame_refused(self) -> str | None:
+        return None
+
+    def audit_replay(self, lines: int) -> None:
+        self.replayed.append(lines)
+
+    def audit_refused(self, why: str) -> None:
+        self.refused.append(why)
+
+
+def trusted_socket(socket) -> TrustedSocket:
+    """`socket_guard` for channel_router in unit tests: ?session_id= and ?customer_id=."""
+    from uuid import uuid4
+
+    session = socket.query_params.get("session_id") or uuid4().hex
+    return TrustedSocket(session, socket.query_params.get("customer_id") or f"visitor-{session}")
+
+
+def open_web_chat(client, headers: dict[str, str]) -> dict[str, str]:
+    """A server-issued web chat session: its id, token and the headers that carry it."""
+    opened = client.post("/v1/channels/web_chat/sessions", headers=headers, json={})
+    assert opened.status_code == 200, opened.text
+    body = opened.json()
+    return {**body, "headers": {**headers, "X-Chat-Session": body["session_token"]}}

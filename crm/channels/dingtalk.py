@@ -3,7 +3,10 @@
 DingTalk sends `timestamp` (ms) and `sign` headers, sign = base64(HMAC-SHA256(key=app secret,
 msg=timestamp + "\\n" + app secret)). A wrong sign, or a timestamp more than `max_skew_s` away
 from now (DingTalk's own rule is one hour), is a ChannelAuthError (401), so a captured request
-cannot be replayed later. The answer is a robot message in the response body.
+cannot be replayed later. Since the sign covers the timestamp only, a (timestamp, sign) pair
+seen once is accepted again only with the very same body (privacy/replay.py), and the tenant is
+the configured robot's, never the body's unsigned `chatbotCorpId`. The answer is a robot
+message in the response body.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from crm.messages import (
     RawRequest,
     Reply,
 )
+from privacy.replay import ReplayCache
 
 
 def sign(timestamp: str, secret: str) -> str:
@@ -61,15 +65,17 @@ class DingTalkAdapter:
         self.secret = app_secret
         self.max_skew_s = max_skew_s
         self.tenant = tenant
+        self.replays = ReplayCache(2 * max_skew_s)
 
     def check(self, headers: Any) -> None:
         timestamp, given = headers.get("timestamp"), headers.get("sign")
         if not timestamp or not given:
             raise ChannelAuthError("DingTalk request lacks the timestamp and sign headers")
-        try:
-            skew = abs(time.time() - int(timestamp) / 1000)
-        except ValueError:
-            raise ChannelAuthError("DingTalk timestamp is not milliseconds") from None
+        if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 13:
+            raise ChannelAuthError("DingTalk timestamp is not milliseconds (at most 13 digits)")
+        if len(given) > 128:
+            raise ChannelAuthError("DingTalk sign is too long")
+        skew = abs(time.time() - int(timestamp) / 1000)
         if skew > self.max_skew_s:
             raise ChannelAuthError(
                 f"DingTalk timestamp is {skew:.0f} s away from now (at most {self.max_skew_s:.0f})"
@@ -79,6 +85,8 @@ class DingTalkAdapter:
 
     def accept(self, request: RawRequest) -> InboundMessage:
         self.check(request.headers)
+        if not self.replays.admit(request.headers["sign"], request.body):
+            raise ChannelAuthError("DingTalk sign already used with another body (replay)")
         try:
             body = DingTalkMessage.model_validate_json(request.body)
         except ValidationError as error:
@@ -91,7 +99,7 @@ class DingTalkAdapter:
         if not sender:
             raise ValueError("DingTalk body: no senderStaffId or senderId")
         return InboundMessage(
-            tenant=body.chatbotCorpId or body.senderCorpId or self.tenant,
+            tenant=self.tenant,  # the configured robot's: the body's corp ids are unsigned
             channel=self.name,
             sender_id=sender,
             text=body.text.content.strip(),
@@ -117,6 +125,8 @@ class DingTalkAdapter:
         return ChannelResponse(json.dumps(out, ensure_ascii=False))
 
     @classmethod
-    def from_env(cls, secret_env: str, max_skew_s: float) -> DingTalkAdapter | None:
+    def from_env(
+        cls, secret_env: str, max_skew_s: float, tenant: str = "default"
+    ) -> DingTalkAdapter | None:
         secret = os.environ.get(secret_env)
-        return cls(secret, max_skew_s) if secret else None
+        return cls(secret, max_skew_s, tenant) if secret else None

@@ -15,6 +15,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in {
         400: "Unsupported channel: fax; supported: dingtalk, web_chat, wecom",
         401: "WeCom msg_signature does not match",
+        403: "customer_id: a session writes as its own customer only",
         413: "body has 70000 bytes; at most 65536 accepted",
         422: "session_id: Field required",
         503: "Channel wecom is not configured: set SCRM_WECOM_TOKEN, ...",
@@ -35,6 +36,8 @@ def http_error(error: Exception) -> HTTPException:
         return HTTPException(400, str(error))
     if isinstance(error, ChannelAuthError):
         return HTTPException(401, str(error))
+    if isinstance(error, PermissionError):  # a body naming another session or customer
+        return HTTPException(403, str(error))
     if isinstance(error, ChannelNotConfigured):
         return HTTPException(503, str(error))
     if isinstance(error, ValidationError):

@@ -81,6 +81,15 @@ class IdentityMap:
             ).fetchall()
         return [tuple(row) for row in rows]
 
+    def senders(self, channel: str, customer_id: str, tenant: str | None = None) -> list[str]:
+        """The customer's sender ids on `channel` (in one tenant or all): their web chat
+        sessions, whose lines from before they logged in are theirs too."""
+        where = "channel = ? AND customer_id = ?" + (" AND tenant = ?" if tenant else "")
+        params = (channel, customer_id, tenant) if tenant else (channel, customer_id)
+        with self.lock:
+            rows = self.db.execute(f"SELECT sender_id FROM identities WHERE {where}", params)
+            return [row[0] for row in rows.fetchall()]
+
     def apply(self, message: InboundMessage, remember_route: bool = False) -> InboundMessage:
         """The message with its customer id; optionally remember how to reach the sender."""
         customer = self.resolve(

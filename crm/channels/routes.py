@@ -10,8 +10,9 @@ identity map, intake log) and the message handler (the dialogue):
 | `GET /v1/channels/wecom/messages` | WeCom URL verification: the decrypted `echostr` |
 | `POST /v1/channels/{channel}/messages` | a vendor message (wecom, dingtalk, web_chat) |
 | `PUT /v1/channels/{channel}/identities/{sender_id}` | bind a sender to a CRM customer id |
+| `POST /v1/channels/web_chat/sessions` | a server-chosen session and its signed token |
 | `GET /v1/channels/web_chat/sessions/{session_id}` | the session's recent transcript |
-| `WS /v1/channels/web_chat/ws?session_id=...` | web chat over a socket, resumed by session |
+| `WS /v1/channels/web_chat/ws?session_token=...` | web chat over a socket, resumed by token |
 """
 
 # No `from __future__ import annotations`: FastAPI must see real types on the routes.
@@ -25,6 +26,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm.channels.errors import ERRORS, http_error
+from crm.channels.feedback_routes import add_feedback_route
 from crm.channels.router import UnsupportedChannel
 from crm.channels.service import ChannelService
 from crm.channels.webchat_routes import add_web_chat_routes
@@ -34,6 +36,7 @@ from crm.messages import (
     MessageHandler,
     RawRequest,
 )
+from settings.channels import WebChatSettings
 
 SENDER_ID = PathParam(min_length=1, max_length=128)
 
@@ -69,26 +72,54 @@ def channel_router(
     history_guard: Callable[..., Any] = _open,
     socket_guard: Callable[[WebSocket], str | None] | None = None,
     identity_guard: Callable[..., Any] = _open,
+    session_guard: Callable[..., Any] | None = None,
+    web_chat: WebChatSettings | None = None,
+    webhook_guard: Callable[..., Any] = _open,
+    feedback_publish: Callable[[list], Any] | None = None,
+    feedback_tenant: Callable[[], str] | None = None,
 ) -> APIRouter:
     """The channel routes over `service` (adapters, identity map, intake) and `handler` (the
     dialogue). The gateway passes its access checks (crm/access.py):
     `message_guard` runs before a message is read (it lets vendor webhooks through: their
     signatures are verified by the adapter before parsing), `history_guard` protects the
     transcript, `socket_guard(socket)` returns why a socket may not chat (None: it may),
-    `identity_guard` admits who may bind identities (the CRM, supervisors, admins)."""
+    `identity_guard` admits who may bind identities (the CRM, supervisors, admins),
+    `session_guard` opens a web chat session (returns the token and its grant),
+    `webhook_guard` rate-limits the unauthenticated WeCom URL check per address."""
     router = APIRouter(prefix="/v1/channels", tags=["channels"])
-    add_message_routes(router, service, handler, message_guard)
+    add_message_routes(router, service, handler, message_guard, webhook_guard)
     add_identity_route(router, service, identity_guard)
-    add_web_chat_routes(router, service, handler, history_guard, socket_guard)
+    add_web_chat_routes(router, service, handler, history_guard, socket_guard, session_guard,
+                        web_chat)  # fmt: skip
+    # Thumbs/CSAT on web chat, guarded like the session's transcript (`feedback_publish`:
+    # the bus's blocking publish; None answers 503).
+    add_feedback_route(
+        router,
+        lambda session_id: service.identity.lookup(
+            (feedback_tenant or (lambda: "default"))(), "web_chat", session_id
+        ),
+        history_guard,
+        feedback_publish,
+        feedback_tenant or (lambda: "default"),
+    )
     return router
 
 
 def add_message_routes(
-    router: APIRouter, service: ChannelService, handler: MessageHandler, guard: Callable[..., Any]
+    router: APIRouter,
+    service: ChannelService,
+    handler: MessageHandler,
+    guard: Callable[..., Any],
+    webhook_guard: Callable[..., Any] = _open,
 ) -> None:
     """WeCom's URL check and every channel's inbound message."""
 
-    @router.get("/wecom/messages", response_class=PlainTextResponse, responses=ERRORS)
+    @router.get(
+        "/wecom/messages",
+        response_class=PlainTextResponse,
+        responses=ERRORS,
+        dependencies=[Depends(webhook_guard)],
+    )
     async def wecom_verify(request: Request) -> PlainTextResponse:
         """WeCom URL verification: check msg_signature, answer the decrypted echostr."""
         try:
@@ -103,9 +134,12 @@ def add_message_routes(
         """A vendor message, verified, logged durably, answered in the vendor's format."""
         try:
             adapter = service.adapter(channel)
-            message = adapter.accept(await raw_request(request, service.max_body_bytes))
+            raw = await raw_request(request, service.max_body_bytes)
+            grant = getattr(request.state, "chat_grant", None)
+            message = adapter.accept(raw, grant) if grant is not None else adapter.accept(raw)
             outcome = await service.submit(message, handler)
-        except (UnsupportedChannel, ChannelAuthError, ChannelNotConfigured, ValueError) as error:
+        except (UnsupportedChannel, ChannelAuthError, ChannelNotConfigured, ValueError,
+                PermissionError) as error:  # fmt: skip
             raise http_error(error) from None
         answer = adapter.respond(outcome.message, outcome.reply)
         return Response(answer.body, answer.status_code, media_type=answer.media_type)
@@ -132,7 +166,7 @@ def add_identity_route(
             identities = await asyncio.to_thread(
                 service.link, channel, sender_id, body.customer_id, body.corp_id
             )
-        except (UnsupportedChannel, ChannelNotConfigured) as error:
+        except (UnsupportedChannel, ChannelNotConfigured, PermissionError) as error:
             raise http_error(error) from None
         return {
             "customer_id": body.customer_id,

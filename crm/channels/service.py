@@ -189,7 +189,10 @@ class ChannelService:
         """
         if channel != "mqtt":  # the bridge is no router adapter; its senders are kiosk ids
             adapter = self.adapter(channel)
-            tenant = tenant or getattr(adapter, "tenant", None)
+            own = getattr(adapter, "tenant", None)
+            if tenant and own and tenant != own:
+                raise PermissionError(f"corp_id: the {channel} channel here serves {own} only")
+            tenant = tenant or own
         tenant = tenant or "default"
         self.identity.link(tenant, channel, sender_id, customer_id)
         return self.identity.identities(tenant, customer_id)
@@ -227,7 +230,9 @@ def build_channel_service(
     adapters: list[ChannelAdapter] = [WebChatAdapter(settings.web_chat.tenant)]
     unconfigured: dict[str, list[str]] = {}
     wecom = settings.wecom
-    adapter = WeComAdapter.from_env(wecom.token_env, wecom.aes_key_env, wecom.corp_id_env)
+    adapter = WeComAdapter.from_env(
+        wecom.token_env, wecom.aes_key_env, wecom.corp_id_env, wecom.max_skew_s
+    )
     outbound: dict[str, Sender] = {}
     if adapter:
         adapters.append(adapter)
@@ -237,7 +242,9 @@ def build_channel_service(
             )
     else:
         unconfigured["wecom"] = [wecom.token_env, wecom.aes_key_env, wecom.corp_id_env]
-    ding = DingTalkAdapter.from_env(settings.dingtalk.app_secret_env, settings.dingtalk.max_skew_s)
+    ding = DingTalkAdapter.from_env(
+        settings.dingtalk.app_secret_env, settings.dingtalk.max_skew_s, settings.dingtalk.tenant
+    )
     if ding:
         adapters.append(ding)
         outbound["dingtalk"] = DingTalkWebhookSender(tuple(settings.dingtalk.webhook_hosts))

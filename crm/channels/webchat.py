@@ -28,11 +28,21 @@ from serving.schemas import IntentResponse, TextRequest
 
 class WebChatPayload(TextRequest):
     model_config = ConfigDict(extra="forbid")
-    session_id: str = Field(min_length=1, max_length=128, description="Browser chat session.")
+    # Ignored in favour of the session token's (the gateway's routes): a body or frame naming
+    # another session or customer than its token's is refused (403), never obeyed.
+    session_id: str | None = Field(
+        None, min_length=1, max_length=128, description="Browser chat session (the token's)."
+    )
     message_id: str | None = Field(None, max_length=128)
     customer_id: str | None = Field(
         None, min_length=1, max_length=64, pattern=r"^[\w-]+$", description="CRM id if known."
     )
+
+
+class SessionPayload(WebChatPayload):
+    """Without a session token (the adapter alone, in channel-mechanics tests): the body's."""
+
+    session_id: str = Field(min_length=1, max_length=128)
 
 
 class WebChatAdapter:
@@ -41,25 +51,38 @@ class WebChatAdapter:
     def __init__(self, tenant: str = "default"):
         self.tenant = tenant
 
-    def parse(self, payload: dict[str, Any]) -> InboundMessage:
+    def parse(self, payload: dict[str, Any], grant: Any = None) -> InboundMessage:
+        """The message; with a verified session `grant` (privacy/sessions.py ChatGrant) its
+        session, customer and tenant are the grant's, and the stored message id is scoped to
+        the session (idempotency per tenant, channel, authenticated sender and message id)."""
+        if grant is None:  # the adapter alone (unit tests of the channel mechanics)
+            body = SessionPayload.model_validate(payload)
+            return InboundMessage(
+                tenant=self.tenant, channel=self.name, sender_id=body.session_id,
+                customer_id=body.customer_id, text=body.text,
+                message_id=body.message_id or uuid4().hex,
+            )  # fmt: skip
         body = WebChatPayload.model_validate(payload)
+        if body.session_id not in (None, grant.session_id):
+            raise SessionMismatch("session_id: this session token is for another session")
+        if body.customer_id not in (None, grant.customer_id):
+            raise SessionMismatch("customer_id: a session writes as its own customer only")
+        client_id = body.message_id or uuid4().hex
         return InboundMessage(
-            tenant=self.tenant,
-            channel=self.name,
-            sender_id=body.session_id,
-            customer_id=body.customer_id,
-            text=body.text,
-            message_id=body.message_id or uuid4().hex,
-        )
+            tenant=grant.tenant, channel=self.name, sender_id=grant.session_id,
+            customer_id=grant.customer_id, text=body.text,
+            message_id=scoped_message_id(grant.session_id, client_id),
+            context={"client_message_id": client_id},
+        )  # fmt: skip
 
-    def accept(self, request: RawRequest) -> InboundMessage:
+    def accept(self, request: RawRequest, grant: Any = None) -> InboundMessage:
         try:
             payload = json.loads(request.body or b"null")
         except json.JSONDecodeError as error:
             raise ValueError(f"body: not valid JSON ({error.msg})") from None
         if not isinstance(payload, dict):
-            raise ValueError("body: expected a JSON object with session_id and text")
-        return self.parse(payload)
+            raise ValueError("body: expected a JSON object with text")
+        return self.parse(payload, grant)
 
     def reply_body(self, message: InboundMessage, reply: Reply | None) -> dict[str, Any]:
         """The web chat answer; `intent` is an object (the model's full answer when the
@@ -71,7 +94,7 @@ class WebChatAdapter:
             intent = {"label": reply.intent}
         return {
             "session_id": message.sender_id,
-            "message_id": message.message_id,
+            "message_id": message.context.get("client_message_id", message.message_id),
             "customer_id": message.customer_id,
             "status": "answered" if reply is not None else "accepted",
             "reply": reply.text if reply is not None else None,
@@ -95,6 +118,16 @@ class WebChatAdapter:
             "reply": f"已识别您的需求：{intent.label}",
             "intent": intent.model_dump(),
         }
+
+
+class SessionMismatch(PermissionError):
+    """A body or frame naming another session or customer than its session token (403)."""
+
+
+def scoped_message_id(session_id: str, client_id: str) -> str:
+    """The intake log's id of a web chat message: the client's id within its session, so one
+    customer reusing another's message id neither gets their reply nor loses their message."""
+    return f"{session_id}/{client_id}"
 
 
 def like(text: str) -> str:
@@ -126,10 +159,13 @@ class ChatTranscript:
         path: Path | str,
         cipher: FieldCipher | None = None,
         owner_of: Callable[[str], str | None] | None = None,
+        sessions_of: Callable[[str, str, str | None], list[str]] | None = None,
     ):
         self.path = Path(path)
         self.cipher = cipher
         self.owner_of = owner_of
+        # (channel, customer, tenant) -> the customer's session ids (the identity map's)
+        self.sessions_of = sessions_of
         self.lock = threading.Lock()
         self.db = open_table_db(self.path)
         self.db.execute(
@@ -175,15 +211,22 @@ class ChatTranscript:
         return lines
 
     def erase(self, customer_id: str, tenant: str | None = None) -> int:
-        """Delete the transcript lines bound to a customer (in one tenant or all)."""
+        """Delete the transcript lines bound to a customer (in one tenant or all), and every
+        line of their sessions, those written before they logged in included."""
+        sessions = self.sessions_of("web_chat", customer_id, tenant) if self.sessions_of else []
         with self.lock:
             if tenant:
                 query, params = "data_key = ?", (f"{tenant}/{customer_id}",)
             else:
                 query, params = "data_key LIKE ? ESCAPE '\\'", (f"%/{like(customer_id)}",)
-            return self.db.execute(
+            deleted = self.db.execute(
                 f"DELETE FROM web_chat_transcript WHERE {query}", params
             ).rowcount
+            for session in sessions:
+                deleted += self.db.execute(
+                    "DELETE FROM web_chat_transcript WHERE session_id = ?", (session,)
+                ).rowcount
+            return deleted
 
     def close(self) -> None:
         self.db.close()

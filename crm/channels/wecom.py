@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from crm.messages import ChannelAuthError, ChannelResponse, InboundMessage, RawRequest
 from crm.messages import Reply as ReplyModel
+from privacy.replay import ReplayCache
 
 BLOCK = 32  # WeCom pads to 32 bytes, not AES's 16
 
@@ -140,10 +141,24 @@ class WeComAdapter:
 
     name = "wecom"
 
-    def __init__(self, token: str, encoding_aes_key: str, corp_id: str):
+    def __init__(
+        self, token: str, encoding_aes_key: str, corp_id: str, max_skew_s: float = 300.0
+    ):
         self.crypto = WeComCrypto(token, encoding_aes_key, corp_id)
         self.corp_id = corp_id
         self.tenant = corp_id  # messages carry the corp id as their tenant
+        self.max_skew_s = max_skew_s
+        self.replays = ReplayCache(2 * max_skew_s)
+
+    def check_time(self, timestamp: str) -> None:
+        """Seconds, at most 10 digits, within `max_skew_s` of now (401 otherwise)."""
+        if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 10:
+            raise ChannelAuthError("WeCom timestamp is not seconds (at most 10 digits)")
+        skew = abs(time.time() - int(timestamp))
+        if skew > self.max_skew_s:
+            raise ChannelAuthError(
+                f"WeCom timestamp is {skew:.0f} s away from now (at most {self.max_skew_s:.0f})"
+            )
 
     @staticmethod
     def _query(request: RawRequest, *names: str) -> list[str]:
@@ -156,11 +171,20 @@ class WeComAdapter:
         sig, ts, nonce, echostr = self._query(
             request, "msg_signature", "timestamp", "nonce", "echostr"
         )
+        self.check_time(ts)
         return self.crypto.verify_url(sig, ts, nonce, echostr.replace(" ", "+"))
 
     def accept(self, request: RawRequest) -> InboundMessage:
         sig, ts, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
+        self.check_time(ts)
+        outer = parse_xml(request.body)
+        if field(outer, "ToUserName") not in (None, self.corp_id):
+            raise ChannelAuthError("WeCom ToUserName is not this corp id")
         plain = parse_xml(self.crypto.decrypt_message(sig, ts, nonce, request.body))
+        if field(plain, "ToUserName") not in (None, self.corp_id):
+            raise ChannelAuthError("WeCom ToUserName is not this corp id")
+        if not self.replays.admit(f"{sig}:{nonce}", request.body):
+            raise ChannelAuthError("WeCom msg_signature already used with another body")
         kind = field(plain, "MsgType") or ""
         sender = field(plain, "FromUserName")
         if not sender:
@@ -196,9 +220,11 @@ class WeComAdapter:
         )
 
     @classmethod
-    def from_env(cls, token_env: str, aes_key_env: str, corp_id_env: str) -> WeComAdapter | None:
+    def from_env(
+        cls, token_env: str, aes_key_env: str, corp_id_env: str, max_skew_s: float = 300.0
+    ) -> WeComAdapter | None:
         values = [os.environ.get(name) for name in (token_env, aes_key_env, corp_id_env)]
-        return cls(*values) if all(values) else None  # type: ignore[arg-type]
+        return cls(*values, max_skew_s) if all(values) else None  # type: ignore[arg-type]
 
 
 def encrypted_request_xml(crypto: WeComCrypto, plain_xml: str, agent_id: str = "1") -> tuple:

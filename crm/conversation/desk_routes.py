@@ -10,8 +10,9 @@ only, audited).
 
 # No `from __future__ import annotations`: FastAPI must see real types on the routes.
 
+import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -41,6 +42,19 @@ class AgentMessage(AgentAction):
         if not value.strip():
             raise ValueError("text is empty; write the reply for the customer")
         return value.strip()
+
+
+class FeedbackIn(AgentAction):
+    """An agent's judgement of the bot on this ticket (published on the bus as feedback)."""
+
+    kind: Literal[
+        "intent_confirmed", "intent_corrected", "answer_right", "answer_wrong", "resolved"
+    ]
+    label: str | None = Field(None, min_length=1, max_length=64, description="right intent")
+    outcome: str | None = Field(None, min_length=1, max_length=64, description="on resolved")
+    prediction_id: str | None = Field(
+        None, min_length=1, max_length=128, description="default: the ticket's last scored turn"
+    )
 
 
 class TicketOut(BaseModel):
@@ -84,13 +98,32 @@ def desk_checks(desk: Desk, guard: Any, tenant: Callable[[], str]) -> tuple[Any,
     if guard is None:
         return no_guard, no_guard
     return (
-        guard.require("desk.work", on_desk_resource, audit=False),
+        guard.require("desk.work", on_desk_resource),  # queue reads show transcripts: audited
         guard.require("desk.work", ticket_of, not_found=unknown),
     )
 
 
+def may_read_transcripts(guard: Any, request: Request, tenant: str) -> bool:
+    """Whether the caller may see conversation text (`conversation.read` at personal
+    sensitivity, so an agent under clearance 2 sees the queue without transcripts); the
+    decision is audited like any read of personal data."""
+    access = getattr(request.state, "access", None)
+    if guard is None or access is None:
+        return True
+    decide = getattr(guard, "guard", guard)  # the gateway's AccessControl wraps a Guard
+    target = Resource("conversation", "desk", tenant, sensitivity=2)
+    try:
+        decide.authorize(access, "conversation.read", target)
+    except HTTPException:
+        return False
+    return True
+
+
 def agent_router(
-    desk: Desk, guard: Any = None, desk_tenant: Callable[[], str] | None = None
+    desk: Desk,
+    guard: Any = None,
+    desk_tenant: Callable[[], str] | None = None,
+    publish: Callable[[list], Any] | None = None,
 ) -> APIRouter:
     """The desk's routes over `desk` (in process, or the Conversation deployment's).
 
@@ -99,7 +132,19 @@ def agent_router(
     desk alone).
     """
     router = APIRouter(prefix="/v1/agent", tags=["agent desk"], responses=ERRORS)
-    on_desk, on_ticket = desk_checks(desk, guard, desk_tenant or (lambda: "default"))
+    tenant = desk_tenant or (lambda: "default")
+    on_desk, on_ticket = desk_checks(desk, guard, tenant)
+
+    def visible(request: Request, ticket: dict) -> dict:
+        """A ticket as this caller may see it: an agent sees the queue and their own tickets,
+        not a colleague's; transcripts only at sufficient clearance."""
+        access = getattr(request.state, "access", None)
+        agent = access.subject.id if access is not None and access.subject.role == "agent" else None
+        if agent is not None and ticket.get("agent_id") not in (None, agent):
+            raise HTTPException(404, f"Unknown ticket: {ticket.get('id')}")
+        if not may_read_transcripts(guard, request, tenant()):
+            return {**ticket, "transcript": []}
+        return ticket
 
     def as_agent(request: Request, agent_id: str) -> None:
         """An agent acts as themselves; a supervisor may act for any agent of the desk."""
@@ -120,14 +165,22 @@ def agent_router(
                           capacity=body.capacity)  # fmt: skip
 
     @router.get("/queue", dependencies=[Depends(on_desk)])
-    async def queue(skill: str | None = None) -> list[TicketOut]:
-        return [TicketOut(**t) for t in await call("queue", skill=skill)]
+    async def queue(request: Request, skill: str | None = None) -> list[TicketOut]:
+        tickets = await call("queue", skill=skill)
+        transcripts = may_read_transcripts(guard, request, tenant())
+        access = getattr(request.state, "access", None)
+        mine = access.subject.id if access is not None and access.subject.role == "agent" else None
+        return [
+            TicketOut(**(t if transcripts else {**t, "transcript": []}))
+            for t in tickets
+            if mine is None or t.get("agent_id") in (None, mine)
+        ]
 
     @router.get("/tickets/{ticket_id}", dependencies=[Depends(on_ticket)])
     async def ticket(ticket_id: str, request: Request, unmask: bool = False) -> Any:
         """The ticket with its transcript, masked at your level; `unmask=true` shows it raw
         (needs `pii.unmask`: a supervisor with purpose fraud_review; audited)."""
-        found = TicketOut(**await call("ticket", ticket_id=ticket_id))
+        found = TicketOut(**visible(request, await call("ticket", ticket_id=ticket_id)))
         access = getattr(request.state, "access", None)
         if not unmask or guard is None or access is None:
             return found
@@ -136,13 +189,41 @@ def agent_router(
     def action_route(op: str, path: str, body_type: type[AgentAction]) -> None:
         async def act(ticket_id: str, body: body_type, request: Request) -> TicketOut:  # type: ignore[valid-type]  # noqa: E501
             as_agent(request, body.agent_id)
-            return TicketOut(**await call(op, ticket_id=ticket_id, **body.model_dump()))
+            return TicketOut(**visible(request, await call(op, ticket_id=ticket_id,
+                                                           **body.model_dump())))  # fmt: skip
 
         act.__name__ = op
         router.add_api_route(
-            f"/tickets/{{ticket_id}}/{path}", act, methods=["POST"], response_model=TicketOut,
+            f"/tickets/{{ticket_id}}/{path}",
+            act,
+            methods=["POST"],
+            response_model=TicketOut,
             dependencies=[Depends(on_ticket)],
         )
+
+    @router.post("/tickets/{ticket_id}/feedback", status_code=202,
+                 dependencies=[Depends(on_ticket)])  # fmt: skip
+    async def feedback(ticket_id: str, body: FeedbackIn, request: Request) -> dict:
+        """Confirm or correct the intent of the ticket's scored turn, mark the bot's answer
+        right or wrong, or resolve with an outcome: one `feedback.given` event on the bus,
+        naming the prediction and model version it judges (202 once stored)."""
+        from crm.streams.recorder import desk_feedback
+
+        as_agent(request, body.agent_id)
+        found = visible(request, await call("ticket", ticket_id=ticket_id))
+        if found.get("agent_id") != body.agent_id:
+            raise HTTPException(409, f"ticket {ticket_id} is not {body.agent_id}'s: accept it")
+        if publish is None:
+            raise HTTPException(503, "feedback needs the event bus, which this desk has not")
+        raw = await call("ticket", ticket_id=ticket_id)  # the transcript's prediction ids
+        try:
+            event = desk_feedback(raw, body.agent_id, body.kind, tenant(), body.label,
+                                  body.outcome, body.prediction_id)  # fmt: skip
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from error
+        await asyncio.to_thread(publish, [event])
+        return {"event_id": event.event_id, "prediction_id": event.prediction_id,
+                "model": event.model, "model_version": event.model_version}  # fmt: skip
 
     action_route("accept", "accept", AgentAction)
     action_route("reply", "reply", AgentMessage)

@@ -29,10 +29,12 @@ from crm.conversation.sessions import (
     session_key,
 )
 from crm.conversation.understanding import Analysis, Understanding
+from crm.streams.signals import Rating, rating_of
 from settings.dialogue import DialogueConfig
 
 log = logging.getLogger(__name__)
 LOCK_STRIPES = 64
+RATING_CHANNELS = ("wecom", "dingtalk")  # web chat has buttons: POST .../feedback
 
 
 @dataclass(frozen=True)
@@ -109,10 +111,15 @@ class DialogueManager:
             analysis = None
             if session.state == RESOLVED:
                 session.state, session.ticket_id, session.agent_id = BOT, None, None
-            if session.state in (PENDING, OPEN):
+            rating = self._rating(session, turn)
+            if rating is not None:  # 满意 / 不满意 / 1-5 after an answer: feedback, not a question
+                answer = self._reply(session, reply("feedback_thanks", session.language),
+                                     "feedback")  # fmt: skip
+            elif session.state in (PENDING, OPEN):
                 answer = self._with_human(session, turn)
             else:
-                analysis = self.understanding.analyze(turn.text)
+                analysis = self._analyze(turn)
+                mark_prediction(session, analysis)
                 session.language = language_of(turn.text)
                 answer = self._bot_turn(session, turn, analysis)
             if answer.text:
@@ -120,6 +127,29 @@ class DialogueManager:
             self.store.put(session)
         self._record(session, turn, analysis, answer)
         return answer
+
+    def _rating(self, session: Session, turn: Turn) -> Rating | None:
+        """A rating keyword on WeCom/DingTalk right after the bot answered, published as the
+        customer's feedback on that answer (the recorder's `record_feedback`)."""
+        record = getattr(self.record_event, "record_feedback", None)
+        if turn.channel not in RATING_CHANNELS or record is None or session.state != BOT:
+            return None
+        bots = [h for h in session.history[:-1] if h.get("role") == "bot"]
+        if not bots or bots[-1].get("kind") not in ("answer", "task"):
+            return None
+        rating = rating_of(turn.text)
+        if rating is not None and session.customer_id:
+            try:
+                record(session.customer_id, turn.channel, rating.thumbs, rating.csat)
+            except Exception:  # feedback lost must not cost the customer their reply
+                log.exception("record_feedback failed for session %s", session.key)
+        return rating
+
+    def _analyze(self, turn: Turn) -> Analysis:
+        """The models' view of the turn; an A/B-aware understanding splits by customer."""
+        if getattr(self.understanding, "sticky", False) and turn.customer_id:
+            return self.understanding.analyze(turn.text, split_key=turn.customer_id)  # type: ignore[call-arg]
+        return self.understanding.analyze(turn.text)
 
     def _session(self, turn: Turn) -> Session:
         """The customer's session on any channel; an anonymous one is adopted once the
@@ -143,7 +173,7 @@ class DialogueManager:
             ticket = self.desk.get(session.ticket_id or "")
         except DeskError:  # the desk restarted: the ticket is gone, the bot takes over again
             session.state, session.ticket_id, session.agent_id = BOT, None, None
-            return self._bot_turn(session, turn, self.understanding.analyze(turn.text))
+            return self._bot_turn(session, turn, self._analyze(turn))
         self.desk.note(ticket.id, {"role": "customer", "text": turn.text, "channel": turn.channel})
         if session.state == PENDING:
             position = self.desk.position(ticket.id)
@@ -245,14 +275,18 @@ class DialogueManager:
     def _record(
         self, session: Session, turn: Turn, analysis: Analysis | None, answer: Reply
     ) -> None:
-        if self.record_event is None:
+        if self.record_event is None or answer.kind == "feedback":
             return
         intent = analysis.intent if analysis else None
         sentiment = analysis.sentiment if analysis else None
+        handoff = answer.kind == "handoff"
         try:
-            self.record_event(
-                session.customer_id, turn.channel, intent, sentiment, answer.kind == "handoff"
-            )
+            detailed = getattr(self.record_event, "record_turn", None)
+            if detailed is not None:  # the bus recorder: the turn with what judged it
+                detailed(session.customer_id, turn.channel, intent, sentiment, handoff,
+                         detail=turn_detail(session, analysis, answer))  # fmt: skip
+            else:
+                self.record_event(session.customer_id, turn.channel, intent, sentiment, handoff)
         except Exception:  # a lost aggregate must not cost the customer their reply
             log.exception("record_event failed for session %s", session.key)
 
@@ -301,3 +335,23 @@ class DialogueManager:
                 session.ticket_id = None
             self._tell(session, reply(notice, session.language), "system")
             return ticket
+
+
+def turn_detail(session: Session, analysis: Analysis | None, answer: Reply) -> dict:
+    """What feedback on this turn needs: the intent prediction (id, model, version, arm) and
+    how the dialogue answered."""
+    detail: dict = {"reply_kind": answer.kind, "session": session.key}
+    if analysis is not None and analysis.prediction_id:
+        detail.update(prediction_id=analysis.prediction_id, model=analysis.model,
+                      model_version=analysis.model_version, variant=analysis.variant,
+                      confidence=max(0.0, min(1.0, analysis.intent_confidence)))  # fmt: skip
+    return detail
+
+
+def mark_prediction(session: Session, analysis: Analysis) -> None:
+    """Name the prediction on the customer's entry of the history (the desk ticket's
+    transcript), so an agent's confirm/correct is traced to the model version it judges."""
+    if analysis.prediction_id and session.history:
+        session.history[-1] = {**session.history[-1], "prediction_id": analysis.prediction_id,
+                               "model": analysis.model, "model_version": analysis.model_version,
+                               "variant": analysis.variant, "intent": analysis.intent}  # fmt: skip

@@ -21,23 +21,29 @@ class HandleUnderstanding:
     counts as "not understood": the dialogue asks again or hands off, it never guesses.
     """
 
+    sticky = True  # the dialogue passes the customer as the A/B split key
+
     def __init__(self, handles: dict[str, Any], timeout_s: float):
         self.handles = handles
         self.timeout_s = timeout_s
 
-    def ask(self, model: str, text: str) -> dict[str, Any] | None:
+    def ask(self, model: str, text: str, split_key: str | None = None) -> dict[str, Any] | None:
         handle = self.handles.get(model)
         if handle is None:
             return None
         item = {"text": text, "id": f"dialogue:{uuid.uuid4().hex[:12]}", "sent_at": time.time()}
+        if split_key:  # one customer stays on one arm of an A/B split (serving: takes_challenger)
+            item["split_key"] = split_key
         try:
-            return handle.predict.remote(item).result(timeout_s=self.timeout_s)
+            answer = handle.predict.remote(item).result(timeout_s=self.timeout_s)
         except Exception:  # unavailable, failed, timed out: the dialogue treats it as unknown
             return None
+        return {**answer, "prediction_id": item["id"]} if isinstance(answer, dict) else answer
 
-    def analyze(self, text: str) -> Analysis:
+    def analyze(self, text: str, split_key: str | None = None) -> Analysis:
         chinese = bool(CJK.search(text))
-        intent = self.ask("intent" if chinese else "intent_en", text) or {}
+        model = "intent" if chinese else "intent_en"
+        intent = self.ask(model, text, split_key) or {}
         sentiment = (self.ask("sentiment", text) if chinese else None) or {}
         entities = (self.ask("ner", text) or {}).get("entities") or []
         return Analysis(
@@ -50,6 +56,10 @@ class HandleUnderstanding:
                 Entity(type=str(e.get("type") or e.get("label")), text=str(e.get("text", "")))
                 for e in entities
             ),
+            prediction_id=intent.get("prediction_id"),
+            model=intent.get("model_name", model) if intent else None,
+            model_version=str(intent["model_version"]) if intent.get("model_version") else None,
+            variant=intent.get("variant"),
         )
 
 

@@ -33,6 +33,10 @@ REPLIES = {
         "zh": "已为您转回智能客服，请问还有什么可以帮您？",
         "en": "You're back with the assistant. What else can I do for you?",
     },
+    "feedback_thanks": {
+        "zh": "感谢您的评价！",
+        "en": "Thank you for your feedback!",
+    },
 }
 
 

@@ -30,6 +30,12 @@ class Analysis:
     sentiment: str | None = None
     sentiment_confidence: float = 0.0
     entities: tuple[Entity, ...] = field(default_factory=tuple)
+    # Which prediction this is (the prediction-log request id) and who made it: feedback on
+    # the turn names them, so a label is traceable to a model version and an A/B arm.
+    prediction_id: str | None = None
+    model: str | None = None
+    model_version: str | None = None
+    variant: str | None = None
 
 
 @runtime_checkable

@@ -1,7 +1,8 @@
 """Customer routes: the customer's features (the 360 view) and conversation events.
 
-The features come from the Feast online store through `features/` (never from training code);
-an event recorded here updates the customer's conversation aggregates online before the answer.
+The features come from the Feast online store through `features/` (never from training code).
+An event posted here is published on the event bus and answered 202 once it is stored; the
+stream processors (crm/streams) fold it into the customer's aggregates and push them online.
 """
 
 # No `from __future__ import annotations`: FastAPI must see real types on the routes.
@@ -12,14 +13,15 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi import Path as PathParam
 
 from crm.access import AccessControl, unknown_customer
-from crm.customers.schemas import ConversationEventRequest, ConversationStats, CustomerFeatures
+from crm.customers.schemas import ConversationEventRequest, CustomerFeatures, EventAccepted
 from serving.http import ERRORS
 
 CUSTOMER_ID = PathParam(min_length=1, max_length=64, pattern=r"^[\w-]+$")
 
 
-def customer_router(access: AccessControl, features: Any, stream: Any) -> APIRouter:
-    """`features`: a features.store.OnlineFeatureClient; `stream`: its ConversationStream."""
+def customer_router(access: AccessControl, features: Any, publish: Any, engine: str) -> APIRouter:
+    """`features`: a features.store.OnlineFeatureClient; `publish`: the bus's blocking publish
+    (events.bus.BlockingPublisher.publish) of engine `engine`."""
     router = APIRouter(prefix="/v1/customers", tags=["customers"], responses=ERRORS)
     read = access.require("customer.read", access.customer_in_path, not_found=unknown_customer)
     write = access.require(
@@ -38,26 +40,41 @@ def customer_router(access: AccessControl, features: Any, stream: Any) -> APIRou
             customer_id=customer_id, features=values, feature_service=features.service.name
         )
 
+    register = access.require(
+        "customer.register", access.customer_to_register, not_found=unknown_customer
+    )
+
+    @router.put("/{customer_id}/registration", dependencies=[Depends(register)])
+    def register_customer(customer_id: str = CUSTOMER_ID) -> dict[str, str]:
+        """Register a customer id in the administrator's tenant (idempotent). Writes to an
+        unregistered id are 404: no tenant can claim an id by writing to it first."""
+        access.claim_customer(customer_id)
+        return {"customer_id": customer_id, "tenant": str(access.caller().resource.tenant)}
+
     @router.post(
-        "/{customer_id}/events", response_model=ConversationStats, dependencies=[Depends(write)]
+        "/{customer_id}/events",
+        response_model=EventAccepted,
+        status_code=202,
+        dependencies=[Depends(write)],
     )
     def conversation_event(
         body: ConversationEventRequest, customer_id: str = CUSTOMER_ID
-    ) -> ConversationStats:
-        """Record a conversation event; the customer's aggregates are online when this returns.
+    ) -> EventAccepted:
+        """Publish a conversation event; 202 once the bus has stored it (the aggregates
+        follow when the stream processors apply it). The customer must be known (a data
+        set's, or registered by an administrator)."""
+        from events.schemas import TurnRecorded
 
-        A customer first written here belongs to the writer's tenant."""
-        from features.conversations import ConversationEvent
-
-        event = ConversationEvent(
+        tenant = access.caller_tenant() or access.default_tenant
+        event = TurnRecorded(
             customer_id=customer_id,
+            tenant=tenant,
+            source="api",
             at=body.at or datetime.now(UTC),
             **body.model_dump(exclude={"at"}),
         )
-        stats = stream.record(event)
+        publish([event])
         access.claim_customer(customer_id)
-        return ConversationStats(
-            customer_id=customer_id, stats=stats, pushed_to="conversation_stats"
-        )
+        return EventAccepted(customer_id=customer_id, event_id=event.event_id, bus=engine)
 
     return router

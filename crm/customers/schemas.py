@@ -36,3 +36,9 @@ class ConversationStats(BaseModel):
     customer_id: str
     stats: dict[str, float | int | str | None]
     pushed_to: str = Field(description="The feature view now serving these values online.")
+
+
+class EventAccepted(BaseModel):
+    customer_id: str
+    event_id: str = Field(description="The event's id on the bus (its de-duplication key).")
+    bus: str = Field(description="The bus engine that stored it: embedded or jetstream.")

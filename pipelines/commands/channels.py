@@ -170,3 +170,24 @@ def eval_retrieval_command(
         f"{pool['answered_with_labelled_pair']} with a labelled pair)",
         highlight=False,
     )
+
+
+@eval_app.command("loop")
+@friendly_errors
+def eval_loop(
+    withheld: Annotated[int, typer.Option(help="BANKING77 intents left out of training.")] = 10,
+    onset: Annotated[int, typer.Option(help="Turns before the new intents appear.")] = 600,
+    label_rate: Annotated[float, typer.Option(help="Share of handed-off turns labelled.")] = 0.9,
+    seed: Annotated[int, typer.Option()] = 42,
+    new_labels: Annotated[
+        int | None, typer.Option(help="Labels that trigger the retrain (default: params).")
+    ] = None,
+    results_fp: ResultsFp = None,
+) -> None:
+    """The learning loop on BANKING77 "new products": drift, labels, retrain, experiment,
+    promotion; auto-answer rate and accuracy before/after (pipelines/loop_eval.py)."""
+    from pipelines.loop_eval import Scenario, run_scenario
+
+    scenario = Scenario(withheld=withheld, onset=onset, label_rate=label_rate, seed=seed,
+                        new_labels=new_labels)  # fmt: skip
+    emit(run_scenario(settings(), scenario), results_fp)

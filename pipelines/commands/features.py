@@ -13,22 +13,6 @@ from pipelines.progress import stage
 features_app = typer.Typer(help="Feast: build feature sources, apply, materialize, training sets.")
 
 
-@features_app.command("synthesize")
-@friendly_errors
-def features_synthesize() -> None:
-    """Write seeded synthetic conversation events (no public SCRM chat log exists)."""
-    from pipelines.features import synthesize_conversations
-
-    config = settings()
-    with stage("features synthesize", config.root) as current:
-        events = synthesize_conversations(config)
-        current.produced(config.path(config.features.conversation_events))
-        current.headline("events", len(events))
-    console.print(
-        f"[green]✓[/] {len(events)} synthetic events for {events.customer_id.nunique()} customers"
-    )
-
-
 @features_app.command("build")
 @friendly_errors
 def features_build() -> None:

@@ -20,7 +20,10 @@ from typing import Any
 
 from ray import serve
 
+from serving.metrics import Metrics
+from serving.model_metrics import ModelMetrics
 from serving.prediction_log import PredictionLog, Redaction
+from serving.telemetry import Telemetry
 from settings import Settings
 from settings.serving import ModelSpec, ModelUserConfig
 
@@ -56,6 +59,11 @@ class RegistryModel:
         self.refresh_lock = threading.Lock()
         self.poller: asyncio.Task | None = None
         self.log = PredictionLog(settings.prediction_log, redaction)
+        watch = settings.monitoring  # AI and system metrics of this replica (issue 20)
+        self.metrics = ModelMetrics(name, watch.max_label_values, watch.drift_reference,
+                                    watch.drift_window)  # fmt: skip
+        self.store_metrics = Metrics()
+        self.telemetry = Telemetry(name, watch.telemetry_interval_s).start()
         self.refresh()
 
     # --- registry -------------------------------------------------------------------------
@@ -63,9 +71,9 @@ class RegistryModel:
         from mlflow.exceptions import MlflowException
 
         try:
-            return str(
-                self.client.get_model_version_by_alias(self.spec.registered_model, alias).version
-            )
+            with self.store_metrics.timed("mlflow", "get_model_version_by_alias"):
+                found = self.client.get_model_version_by_alias(self.spec.registered_model, alias)
+            return str(found.version)
         except MlflowException:
             return None
 
@@ -150,7 +158,8 @@ class RegistryModel:
         return item.get("text"), item.get("features")
 
     def takes_challenger(self, item_id: str) -> bool:
-        """Deterministic split by item id: a retried request lands on the same variant."""
+        """Deterministic split by item id (or the item's `split_key`, the customer, so one
+        customer stays on one arm): a retried request lands on the same variant."""
         share = self.settings.challenger.share
         digest = hashlib.sha1(f"{self.name}:{item_id}".encode()).digest()
         return int.from_bytes(digest[:4], "big") / 2**32 < share
@@ -163,7 +172,9 @@ class RegistryModel:
         challenger = variants.get(CHALLENGER)
         route = [
             CHALLENGER
-            if challenger and mode == "split" and self.takes_challenger(item["id"])
+            if challenger
+            and mode == "split"
+            and self.takes_challenger(item.get("split_key") or item["id"])
             else CHAMPION
             for item in items
         ]
@@ -173,14 +184,25 @@ class RegistryModel:
             chosen = [i for i, r in enumerate(route) if r == variant]
             if chosen:
                 loaded = variants[variant]
-                outputs = self.score(loaded.model, [items[i] for i in chosen])
+                outputs = self.scored(loaded, [items[i] for i in chosen])
                 for i, output in zip(chosen, outputs, strict=True):
                     answers[i] = self.named(output, variant, loaded.version, len(items))
         if challenger and mode == "shadow":
-            for output in self.score(challenger.model, items):
+            for output in self.scored(challenger, items):
                 shadow.append(self.named(output, CHALLENGER, challenger.version, len(items)))
         self.write_log(items, answers, shadow)
         return answers  # type: ignore[return-value]
+
+    def scored(self, loaded: Loaded, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`score` with its latency, confidences, labels and failures in the AI metrics."""
+        started = time.perf_counter()
+        try:
+            outputs = self.score(loaded.model, items)
+        except Exception:
+            self.metrics.failed()
+            raise
+        self.metrics.observe(loaded.version, outputs, time.perf_counter() - started)
+        return outputs
 
     def named(self, output: dict, variant: str, version: str, batch: int) -> dict[str, Any]:
         return {
@@ -216,7 +238,9 @@ class RegistryModel:
         self.log.append(rows)
 
     def __del__(self) -> None:
-        if self.poller:
+        if getattr(self, "telemetry", None) is not None:
+            self.telemetry.stop()
+        if getattr(self, "poller", None):
             self.poller.cancel()
 
 

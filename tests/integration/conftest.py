@@ -15,6 +15,7 @@ import yaml
 
 from tests.channel_setup import channel_port, configure_test_channels, free_port, start_mosquitto
 from tests.conftest import BIN, TEST_JWT_SECRET, issue_key, make_workspace, run, small_profile
+from tests.robot_sink import RobotSink
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +45,15 @@ def replicas(root: Path, deployment: str, count: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def server(pipeline_workspace: Path) -> Iterator[str]:
+def ops_robot() -> Iterator[RobotSink]:
+    """The ops group robot the gateway posts alerts to (issue 20): a local sink."""
+    sink = RobotSink()
+    yield sink
+    sink.close()
+
+
+@pytest.fixture(scope="session")
+def server(pipeline_workspace: Path, ops_robot: RobotSink) -> Iterator[str]:
     """`scrm serve --detach` on a free loopback port; stopped by its own pid at teardown."""
     port = free_port()
     channels_env = configure_test_channels(pipeline_workspace)  # WeCom, DingTalk, MQTT on
@@ -52,7 +61,11 @@ def server(pipeline_workspace: Path) -> Iterator[str]:
     run(
         [str(BIN / "scrm"), "serve", "--detach", "--port", str(port)],
         pipeline_workspace,
-        env={**channels_env, "SCRM_JWT_SECRET": TEST_JWT_SECRET},
+        env={
+            **channels_env,
+            "SCRM_JWT_SECRET": TEST_JWT_SECRET,
+            "SCRM_OPS_ROBOT_URL": ops_robot.url,
+        },
     )
     pid = int((pipeline_workspace / "run" / "serve.pid").read_text())
     url = f"http://127.0.0.1:{port}"

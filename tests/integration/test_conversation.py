@@ -9,28 +9,32 @@ import uuid
 
 import httpx
 
+SESSIONS: dict[str, str] = {}  # session id -> its token (server-issued)
 
-def say(client: httpx.Client, session: str, text: str, customer: str | None = None) -> dict:
-    body = {"session_id": session, "text": text, "message_id": uuid.uuid4().hex}
-    if customer:
-        body["customer_id"] = customer
-    answer = client.post("/v1/channels/web_chat/messages", json=body)
+
+def say(client: httpx.Client, session: str, text: str) -> dict:
+    body = {"text": text, "message_id": uuid.uuid4().hex}
+    answer = client.post("/v1/channels/web_chat/messages", json=body,
+                         headers={"X-Chat-Session": SESSIONS[session]})  # fmt: skip
     assert answer.status_code == 200, answer.text
     return answer.json()
 
 
-def new_session() -> str:
-    return f"conv-{uuid.uuid4().hex[:10]}"
+def new_session(client: httpx.Client) -> str:
+    opened = client.post("/v1/channels/web_chat/sessions", json={})
+    assert opened.status_code == 200, opened.text
+    SESSIONS[opened.json()["session_id"]] = opened.json()["session_token"]
+    return opened.json()["session_id"]
 
 
 def test_a_faq_question_is_answered_from_the_knowledge_base(client: httpx.Client) -> None:
-    reply = say(client, new_session(), "明天上海会下雨吗")
+    reply = say(client, new_session(client), "明天上海会下雨吗")
     assert reply["dialogue"]["kind"] == "answer" and reply["reply"]
     assert reply["intent"]["label"] == "weather" and not reply["handoff"]
 
 
 def test_a_task_flow_fills_its_slot_confirms_and_completes(client: httpx.Client) -> None:
-    session = new_session()
+    session = new_session(client)
     asked = say(client, session, "I lost my card")
     assert asked["dialogue"]["kind"] == "task" and "card" in asked["reply"].lower()
     confirm = say(client, session, "6222 0202 0011 2233")
@@ -45,7 +49,7 @@ def test_handoff_to_an_agent_and_back(client: httpx.Client) -> None:
         f"/v1/agent/agents/{agent}", json={"skills": ["general", "cards", "accounts"]}
     )
     assert registered.status_code == 200, registered.text
-    session = new_session()
+    session = new_session(client)
     queued = say(client, session, "转人工")
     assert queued["handoff"] and queued["dialogue"]["queue_position"] >= 1
     ticket = queued["dialogue"]["ticket_id"]
@@ -76,11 +80,13 @@ def test_handoff_to_an_agent_and_back(client: httpx.Client) -> None:
 
 def test_a_vendor_retry_is_answered_once(client: httpx.Client) -> None:
     message_id = f"retry-{uuid.uuid4().hex[:8]}"
-    body = {"session_id": new_session(), "text": "明天上海会下雨吗", "message_id": message_id}
-    first = client.post("/v1/channels/web_chat/messages", json=body).json()
-    again = client.post("/v1/channels/web_chat/messages", json=body).json()
+    session = new_session(client)
+    body = {"text": "明天上海会下雨吗", "message_id": message_id}
+    chat = {"X-Chat-Session": SESSIONS[session]}
+    first = client.post("/v1/channels/web_chat/messages", json=body, headers=chat).json()
+    again = client.post("/v1/channels/web_chat/messages", json=body, headers=chat).json()
     assert again["reply"] == first["reply"]
-    history = client.get(f"/v1/channels/web_chat/sessions/{body['session_id']}").json()["history"]
+    history = client.get(f"/v1/channels/web_chat/sessions/{session}").json()["history"]
     assert sum(item.get("text") == body["text"] for item in history) == 1
 
 
@@ -89,7 +95,7 @@ def test_two_conversation_replicas_serve_one_conversation_alternately(client: ht
     in the session store, so a task flow whose turns land on different replicas still fills
     its slot, confirms and completes."""
     for _ in range(12):
-        session = new_session()
+        session = new_session(client)
         turns = [say(client, session, text) for text in ("I lost my card", "6222 0202 0011 2233")]
         turns.append(say(client, session, "yes"))
         replicas = [turn["dialogue"]["served_by"] for turn in turns]

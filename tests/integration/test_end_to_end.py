@@ -7,6 +7,7 @@ The pipeline runs once per session (fixture `pipeline_workspace`), the server st
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from mlflow import MlflowClient
 
 from features.rfm import latest_per_customer
 from tests.conftest import BIN, REPO, make_workspace, run
+from tests.support import open_web_chat
 
 INTENT = "smp2017_ecdt_task1"
 
@@ -89,9 +91,17 @@ def test_run_is_tracked_with_params_metrics_and_artifacts(pipeline_workspace: Pa
 
 
 def test_second_repro_is_a_no_op(pipeline_workspace: Path) -> None:
+    """The stages that read the bus (served_history, feedback) are always_changed: what the
+    session's other tests served may rebuild downstream once; then, with nothing new served, a
+    repro runs those stages alone and they change nothing downstream."""
+    stages = yaml.safe_load((pipeline_workspace / "dvc.yaml").read_text(encoding="utf-8"))
+    reading_the_bus = [n for n, s in stages["stages"].items() if s.get("always_changed")]
+    assert "served_history" in reading_the_bus
+    run([str(BIN / "dvc"), "repro"], cwd=pipeline_workspace, timeout=1800)
     output = run([str(BIN / "dvc"), "repro"], cwd=pipeline_workspace).stdout
-    assert "Running stage" not in output
-    assert "Data and pipelines are up to date." in output
+    ran = re.findall(r"Running stage '([^']+)'", output)
+    assert sorted(ran) == sorted(reading_the_bus), output
+    assert "Stage 'build_features' didn't change, skipping" in output
 
 
 def test_invalid_data_stops_the_pipeline_before_training(tmp_path: Path) -> None:
@@ -152,20 +162,24 @@ def test_conversation_events_reach_the_online_features(client: httpx.Client) -> 
         f"/v1/customers/{customer}/events",
         json={"channel": "wecom", "intent": "loan", "sentiment": "negative"},
     )
-    assert recorded.status_code == 200, recorded.text
-    assert recorded.json()["stats"]["last_intent"] == "loan"
+    assert recorded.status_code == 202, recorded.text  # on the bus; applied by the stream
+    opened = client.post("/v1/channels/web_chat/sessions", json={"customer_id": customer})
+    assert opened.status_code == 200 and opened.json()["customer_id"] == customer, opened.text
     reply = client.post(
         "/v1/channels/web_chat/messages",
-        json={"session_id": "s-9", "customer_id": customer, "text": "明天上海会下雨吗"},
+        json={"text": "明天上海会下雨吗"},
+        headers={"X-Chat-Session": opened.json()["session_token"]},
     )
     assert reply.status_code == 200, reply.text
-    # the turn's aggregates are pushed off the reply path (BackgroundRecorder): within a second
-    deadline = time.monotonic() + 2
+    # both events are on the bus before their answers; the keyed consumer (crm/streams, in the
+    # Conversation replica) folds them into the aggregates and pushes them online
+    deadline = time.monotonic() + 20
     while True:
         after = client.get(f"/v1/customers/{customer}/features").json()["features"]
-        if after["last_intent"] == "weather" or time.monotonic() > deadline:
+        done = after["messages_1d"] == 2 and after["last_intent"] == "weather"
+        if done or time.monotonic() > deadline:
             break
-        time.sleep(0.05)
+        time.sleep(0.1)
     assert after["messages_1d"] == 2 and after["last_intent"] == "weather"
     assert after["channels_30d"] == "web_chat,wecom"
     assert after["negative_share_30d"] == 1.0  # the chat message has no sentiment yet
@@ -174,10 +188,11 @@ def test_conversation_events_reach_the_online_features(client: httpx.Client) -> 
 
 
 def test_web_chat_message_is_answered_with_its_intent(client: httpx.Client) -> None:
+    chat = open_web_chat(client, {})
     reply = client.post(
-        "/v1/channels/web_chat/messages", json={"session_id": "s-1", "text": "明天上海会下雨吗"}
+        "/v1/channels/web_chat/messages", json={"text": "明天上海会下雨吗"}, headers=chat["headers"]
     ).json()
-    assert reply["session_id"] == "s-1"
+    assert reply["session_id"] == chat["session_id"]
     assert reply["intent"]["label"] == "weather"
 
 
@@ -189,12 +204,12 @@ def test_web_chat_message_is_answered_with_its_intent(client: httpx.Client) -> N
         ("post", "/v1/intent", {"txt": "hi"}, 422, "text: Field required"),
         ("post", "/v1/intent", {"text": "长" * 513}, 413, "513 characters; at most 512"),
         ("post", "/v1/channels/fax/messages", {"text": "hi"}, 400, "Unsupported channel: fax"),
-        ("post", "/v1/channels/web_chat/messages", {"text": "hi"}, 422, "session_id"),
+        ("post", "/v1/channels/web_chat/messages", {"text": "hi"}, 401, "X-Chat-Session"),
         ("get", "/v1/customers/00000/features", None, 404, "Unknown customer: 00000"),
-        ("post", "/v1/customers/1/events", {"channel": "fax"}, 422, "channel: Input should be"),
+        ("post", "/v1/customers/17850/events", {"channel": "fax"}, 422, "channel: Input should be"),
         (
             "post",
-            "/v1/customers/1/events",
+            "/v1/customers/17850/events",
             {"channel": "wecom", "at": "2026-01-01T00:00"},
             422,
             "at needs a timezone",

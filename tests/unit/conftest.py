@@ -17,6 +17,7 @@ from crm.channels.webchat import ChatTranscript, WebChatAdapter
 from crm.channels.wecom import WeComAdapter
 from crm.intake import SqliteIntake
 from crm.messages import InboundMessage, Reply
+from tests.support import trusted_socket
 
 CORP = "wwtestcorp0001"
 TOKEN = "test-token-123"
@@ -53,7 +54,7 @@ def setup(tmp_path):
     )
     app = FastAPI()
     dialogue = Dialogue()
-    app.include_router(channel_router(service, dialogue))
+    app.include_router(channel_router(service, dialogue, socket_guard=trusted_socket))
     with TestClient(app) as client:
         yield client, service, dialogue
     service.close()

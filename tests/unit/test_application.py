@@ -12,13 +12,16 @@ from fastapi.testclient import TestClient
 
 from crm.access import flat_routes, unguarded_routes
 from crm.api import PUBLIC, build_api
+from crm.channels.webchat import scoped_message_id
 from crm.parts import build_parts
+from events.embedded import EmbeddedBus
 from tests.support import (
     FakeFeatures,
     FakeModel,
     LocalConversation,
     application_settings,
     issue_test_key,
+    open_web_chat,
 )
 from tests.unit.test_dialogue import intent, make_manager
 
@@ -137,11 +140,12 @@ def test_tabular_scores_by_id_and_hides_other_tenants_customers(app) -> None:
 
 def test_web_chat_turn_goes_through_the_conversation_and_the_desk_answers_back(app) -> None:
     client, parts, _, keys = app
-    headers = {"X-API-Key": keys["supervisor"]}
+    chat = open_web_chat(client, {"X-API-Key": keys["supervisor"]})
+    headers = chat["headers"]
     turn = client.post(
         "/v1/channels/web_chat/messages",
         headers=headers,
-        json={"session_id": "s-1", "text": "转人工", "message_id": "m-1"},
+        json={"text": "转人工", "message_id": "m-1"},
     )
     assert turn.status_code == 200, turn.text
     agent = {"X-API-Key": keys["agent"]}
@@ -161,14 +165,17 @@ def test_web_chat_turn_goes_through_the_conversation_and_the_desk_answers_back(a
         headers=agent,
     )
     assert replied.status_code == 200
-    history = client.get("/v1/channels/web_chat/sessions/s-1", headers=headers).json()["history"]
+    session = chat["session_id"]
+    history = client.get(f"/v1/channels/web_chat/sessions/{session}", headers=headers).json()[
+        "history"
+    ]
     assert [h["text"] for h in history if h["role"] == "agent"] == ["您好，我是小李"]
     missing = client.post("/v1/agent/tickets/T-none/accept", json={"agent_id": "li"}, headers=agent)
     assert missing.status_code == 404
 
 
 def test_customer_features_and_events(app) -> None:
-    client, _, _, keys = app
+    client, parts, _, keys = app
     headers = {"X-API-Key": keys["supervisor"]}
     assert client.get(f"/v1/customers/{CUSTOMER}/features", headers=headers).status_code == 200
     event = client.post(
@@ -176,7 +183,17 @@ def test_customer_features_and_events(app) -> None:
         headers=headers,
         json={"channel": "wecom", "intent": "balance"},
     )
-    assert event.status_code == 200 and event.json()["stats"]["messages_30d"] == 1
+    assert event.status_code == 202 and event.json()["bus"] == "embedded"
+    # stored on the bus (a fresh reader sees it) with the caller's tenant, before the answer
+    bus = EmbeddedBus(parts.settings.path(parts.settings.events.log), partitions=8)
+    consumer = asyncio.run(bus.consumer("check", range(8), {}))
+    (stored,) = asyncio.run(consumer.fetch(10))
+    assert stored.event.event_id == event.json()["event_id"]
+    assert (stored.event.customer_id, stored.event.tenant, stored.event.intent) == (
+        CUSTOMER, "default", "balance")  # fmt: skip
+    metrics = client.get("/metrics").text  # nothing applied it yet: a lag of one event
+    lag = 'scrm_bus_consumer_lag_events{consumer="turn_history",engine="embedded"} 1.0'
+    assert lag in metrics
     other = client.get(f"/v1/customers/{CUSTOMER}/features", headers={"X-API-Key": keys["other"]})
     assert other.status_code == 404
 
@@ -206,15 +223,17 @@ def test_a_message_accepted_but_not_answered_is_answered_and_delivered_later(tmp
     parts = build_parts(settings, models(), conversation, features, features)
     key = issue_test_key(settings, "sup", "default", "supervisor", clearance=3)
     with TestClient(build_api(parts)) as client:
+        chat = open_web_chat(client, {"X-API-Key": key})
         answer = client.post(
             "/v1/channels/web_chat/messages",
-            headers={"X-API-Key": key},
-            json={"session_id": "s-2", "text": "查余额", "message_id": "m-9"},
+            headers=chat["headers"],
+            json={"text": "查余额", "message_id": "m-9"},
         )
     assert answer.status_code == 202 and answer.json()["reply"] is None, answer.text
-    assert parts.channels.intake.status("web_chat", "m-9")["state"] == "pending"
+    logged = scoped_message_id(chat["session_id"], "m-9")  # idempotency is per session
+    assert parts.channels.intake.status("web_chat", logged)["state"] == "pending"
     asyncio.run(parts.worker.run(until_idle=True))
-    history = parts.channels.history("s-2")
+    history = parts.channels.history(chat["session_id"])
     assert [h["role"] for h in history] == ["customer", "bot"]
-    assert parts.channels.intake.status("web_chat", "m-9")["state"] == "done"
+    assert parts.channels.intake.status("web_chat", logged)["state"] == "done"
     parts.stop()

@@ -16,19 +16,6 @@ from settings import load_settings
 from tests.conftest import REPO
 
 
-@pytest.fixture
-def bank_csv(tmp_path: Path) -> Path:
-    """Real BANKING77 test rows, under column names no loader knows."""
-    frame = pd.read_csv(REPO / "data/raw/banking77/test.csv")
-    keep = ["card_arrival", "lost_or_stolen_card", "cancel_transfer", "exchange_rate"]
-    frame = frame[frame["category"].isin(keep)].rename(
-        columns={"text": "utterance", "category": "intent"}
-    )
-    path = tmp_path / "my intents.csv"
-    frame.to_csv(path, index=False)
-    return path
-
-
 def add(*args: str):
     return CliRunner().invoke(app, ["data", "add", *args])
 
@@ -163,19 +150,3 @@ def test_refused_arguments(project: Path, bank_csv: Path, args, message) -> None
     result = add(*[item for pair in base.items() for item in pair])
     assert result.exit_code == 1
     assert message in result.output
-
-
-def test_an_added_data_set_trains_evaluates_and_is_gated_by_name(
-    project: Path, bank_csv: Path, monkeypatch
-) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project}/mlruns/mlflow.db")
-    args = ["--kind", "text-classification", "--file", str(bank_csv), "--text-col", "utterance"]
-    added = add("--name", "my_bank", *args, "--label-col", "intent", "--test-size", "0.25")
-    assert added.exit_code == 0, added.output
-    for step in ("train", "evaluate", "promote"):
-        result = CliRunner().invoke(app, [step, "intent", "--dataset", "my_bank"])
-        assert result.exit_code == 0, result.output
-    promotion = json.loads((project / "data/models/intent_my_bank/promotion.json").read_text())
-    evaluation = json.loads((project / "data/models/intent_my_bank/evaluation.json").read_text())
-    assert promotion["model_name"] == "intent_my_bank" and promotion["alias"] == "champion"
-    assert evaluation["test"]["accuracy"] > 0.8  # 4 real BANKING77 intents, 40 test rows

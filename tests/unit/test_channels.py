@@ -67,7 +67,9 @@ def test_web_chat_websocket_resumes_the_session_after_reconnect(setup) -> None:
         first = socket.receive_json()
         assert first["type"] == "reply" and first["reply"] == "收到：我想查余额"
         socket.send_text("not json")
-        assert socket.receive_json() == {"type": "error", "detail": "frame: not valid JSON"}
+        error = socket.receive_json()
+        assert (error["type"], error["status"]) == ("error", 422)
+        assert error["detail"].startswith("frame: not valid JSON")
     with client.websocket_connect(f"/v1/channels/web_chat/ws?session_id={session}") as socket:
         hello = socket.receive_json()
         assert [(h["role"], h["text"]) for h in hello["history"]] == [
@@ -230,7 +232,9 @@ def test_dialogue_manager_glue_converts_turns_replies_and_agent_messages(setup) 
 
     def deliver(outbound: Outbound) -> None:  # what the gateway does with a desk's outbound
         service.push_soon(outbound.channel, outbound.sender_id, outbound.text, outbound.role)
-    with client.websocket_connect("/v1/channels/web_chat/ws?session_id=glue") as socket:
+    with client.websocket_connect(
+        "/v1/channels/web_chat/ws?session_id=glue&customer_id=C-1"
+    ) as socket:
         socket.receive_json()
         socket.send_text(json.dumps({"text": "查余额", "customer_id": "C-1"}))
         answer = socket.receive_json()

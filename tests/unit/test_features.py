@@ -9,8 +9,6 @@ from features.accounts import churn_labels, customer_accounts
 from features.conversations import conversation_stats, empty_stats
 from features.feature_views import ACCOUNT_FIELDS
 from features.rfm import customer_rfm, latest_per_customer
-from pipelines.synthetic import conversation_events
-from settings.platform import SyntheticConversations
 
 
 def lines() -> pd.DataFrame:
@@ -136,18 +134,3 @@ def test_no_events_give_the_schema_with_no_rows() -> None:
     empty = empty_stats()
     assert len(empty) == 0
     assert list(empty.columns) == list(conversation_stats(events()).columns)
-
-
-def test_synthetic_events_are_seeded_and_use_the_given_customers() -> None:
-    spec = SyntheticConversations(
-        customers=5, events_per_customer=3.0, negative_share=0.2, handoff_share=0.1
-    )
-    ids = [str(i) for i in range(100)]
-    start, end = pd.Timestamp("2010-12-01", tz="UTC"), pd.Timestamp("2011-01-01", tz="UTC")
-    first = conversation_events(ids, ["weather", "flight"], start, end, spec, seed=1)
-    again = conversation_events(ids, ["weather", "flight"], start, end, spec, seed=1)
-    other = conversation_events(ids, ["weather", "flight"], start, end, spec, seed=2)
-    pd.testing.assert_frame_equal(first, again)
-    assert not first.equals(other)
-    assert first.customer_id.nunique() == 5 and set(first.customer_id) <= set(ids)
-    assert first["at"].between(start, end).all()

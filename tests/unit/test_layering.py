@@ -2,10 +2,12 @@
 
     settings  <- everything (types and the loader only)
     features  -> nothing of ours
+    experiments -> nothing of ours (assignment and statistics, shared by campaigns and models)
     privacy   -> settings
-    training  -> features, settings
+    events    -> settings, privacy (the bus: schemas, codec, engines, checkpoints)
+    training  -> features, settings, experiments
     serving   -> features, settings (the MLflow registry is not our code)
-    crm       -> serving, features, privacy, settings (never training)
+    crm       -> serving, features, privacy, settings, events, experiments (never training)
     pipelines -> anything; bench -> anything but tests; nothing -> pipelines, bench, tests
 
 Within the application, its parts (crm.channels, crm.conversation, crm.intake, crm.access...)
@@ -22,16 +24,23 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-OURS = ("settings", "features", "privacy", "training", "serving", "crm", "pipelines", "bench")
+OURS = (
+    "settings", "events", "features", "privacy", "training", "serving", "crm", "pipelines",
+    "bench", "experiments",
+)  # fmt: skip
 ALLOWED: dict[str, set[str]] = {
     "settings": set(),
     "features": set(),
+    "experiments": set(),
     "privacy": {"settings"},
-    "training": {"features", "settings"},
+    "events": {"settings", "privacy"},
+    "training": {"features", "settings", "experiments"},
     "serving": {"features", "settings"},
-    "crm": {"serving", "features", "privacy", "settings"},
-    "pipelines": {"settings", "features", "privacy", "training", "serving", "crm"},
-    "bench": {"settings", "features", "privacy", "training", "serving", "crm", "pipelines"},
+    "crm": {"serving", "features", "privacy", "settings", "events", "experiments"},
+    "pipelines": {"settings", "events", "features", "privacy", "training", "serving", "crm",
+                  "experiments"},
+    "bench": {"settings", "events", "features", "privacy", "training", "serving", "crm",
+              "pipelines", "experiments"},
 }
 
 

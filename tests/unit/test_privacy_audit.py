@@ -51,7 +51,12 @@ def test_update_and_delete_are_refused(tmp_path) -> None:
     [
         ("UPDATE audit SET effect = 'deny' WHERE seq = 2", 2, "entry was modified"),
         ("DELETE FROM audit WHERE seq = 2", 3, "entries missing before"),
-        ("UPDATE audit SET hash = 'f' || substr(hash, 2) WHERE seq = 2", 2, "entry was modified"),
+        (  # flip the first hex digit (a plain 'f' would leave a hash that starts with one intact)
+            "UPDATE audit SET hash = (CASE WHEN substr(hash, 1, 1) = 'f' THEN '0' ELSE 'f' END)"
+            " || substr(hash, 2) WHERE seq = 2",
+            2,
+            "entry was modified",
+        ),
     ],
 )
 def test_tampering_after_dropping_the_triggers_is_detected(tmp_path, surgery, seq, reason):

@@ -13,9 +13,11 @@ from typer.testing import CliRunner
 
 from features.conversations import ConversationEvent, EventLog
 from pipelines.cli import app
+from privacy.admin import vault_of
 from privacy.audit import AuditLog
 from privacy.crypto import Keyring, Vault
 from privacy.profiles import TABLE, ProfileStore
+from settings.privacy import PrivacyConfig
 from tests.conftest import REPO
 
 PHONE = "13812345678"
@@ -41,8 +43,8 @@ def root(tmp_path_factory) -> Path:
 
 
 def stores(root: Path) -> ProfileStore:
-    keyring = Keyring.load(root / "data/privacy/keyring.json", None)
-    vault = Vault(keyring, root / "data/privacy/data_keys.db")
+    keyring = Keyring.load(root / "keys/keyring.json", None)
+    vault = Vault(keyring, root / "keys/data_keys.db")
     return ProfileStore(vault, root / "data/privacy/personal.db")
 
 
@@ -95,10 +97,12 @@ def test_rotate_then_erase(root) -> None:
     assert after.get("acme", "c1") is None
     assert after.get("globex", "c1") == {"phone": PHONE, "name": "张三"}
     assert list(log.all().customer_id) == ["c2"]
-    audit = AuditLog(root / "data/privacy/audit.db")
+    key = vault_of(PrivacyConfig(), root).system_secret("audit-chain")
+    audit = AuditLog(root / "data/privacy/audit.db", key=key)
     (entry,) = audit.query("acme", action="customer.erase")
     assert entry["resource_id"] == "c1" and entry["actor"].startswith("cli:")
-    assert audit.verify().ok
+    assert audit.verify().ok  # keyed (HMAC) chain: verifies with the key only
+    assert not AuditLog(root / "data/privacy/audit.db").verify().ok
     for file in (root / "data/privacy").iterdir():
         assert PHONE.encode() not in file.read_bytes(), file
 

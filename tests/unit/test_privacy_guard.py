@@ -24,6 +24,7 @@ from privacy.limits import BodySizeLimit, TokenBucket, check_batch
 from privacy.profiles import ProfileStore
 from privacy.responses import MaskJsonResponses
 from privacy.routes import audit_router
+from privacy.sessions import SessionTokens
 
 SECRET = "k" * 48
 POLICY = Path(__file__).resolve().parents[2] / "privacy" / "policies.yaml"
@@ -34,9 +35,10 @@ CUSTOMERS = {  # customer id -> (tenant, owning login)
     "c-a2": ("acme", "u-a2"),
     "c-g1": ("globex", "u-g1"),
 }
+SESSIONS = SessionTokens({"t1": b"s" * 32}, "t1")
 CONVERSATIONS = {"conv-a1": "c-a1", "conv-g1": "c-g1"}
 CLEARANCE = {"customer": 2, "agent": 2, "supervisor": 3, "marketer": 1, "data_scientist": 1,
-             "admin": 3}  # fmt: skip
+             "admin": 3, "ops": 0}  # fmt: skip
 
 
 def token(role: str, tenant: str = "acme", sub: str | None = None, **claims) -> dict:
@@ -49,7 +51,11 @@ def token(role: str, tenant: str = "acme", sub: str | None = None, **claims) -> 
         **claims,
     }
     headers = {"Authorization": f"Bearer {jwt.encode(payload, SECRET, algorithm='HS256')}"}
-    return headers | ({"X-Channel": "wecom"} if role == "customer" else {})
+    if role != "customer":
+        return headers
+    # The channel is a verified chat session's (server-issued token), never a client header.
+    chat, _ = SESSIONS.issue(tenant, payload["sub"], payload["sub"], channel="wecom")
+    return headers | {"X-Chat-Session": chat}
 
 
 def customer(request: Request) -> Resource | None:
@@ -151,6 +157,7 @@ def build_app(
         limiter=limiter,
         clock=lambda: datetime(2026, 11, 27, hour, 0, tzinfo=ZONE),
     )
+    guard.sessions = SESSIONS
 
     app = FastAPI()
     app.add_middleware(BodySizeLimit, max_bytes=2048)
@@ -188,6 +195,7 @@ ALLOWED_OWN = {
     "marketer": {"predict"},
     "data_scientist": {"predict", "promote model"},
     "admin": {"promote model", "admin keys", "read audit"},
+    "ops": set(),  # alerts only (issue 20): none of these routes
 }
 OBJECT_ROUTES = {"read profile", "write profile", "read conversation", "predict", "promote model"}
 
@@ -379,9 +387,16 @@ def test_guard_from_params_and_a_bad_policy_stops_start_up(tmp_path, monkeypatch
     def ping(access: Annotated[Access, Depends(guard.require("predict"))]) -> dict:
         return {"tenant": access.subject.tenant}
 
+    ours = {"iss": "scrm-platform", "aud": "scrm-gateway"}  # the configured issuer/audience
     with TestClient(app) as client:
-        assert client.get("/v1/tenants/x/ping", headers=token("agent")).json() == {"tenant": "acme"}
-        assert client.get("/v1/tenants/x/ping", headers=token("agent")).status_code == 429
+        for claims, refused in [({"iss": "elsewhere", "aud": "scrm-gateway"}, "issuer"),
+                                ({"iss": "scrm-platform", "aud": "elsewhere"}, "audience"),
+                                ({"aud": "scrm-gateway"}, "'iss' claim")]:  # fmt: skip
+            answer = client.get("/v1/tenants/x/ping", headers=token("agent", **claims))
+            assert answer.status_code == 401 and refused in answer.json()["detail"]
+        answer = client.get("/v1/tenants/x/ping", headers=token("agent", **ours))
+        assert answer.json() == {"tenant": "acme"}
+        assert client.get("/v1/tenants/x/ping", headers=token("agent", **ours)).status_code == 429
     assert guard.audit.query("acme")[0]["action"] == "predict"
     broken = tmp_path / "policies.yaml"
     broken.write_text(POLICY.read_text().replace("effect: deny", "effect: refuse", 1))
@@ -426,3 +441,17 @@ def test_a_route_without_a_guard_is_refused_at_import() -> None:
                                   "/openapi.json"}) == ["POST /v1/forgot"]  # fmt: skip
     with pytest.raises(RuntimeError, match="routes without an access check.*POST /v1/forgot"):
         assert_guarded(app, {"/healthz"})
+
+
+def test_a_client_set_channel_header_grants_nothing(world) -> None:
+    """`context.channel` comes from a verified session token only (issue 17): a customer
+    sending `X-Channel: wecom` without one is refused their own profile."""
+    client, _, _ = world
+    headers = {k: v for k, v in token("customer").items() if k != "X-Chat-Session"}
+    forged = client.get("/v1/customers/c-a1/profile", headers={**headers, "X-Channel": "wecom"})
+    assert forged.status_code == 403, forged.text
+    bad = client.get("/v1/customers/c-a1/profile", headers={**headers, "X-Chat-Session": "v1.x"})
+    assert bad.status_code == 401
+    other, _ = SESSIONS.issue("acme", "u-a2", "u-a2", channel="wecom")  # another's token
+    stolen = client.get("/v1/customers/c-a1/profile", headers={**headers, "X-Chat-Session": other})
+    assert stolen.status_code == 401

@@ -132,3 +132,27 @@ def test_split_sends_the_configured_share_to_the_challenger_stably() -> None:
     chosen = [model.takes_challenger(f"req-{i}") for i in range(4000)]
     assert 0.08 < sum(chosen) / len(chosen) < 0.12
     assert chosen == [model.takes_challenger(f"req-{i}") for i in range(4000)]  # retries stay
+
+
+def test_a_split_key_keeps_one_customer_on_one_arm() -> None:
+    from serving.deployments.base import Loaded
+    from serving.model_metrics import ModelMetrics
+
+    def fixed(label: str) -> Any:
+        return SimpleNamespace(predict=lambda frame: pd.DataFrame({"label": [label] * len(frame),
+                                                                   "confidence": 0.9}))  # fmt: skip
+
+    settings = ModelUserConfig(challenger={"mode": "split", "share": 0.5})
+    logged: list = []
+    model = bare(TextModel, name="intent_en", settings=settings,
+                 variants={"champion": Loaded("1", fixed("a")),
+                           "challenger": Loaded("2", fixed("b"))},
+                 log=SimpleNamespace(append=logged.extend),
+                 metrics=ModelMetrics("intent_en", max_labels=3, reference=10, window=10),
+                 spec=SimpleNamespace(registered_model="intent_en"))  # fmt: skip
+    for customer in ("c1", "c2", "c3", "c4", "c5", "c6"):
+        items = [{"text": "x", "id": f"d:{customer}:{i}", "split_key": customer} for i in range(8)]
+        answers = model.score_items(items)
+        assert len({a["variant"] for a in answers}) == 1  # every turn of a customer: one arm
+        assert answers[0]["label"] == ("b" if answers[0]["variant"] == "challenger" else "a")
+    assert len(logged) == 48 and {r["variant"] for r in logged} == {"champion", "challenger"}

@@ -1,0 +1,1 @@
+"""Marketing automation: audiences, protective rules, campaigns and journeys (issue 22)."""

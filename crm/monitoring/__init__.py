@@ -1,0 +1,1 @@
+"""Monitoring of the application (issue 20): business, security, consumers, coverage, alerts."""
