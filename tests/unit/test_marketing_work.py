@@ -5,6 +5,7 @@ URL, done), and the open-conversation rule asking the agent desk's own store."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -27,8 +28,9 @@ from tests.unit.test_marketing_campaigns import NOON, FakeSender, customer, no_s
 from tests.unit.test_marketing_routes import SPEC
 
 
-@pytest.fixture
-def app(tmp_path: Path):
+def make_app(tmp_path: Path, tenants: tuple[str, ...] = ("default",)):
+    """The real parts and API over a desk file, with in-memory customers in `tenants`, the
+    replica's metrics wired to the replacement marketing part."""
     settings = application_settings(tmp_path)
     handoff = settings.dialogue.handoff.model_copy(update={"desk_path": "run/desk.db"})
     dialogue = settings.dialogue.model_copy(update={"handoff": handoff})
@@ -44,13 +46,14 @@ def app(tmp_path: Path):
         )  # fmt: skip
         for i in range(1, 5)
     ]
-    sender, bus, production = FakeSender(), [], parts.marketing
+    sender, production = FakeSender(), parts.marketing
     metrics = parts.marketing_work.metrics  # the replica's registry, as build_parts wired it
+    parts.bus_events = []
     parts.marketing = Marketing(
         production.store,
-        InMemorySource({"default": records}),
-        {"web_chat": sender},
-        metered(bus.append, metrics),
+        InMemorySource({tenant: records for tenant in tenants}),
+        {"web_chat": sender, "dingtalk": sender, "wecom": sender},
+        metered(parts.bus_events.append, metrics),
         open_conversation=production.open_conversation,  # the production desk check
         clock=lambda: NOON,
         sleep=no_sleep,
@@ -60,7 +63,13 @@ def app(tmp_path: Path):
         "marketer": {"X-API-Key": issue_test_key(settings, "mk", "default", "marketer",
                                                  clearance=1, rate_per_s=1e3, burst=1000)},
     }  # fmt: skip
-    with TestClient(build_api(parts)) as client:
+    return build_api(parts), keys, sender, parts
+
+
+@pytest.fixture
+def app(tmp_path: Path):
+    api, keys, sender, parts = make_app(tmp_path)
+    with TestClient(api) as client:
         yield client, keys, sender, parts
     parts.stop()
 
@@ -163,3 +172,75 @@ def test_a_customer_in_an_open_desk_conversation_is_suppressed(app, tmp_path: Pa
     desk.finish(ticket.id, "a1", "resolved")  # the conversation ends: the next run sends
     asyncio.run(parts.marketing.tick("default"))
     assert sorted(c for _, c, _ in sender.sent) == ["c1", "c2", "c4"]
+
+
+def test_vendor_receipts_signed_as_their_webhooks_become_delivered_events(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from crm.channels.wecom import WeComCrypto, encrypted_request_xml
+    from tests.unit.conftest import AES_KEY, CORP, SECRET, TOKEN
+    from tests.unit.test_channels_vendors import dingtalk_headers
+
+    for name, value in (("SCRM_WECOM_TOKEN", TOKEN), ("SCRM_WECOM_AES_KEY", AES_KEY),
+                        ("SCRM_WECOM_CORP_ID", CORP), ("SCRM_WECOM_SECRET", "s"),
+                        ("SCRM_DINGTALK_APP_SECRET", SECRET)):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    api, keys, sender, parts = make_app(tmp_path, ("default", CORP))
+    identity, marketing = parts.channels.identity, parts.marketing
+    identity.link("default", "dingtalk", "staff-1", "c1")
+    identity.link("default", "dingtalk", "staff-2", "c2")
+    identity.link(CORP, "wecom", "wm-1", "c1")
+    ding = {**SPEC, "channels": ["dingtalk"], "templates": {"dingtalk": {"text": "专享"}}}
+    with TestClient(api) as client:
+        cid = client.post("/v1/marketing/campaigns", json=ding, headers=keys["marketer"]).json()
+        client.post(f"/v1/marketing/campaigns/{cid['id']}/launch", headers=keys["marketer"])
+        url = "/v1/marketing/receipts/dingtalk"
+        body = {"errcode": 0, "send_result": {"read_user_id_list": ["staff-1"],
+                "unread_user_id_list": ["staff-2", "staff-9"]}}  # fmt: skip
+        forged = client.post(url, json=body, headers=dingtalk_headers(secret="wrong"))
+        assert forged.status_code == 401 and parts.bus_events[-1].type == "campaign.sent"
+        headers = dingtalk_headers()
+        answer = client.post(url, json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["by_outcome"] == {"delivered": 2, "opened": 1, "unknown_sender": 1}
+        again = client.post(url, json=body, headers=headers)  # the vendor retries: counted once
+        assert again.json()["by_outcome"] == {"duplicates": 3, "unknown_sender": 1}
+        outcomes = [(e.type, e.customer_id, e.campaign_id, e.channel) for e in parts.bus_events
+                    if e.type != "campaign.sent"]  # fmt: skip
+        assert outcomes == [
+            ("campaign.delivered", "c2", cid["id"], "dingtalk"),
+            ("campaign.delivered", "c1", cid["id"], "dingtalk"),
+            ("campaign.opened", "c1", cid["id"], "dingtalk"),
+        ]
+        assert client.post(url, content=b"{}", headers=dingtalk_headers()).status_code == 422
+
+        wecom = marketing.create(CORP, load_spec(
+            "name: w\npurpose: promotions\naudience: {all: []}\nchannels: [wecom]\n"
+            "templates: {wecom: {text: hi}}"))["id"]  # fmt: skip
+        asyncio.run(marketing.launch(CORP, wecom))
+        results = {
+            "errcode": 0,
+            "send_list": [
+                {"external_userid": "wm-1", "userid": "zhang", "status": 1, "send_time": 1},
+                {"external_userid": "wm-2", "status": 2},
+            ],
+        }
+        crypto = WeComCrypto(TOKEN, AES_KEY, CORP)
+        envelope, query = encrypted_request_xml(crypto, json.dumps(results))
+        tampered = {**query, "msg_signature": "0" * 40}
+        url = "/v1/marketing/receipts/wecom"
+        assert client.post(url, content=envelope, params=tampered).status_code == 401
+        answer = client.post(url, content=envelope, params=query)
+        assert answer.status_code == 200 and answer.json()["by_outcome"] == {"delivered": 1}
+        last = parts.bus_events[-1]
+        assert (last.type, last.tenant, last.customer_id, last.campaign_id) == (
+            "campaign.delivered",
+            CORP,
+            "c1",
+            wecom,
+        )
+        assert client.post("/v1/marketing/receipts/mqtt", json={}).status_code == 404
+        text = client.get("/metrics").text
+        series = f'campaign="{wecom}",channel="wecom",kind="delivered",tenant="{CORP}"'
+        assert f"scrm_marketing_outcomes_total{{{series}}} 1.0" in text
+    parts.stop()
