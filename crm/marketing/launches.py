@@ -40,7 +40,7 @@ UNFINISHED = ("queued", "running")
 class LaunchQueue:
     store: Any  # crm.marketing.store.CampaignStore (its sqlite file holds the jobs too)
     marketing_of: Callable[[], Any]
-    inline_max: int = 500
+    inline_max: int = 100  # at the default 20 sends/s: at most ~5 s inside a request
     lease_s: float = 600.0
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     metrics: Any = None  # crm.monitoring.marketing.MarketingMetrics
