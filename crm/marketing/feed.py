@@ -18,6 +18,7 @@ customers past that campaign's `no_purchase_days` (a customer joins a campaign o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -66,6 +67,16 @@ class MarketingFeed:
 
     def __post_init__(self) -> None:
         self.db = open_outbox(self.derived)
+        self.inode = self.derived.stat().st_ino
+
+    def follow_file(self) -> None:
+        """Reopen when the derived file was replaced (`scrm events replay` sets the old one
+        aside): an open connection would keep reading the old file."""
+        with contextlib.suppress(FileNotFoundError):
+            if self.derived.stat().st_ino == self.inode:
+                return
+        self.db.close()
+        self.__post_init__()
 
     def take(self) -> list[tuple]:
         """Pending rows this replica now holds the lease on (oldest first)."""
@@ -109,6 +120,7 @@ class MarketingFeed:
         marketing, counts = self.marketing_of(), {}
         if marketing is None:
             return counts
+        self.follow_file()
         oldest = self.clock() - timedelta(seconds=self.max_age_s)
         for row in self.take():
             outcome = await self.hand_over(marketing, row, oldest)
@@ -150,6 +162,7 @@ class MarketingFeed:
         marketing = self.marketing_of()
         if marketing is None:
             return 0
+        self.follow_file()
         joined = 0
         for tenant in marketing.store.running_tenants():
             days = self.listening_days(marketing, tenant)

@@ -244,3 +244,35 @@ def test_vendor_receipts_signed_as_their_webhooks_become_delivered_events(
         series = f'campaign="{wecom}",channel="wecom",kind="delivered",tenant="{CORP}"'
         assert f"scrm_marketing_outcomes_total{{{series}}} 1.0" in text
     parts.stop()
+
+
+def test_the_production_wiring_fires_a_churn_campaign_from_the_bus(app) -> None:
+    """The gateway's bus, `scrm events run` (the stream processors over the settings' derived
+    file) and the replica's marketing task: one message, also after a replay of the bus."""
+    from datetime import UTC, datetime
+
+    from events.schemas import PredictionMade
+    from pipelines.events import replay, run_processors
+
+    client, keys, sender, parts = app
+    trigger = {"events": ["signal:churn_crossed"], "churn_threshold": 0.7}
+    spec = {**SPEC, "name": "churn-save", "trigger": trigger}
+    cid = client.post("/v1/marketing/campaigns", json=spec, headers=keys["marketer"]).json()["id"]
+    client.post(f"/v1/marketing/campaigns/{cid}/launch", headers=keys["marketer"])
+    now = datetime.now(UTC)
+    scores = [("c1", 0.4), ("c1", 0.9), ("c2", 0.5), ("c3", 0.95)]  # c3: no consent
+    parts.bus.publish(
+        [PredictionMade(customer_id=c, model="churn", confidence=p, at=now) for c, p in scores]
+    )
+    assert run_processors(parts.settings) > 0
+    asyncio.run(parts.marketing_work.step())
+    assert [c for _, c, _ in sender.sent] == ["c1"]
+    campaign = client.get(f"/v1/marketing/campaigns/{cid}", headers=keys["marketer"]).json()
+    assert campaign["audience_size"] == 2  # c1 and c3 joined; c3 was refused by its consent
+    replay(parts.settings)  # the derived file set aside and rebuilt from the start of the bus
+    asyncio.run(parts.marketing_work.step())
+    assert [c for _, c, _ in sender.sent] == ["c1"]
+    rows = parts.marketing_work.feed.db.execute(
+        "SELECT COUNT(*) FROM marketing_outbox WHERE done_at IS NOT NULL"
+    ).fetchone()
+    assert rows[0] == 8  # the rebuilt outbox (4 predictions, 4 first-or-rising scores)
