@@ -204,8 +204,12 @@ def marketing_work_of(parts: AppParts) -> None:
     from crm.monitoring.marketing import metered
 
     marketing = parts.marketing
-    work = build_work(parts.settings, lambda: parts.marketing, marketing.store,
-                      parts.metrics.registry)  # fmt: skip
+    try:
+        work = build_work(parts.settings, lambda: parts.marketing, marketing.store,
+                          parts.metrics.registry)  # fmt: skip
+    except Exception as error:  # launches then run inline; marketing must not stop the gateway
+        log.warning("marketing background work not available: %s", error)
+        return
     marketing.publish = metered(marketing.publish, work.metrics)
     marketing.on_skip = work.metrics.skipped
     parts.marketing_work = work

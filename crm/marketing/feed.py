@@ -115,18 +115,22 @@ class MarketingFeed:
                 "UPDATE marketing_outbox SET lease_until = 0 WHERE event_id = ?", (event_id,)
             )
 
-    async def drain(self) -> dict[str, int]:
+    async def drain(self, rounds: int = 20) -> dict[str, int]:
         """Hand every pending row to marketing; counts by outcome (joined, none, stale...)."""
         marketing, counts = self.marketing_of(), {}
         if marketing is None:
             return counts
         self.follow_file()
         oldest = self.clock() - timedelta(seconds=self.max_age_s)
-        for row in self.take():
-            outcome = await self.hand_over(marketing, row, oldest)
-            counts[outcome] = counts.get(outcome, 0) + 1
-            if self.metrics is not None:
-                self.metrics.trigger(row[3], outcome)
+        for _ in range(rounds):  # a backlog goes out now, not one batch a second
+            rows = self.take()
+            for row in rows:
+                outcome = await self.hand_over(marketing, row, oldest)
+                counts[outcome] = counts.get(outcome, 0) + 1
+                if self.metrics is not None:
+                    self.metrics.trigger(row[3], outcome)
+            if len(rows) < self.batch:
+                break
         return counts
 
     async def hand_over(self, marketing: Any, row: tuple, oldest: datetime) -> str:

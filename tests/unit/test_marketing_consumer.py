@@ -189,3 +189,16 @@ def test_a_campaign_threshold_decides_what_crossing_means() -> None:
     assert trigger.fires(crossing) and not trigger.fires(above) and trigger.fires(first)
     lapsed = Signal("signal:no_purchase", "acme", "c1", NOON, "e4", {"days": 29.5})
     assert not load_spec(LAPSED).trigger.fires(lapsed)
+
+
+def test_a_backlog_is_drained_in_one_call_batch_by_batch(tmp_path: Path) -> None:
+    bus, derived = EmbeddedBus(tmp_path / "bus.db", 2), tmp_path / "derived.db"
+    people = [person(f"c{i}") for i in range(5)]
+    marketing, senders, _, _ = world(people)
+    campaigns(marketing, CHURN)
+    asyncio.run(bus.publish([churn(p.customer_id, 0.9) for p in people]))
+    consume(bus, derived)
+    feed = MarketingFeed(lambda: marketing, derived, clock=lambda: NOON, batch=3)
+    assert asyncio.run(feed.drain()) == {"joined": 5, "none": 5}  # 10 rows, 4 batches
+    assert len(senders["web_chat"].sent) == 5
+    feed.close()
