@@ -35,10 +35,22 @@ class DeskConversations:
 
     def connect(self) -> sqlite3.Connection | None:
         if self.db is None and self.path.is_file():
+            self.index()
             self.db = sqlite3.connect(
                 f"file:{self.path}?mode=ro", uri=True, timeout=10, check_same_thread=False
             )
         return self.db
+
+    def index(self) -> None:
+        """An index on the clear customer key (the desk's own erase filters on it too):
+        without it each check scans every ticket ever opened (`python -m crm.marketing.desk
+        bench/results/marketing_desk.json`). Additive; if it cannot be made, we scan."""
+        try:
+            with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as db:
+                db.execute("CREATE INDEX IF NOT EXISTS desk_by_data_key ON desk (kind, data_key)")
+                db.commit()
+        except sqlite3.Error as error:
+            log.warning("desk index not made (%s): open-conversation checks scan the desk", error)
 
     def tickets(self, customer_id: str) -> list[str]:
         with self.lock:
@@ -83,3 +95,37 @@ def desk_conversations(settings: Any, cipher: Any) -> Any:
         log.warning("no desk file (dialogue.handoff.desk_path): open conversations not checked")
         return None
     return DeskConversations(settings.path(desk), cipher)
+
+
+def bench(tickets: int = 100_000, lookups: int = 1000, index: bool = True) -> dict[str, Any]:
+    """Milliseconds per open-conversation check over a desk of `tickets` plain tickets."""
+    import tempfile
+    import time
+
+    path = Path(tempfile.mkdtemp()) / "desk.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE desk (kind TEXT, id TEXT, body TEXT, data_key TEXT NOT NULL "
+                   "DEFAULT '', PRIMARY KEY (kind, id))")  # fmt: skip
+        rows = (
+            ("ticket", f"T{i:06d}", json.dumps({"session_key": f"customer:c{i % 20_000}",
+             "state": "open" if i % 50 == 0 else "resolved"}), f"c{i % 20_000}")
+            for i in range(tickets)
+        )  # fmt: skip
+        db.executemany("INSERT INTO desk VALUES (?, ?, ?, ?)", rows)
+        db.commit()
+    check = DeskConversations(path)
+    if not index:
+        check.index = lambda: None  # type: ignore[method-assign]
+    start = time.perf_counter()
+    found = sum(check("default", f"c{i}") for i in range(lookups))
+    return {"tickets": tickets, "lookups": lookups, "open": found, "index": index,
+            "ms_per_check": round(1000 * (time.perf_counter() - start) / lookups, 3)}  # fmt: skip
+
+
+if __name__ == "__main__":  # python -m crm.marketing.desk [out.json]
+    import sys
+
+    runs = [bench(index=True), bench(index=False)]
+    print(json.dumps(runs))
+    if len(sys.argv) > 1:
+        Path(sys.argv[1]).write_text(json.dumps(runs, indent=1) + "\n")
