@@ -12,19 +12,26 @@ only, audited).
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crm.conversation.desk import Desk
 from crm.conversation.handoff import DeskError
 from privacy.abac import Resource
 
+# An agent id from the path is stored by the desk: letters, digits, `_.@-` only (a NUL, a lone
+# surrogate or an 8 KB id from a fuzzed URL was registered as an agent; issue 26).
+AgentId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[\w.@-]+$")]
+Skill = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w.-]+$")]
+
 
 class AgentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    skills: list[str] = Field(min_length=1, description="e.g. cards, accounts, general")
+    skills: list[Skill] = Field(
+        min_length=1, max_length=32, description="e.g. cards, accounts, general"
+    )
     capacity: int = Field(3, ge=1, le=50, description="Conversations at once.")
 
 
@@ -159,7 +166,7 @@ def agent_router(
             raise HTTPException(status_code=error.status, detail=str(error)) from error
 
     @router.put("/agents/{agent_id}", dependencies=[Depends(on_desk)])
-    async def register(agent_id: str, body: AgentIn, request: Request) -> dict:
+    async def register(agent_id: AgentId, body: AgentIn, request: Request) -> dict:
         as_agent(request, agent_id)
         return await call("register", agent_id=agent_id, skills=sorted(body.skills),
                           capacity=body.capacity)  # fmt: skip

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -80,8 +79,10 @@ def detail_problem(status: int, content: bytes) -> str | None:
     detail = body.get("detail") if isinstance(body, dict) else None
     if isinstance(detail, str) and detail.strip():
         return None
-    if isinstance(detail, list) and detail and all(
-        isinstance(d, dict) and d.get("msg") for d in detail
+    if (
+        isinstance(detail, list)
+        and detail
+        and all(isinstance(d, dict) and d.get("msg") for d in detail)
     ):
         return None
     return f"{status} without a readable detail: {str(body)[:200]}"
@@ -155,3 +156,159 @@ def test_every_route_and_role_answers_below_500_with_a_readable_detail(fuzzed) -
     elapsed = time.monotonic() - started
     print(f"fuzzed {sent} requests over {len(operations(schema))} routes in {elapsed:.0f} s")
     assert not failures, "\n\n".join(f"{label}\n{text}" for label, text in failures.items())
+
+
+def first_case(operation: Any) -> Any:
+    """One schema-valid request of `operation` (deterministic), to mutate field by field."""
+    found: list[Any] = []
+
+    @settings(max_examples=1, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck), phases=["explicit", "generate"])  # fmt: skip
+    @given(case=operation.as_strategy(GenerationMode.POSITIVE))
+    def take(case: Any) -> None:
+        found.append(case)
+
+    take()
+    return found[0]
+
+
+def leaves(value: Any, path: tuple = ()) -> list[tuple[tuple, Any]]:
+    """(path, value) of every scalar in a JSON value, breadth first."""
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in leaves(v, (*path, k))]
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in leaves(v, (*path, i))]
+    return [(path, value)]
+
+
+def replaced(value: Any, path: tuple, new: Any) -> Any:
+    if not path:
+        return new
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = replaced(value[path[0]], path[1:], new)
+    return copy
+
+
+def body_mutations(body: Any) -> list[tuple[str, bytes]]:
+    """Hostile bodies from a valid one: each text leaf gets each hostile string (lone surrogates
+    both as a JSON escape and as raw bytes), each number a string, a leaf nested 5000 deep."""
+    out = [("deeply nested body", DEEP.encode()), ("number as body", b"12")]
+    for path, leaf in leaves(body)[:4]:
+        where = "/".join(map(str, path)) or "body"
+        if isinstance(leaf, str) or leaf is None:
+            for name, text in HOSTILE_TEXT.items():
+                out.append((f"{where}: {name}", json.dumps(replaced(body, path, text)).encode()))
+            raw = json.dumps(replaced(body, path, "a\ud800b"), ensure_ascii=False)
+            out.append((f"{where}: raw surrogate bytes", raw.encode("utf-8", "surrogatepass")))
+            out.append((f"{where}: number", json.dumps(replaced(body, path, 12345)).encode()))
+        elif isinstance(leaf, int | float) and not isinstance(leaf, bool):
+            for text in (str(leaf), "NaN", "1e309"):
+                out.append((f"{where}: {text!r}", json.dumps(replaced(body, path, text)).encode()))
+        marked = json.dumps(replaced(body, path, "__nested__"))
+        nested = marked.replace('"__nested__"', "[" * 2000 + '"x"' + "]" * 2000)
+        out.append((f"{where}: nested 2000 deep", nested.encode()))
+    return out
+
+
+def url_text(text: str) -> str:
+    """Percent-encoded, lone surrogates as their (invalid) UTF-8 bytes, as a hostile client
+    would send them; long values cut to 8 KB of URL."""
+    return quote(text[:2000].encode("utf-8", "surrogatepass"), safe="")
+
+
+def hostile_requests(case: Any) -> list[tuple[str, str, bytes | None]]:
+    """(what, url, body) of every hostile variant of `case`: path, query and body fields."""
+    path_params = {k: str(v) for k, v in (case.path_parameters or {}).items()}
+    query = {k: str(v) for k, v in (case.query or {}).items()}
+
+    def url(params: dict[str, str], query_params: dict[str, str]) -> str:
+        path = case.operation.path
+        for name, value in params.items():
+            path = path.replace("{" + name + "}", value)
+        pairs = "&".join(f"{quote(k)}={v}" for k, v in query_params.items())
+        return path + (f"?{pairs}" if pairs else "")
+
+    safe = {k: quote(v, safe="") for k, v in path_params.items()}
+    safe_query = {k: quote(v, safe="") for k, v in query.items()}
+    given_body = case.body if isinstance(case.body, dict | list | str | int | float) else None
+    body = json.dumps(given_body).encode() if given_body is not None else None
+    out: list[tuple[str, str, bytes | None]] = []
+    for name, text in HOSTILE_TEXT.items():
+        for param in path_params:
+            out.append((f"path {param}: {name}", url({**safe, param: url_text(text)}, safe_query),
+                        body))  # fmt: skip
+        for param in query:
+            out.append((f"query {param}: {name}", url(safe, {**safe_query, param: url_text(text)}),
+                        body))  # fmt: skip
+    if case.operation.body:
+        for what, hostile in body_mutations(given_body if given_body is not None else {}):
+            out.append((what, url(safe, safe_query), hostile))
+    return out
+
+
+def must_refuse(method: str, what: str) -> bool:
+    """A write route never stores a NUL or a lone surrogate, nor an 8 KB id from its path."""
+    if method.upper() in ("GET", "HEAD", "OPTIONS"):
+        return False
+    return any(bad in what for bad in ("NUL", "surrogate")) or (
+        what.startswith("path") and "emoji" in what
+    )
+
+
+def first_admitted(client: Any, case: Any, keys: dict) -> dict:
+    """The credentials of the first role the route lets through (hostile input should reach
+    the route, not stop at 403), supervisor's when none does."""
+    for role in ("admin", "supervisor", "marketer", "agent", "ops", "data_scientist", "customer"):
+        answer = case.call(session=client, headers=keys[role])
+        if answer.status_code not in (401, 403):
+            return keys[role]
+    return keys["supervisor"]
+
+
+def test_hostile_values_in_every_field_get_a_4xx_with_a_detail_never_a_500(fuzzed) -> None:
+    schema, client, keys = fuzzed
+    failures: list[str] = []
+    sent, started = 0, time.monotonic()
+    for operation in operations(schema):
+        case = first_case(operation)
+        headers = {**first_admitted(client, case, keys), "Content-Type": "application/json"}
+        for what, url, body in hostile_requests(case):
+            answer = client.request(operation.method.upper(), url, data=body, headers=headers)
+            sent += 1
+            status, problem = answer.status_code, None
+            if status >= 500 and (status != 503 or detail_problem(status, answer.content)):
+                problem = f"server error {status}: {answer.content[:200]!r}"
+            elif 400 <= status < 500:
+                problem = detail_problem(status, answer.content)
+            if problem is None and status < 400 and must_refuse(operation.method, what):
+                problem = f"accepted with {status}: {answer.content[:200]!r}"
+            if problem:
+                failures.append(f"{operation.label} [{what}] -> {problem}")
+    elapsed = time.monotonic() - started
+    print(f"sent {sent} hostile requests over {len(operations(schema))} routes in {elapsed:.0f} s")
+    assert not failures, "\n".join(failures[:60])
+
+
+# Regressions of what the fuzzing found (issue 26), one request each.
+
+
+@pytest.mark.parametrize(
+    "agent_id", ["a%00b", "a%ED%A0%80b", quote("😀" * 2000), "a%E2%80%AEb", "a%20b"]
+)
+def test_hostile_agent_ids_from_the_path_are_not_registered(fuzzed, agent_id: str) -> None:
+    _, client, keys = fuzzed
+    answer = client.put(
+        f"/v1/agent/agents/{agent_id}", json={"skills": ["general"]}, headers=keys["supervisor"]
+    )
+    assert answer.status_code == 422, answer.text
+    assert "agent_id" in answer.json()["detail"]
+    good = client.put("/v1/agent/agents/li.wang@desk-2", json={"skills": ["贷款", "cards"]},
+                      headers=keys["supervisor"])  # fmt: skip
+    assert good.status_code == 200, good.text
+
+
+@pytest.mark.parametrize("skills", [[""], ["x" * 65], ["a b"], ["general"] * 33])
+def test_blank_long_or_too_many_skills_are_refused(fuzzed, skills: list[str]) -> None:
+    _, client, keys = fuzzed
+    answer = client.put("/v1/agent/agents/li", json={"skills": skills}, headers=keys["supervisor"])
+    assert answer.status_code == 422 and "skills" in answer.json()["detail"], answer.text
