@@ -32,12 +32,18 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from crm.api import build_api
 from crm.parts import build_parts
 from privacy.auth import ROLES
-from tests.support import FakeFeatures, LocalConversation, application_settings, issue_test_key
+from tests.support import (
+    FakeFeatures,
+    LocalConversation,
+    application_settings,
+    issue_test_key,
+    open_web_chat,
+)
 from tests.unit.test_application import CUSTOMER, models
 from tests.unit.test_dialogue import intent, make_manager
 
 EXAMPLES = int(os.environ.get("SCRM_FUZZ_EXAMPLES", "2"))
-NEGATIVE = max(1, EXAMPLES // 2)
+DEEPER = 5  # times more examples on routes whose path names a real object
 CALLERS = (*ROLES, "anonymous")
 EMOJI_MB = "😀" * (1 << 18)  # 4 bytes each: 1 MiB of UTF-8
 DEEP = "[" * 5000 + "]" * 5000
@@ -109,8 +115,41 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory):
     keys["anonymous"] = {}
     api = build_api(parts)
     schema = schemathesis.openapi.from_asgi("/openapi.json", api)
-    yield schema, ASGIClient(api), keys
+    client = ASGIClient(api)
+    KNOWN.update(known_objects(client, keys))
+    yield schema, client, keys
     parts.stop()
+
+
+KNOWN: dict[str, str] = {}
+SPEC = {
+    "name": "fuzz",
+    "purpose": "promotions",
+    "audience": {"all": [{"kind": "segment", "name": "at_risk"}]},
+    "channels": ["web_chat"],
+    "templates": {"web_chat": {"text": "{surname}先生/女士，专享", "plain": "专享"}},
+}
+
+
+def known_objects(client: Any, keys: dict) -> dict[str, str]:
+    """Ids of real objects (a customer, a web chat session with a ticket, a campaign), so the
+    fuzzer reaches the routes' bodies and not only their 404s."""
+    sup = keys["supervisor"]
+    chat = open_web_chat(client, sup)
+    said = client.post("/v1/channels/web_chat/messages", headers=chat["headers"],
+                       json={"text": "转人工", "message_id": "m-1"})  # fmt: skip
+    assert said.status_code == 200, said.text
+    queue = client.get("/v1/agent/queue", headers=sup).json()
+    made = client.post("/v1/marketing/campaigns", json=SPEC, headers=keys["marketer"])
+    assert made.status_code == 201, made.text
+    return {
+        "customer_id": CUSTOMER,
+        "session_id": chat["session_id"],
+        "ticket_id": queue[0]["id"],
+        "campaign_id": made.json()["id"],
+        "agent_id": "fuzz-agent",
+        "channel": "web_chat",
+    }
 
 
 def operations(schema: Any) -> list[Any]:
@@ -119,7 +158,14 @@ def operations(schema: Any) -> list[Any]:
     return found
 
 
-def fuzz_operation(operation: Any, client: Any, headers: dict, failures: dict) -> int:
+def fuzz_operation(
+    operation: Any,
+    client: Any,
+    headers: dict,
+    failures: dict,
+    path: dict | None = None,
+    examples: int = EXAMPLES,
+) -> int:
     """Positive and negative examples of one operation for one caller; returns how many ran."""
     ran = [0]
 
@@ -130,7 +176,8 @@ def fuzz_operation(operation: Any, client: Any, headers: dict, failures: dict) -
         except (Exception, FailureGroup) as error:  # keep going: report every failing route
             failures.setdefault(operation.label, str(error)[:1500])
 
-    for mode, count in ((GenerationMode.POSITIVE, EXAMPLES), (GenerationMode.NEGATIVE, NEGATIVE)):
+    negative = max(1, examples // 2)
+    for mode, count in ((GenerationMode.POSITIVE, examples), (GenerationMode.NEGATIVE, negative)):
         run = settings(
             max_examples=count,
             deadline=None,
@@ -138,7 +185,7 @@ def fuzz_operation(operation: Any, client: Any, headers: dict, failures: dict) -
             derandomize=True,
             suppress_health_check=list(HealthCheck),
             phases=["explicit", "generate"],
-        )(given(case=operation.as_strategy(mode))(one))
+        )(given(case=operation.as_strategy(mode, path_parameters=path))(one))
         try:
             run()
         except Unsatisfiable:  # nothing to get wrong (no parameters, no body): no negatives
@@ -158,13 +205,13 @@ def test_every_route_and_role_answers_below_500_with_a_readable_detail(fuzzed) -
     assert not failures, "\n\n".join(f"{label}\n{text}" for label, text in failures.items())
 
 
-def first_case(operation: Any) -> Any:
+def first_case(operation: Any, path: dict | None = None) -> Any:
     """One schema-valid request of `operation` (deterministic), to mutate field by field."""
     found: list[Any] = []
 
     @settings(max_examples=1, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck), phases=["explicit", "generate"])  # fmt: skip
-    @given(case=operation.as_strategy(GenerationMode.POSITIVE))
+    @given(case=operation.as_strategy(GenerationMode.POSITIVE, path_parameters=path))
     def take(case: Any) -> None:
         found.append(case)
 
@@ -287,6 +334,21 @@ def test_hostile_values_in_every_field_get_a_4xx_with_a_detail_never_a_500(fuzze
     elapsed = time.monotonic() - started
     print(f"sent {sent} hostile requests over {len(operations(schema))} routes in {elapsed:.0f} s")
     assert not failures, "\n".join(failures[:60])
+
+
+def test_routes_on_real_objects_answer_below_500_with_a_readable_detail(fuzzed) -> None:
+    """The same checks with the path naming objects that exist, for the first role admitted,
+    so bodies and queries are fuzzed past the 404 of an unknown id."""
+    schema, client, keys = fuzzed
+    failures: dict[str, str] = {}
+    for operation in operations(schema):
+        names = [p.name for p in operation.path_parameters]
+        if not names or not all(name in KNOWN for name in names):
+            continue
+        path = {name: KNOWN[name] for name in names}
+        headers = first_admitted(client, first_case(operation, path), keys)
+        fuzz_operation(operation, client, headers, failures, path, EXAMPLES * DEEPER)
+    assert not failures, "\n\n".join(f"{label}\n{text}" for label, text in failures.items())
 
 
 # Regressions of what the fuzzing found (issue 26), one request each.
