@@ -20,6 +20,10 @@ from privacy.limits import send_refusal
 MAX_DEPTH = 32
 # C0 controls but tab, newline, carriage return; DEL; lone surrogates.
 FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|[\ud800-\udfff]")
+# A path parameter a route stores (`Path(pattern=PATH_TEXT)`): no control character, and no
+# U+FFFD, which is what invalid UTF-8 in a URL (a lone surrogate's bytes) is decoded to; the
+# body middleware never sees paths (issue 26).
+PATH_TEXT = r"^[^\x00-\x1f\x7f\uFFFD]+$"
 
 
 class HostileText(ValueError):

@@ -36,9 +36,10 @@ from crm.messages import (
     MessageHandler,
     RawRequest,
 )
+from privacy.hostile import PATH_TEXT
 from settings.channels import WebChatSettings
 
-SENDER_ID = PathParam(min_length=1, max_length=128)
+SENDER_ID = PathParam(min_length=1, max_length=128, pattern=PATH_TEXT)
 
 
 class IdentityLink(BaseModel):

@@ -317,7 +317,8 @@ def test_hostile_values_in_every_field_get_a_4xx_with_a_detail_never_a_500(fuzze
     failures: list[str] = []
     sent, started = 0, time.monotonic()
     for operation in operations(schema):
-        case = first_case(operation)
+        names = [p.name for p in operation.path_parameters]
+        case = first_case(operation, {n: KNOWN[n] for n in names if n in KNOWN} or None)
         headers = {**first_admitted(client, case, keys), "Content-Type": "application/json"}
         for what, url, body in hostile_requests(case):
             answer = client.request(operation.method.upper(), url, data=body, headers=headers)
@@ -374,3 +375,16 @@ def test_blank_long_or_too_many_skills_are_refused(fuzzed, skills: list[str]) ->
     _, client, keys = fuzzed
     answer = client.put("/v1/agent/agents/li", json={"skills": skills}, headers=keys["supervisor"])
     assert answer.status_code == 422 and "skills" in answer.json()["detail"], answer.text
+
+
+@pytest.mark.parametrize("sender_id", ["a%00b", "a%ED%A0%80b", "a%1Bb", "a%FFb"])
+def test_hostile_sender_ids_from_the_path_are_not_linked(fuzzed, sender_id: str) -> None:
+    _, client, keys = fuzzed
+    url = f"/v1/channels/web_chat/identities/{sender_id}"
+    body = {"customer_id": CUSTOMER}
+    answer = client.put(url, json=body, headers=keys["supervisor"])
+    assert answer.status_code == 422, answer.text
+    assert "sender_id" in answer.json()["detail"]
+    fine = client.put("/v1/channels/web_chat/identities/张三.wx-1", json=body,
+                      headers=keys["supervisor"])  # fmt: skip
+    assert fine.status_code == 200, fine.text
