@@ -122,6 +122,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory):
 
 
 KNOWN: dict[str, str] = {}
+CHAT: dict[str, str] = {}  # a supervisor's key + an open web chat session's token
 SPEC = {
     "name": "fuzz",
     "purpose": "promotions",
@@ -142,6 +143,7 @@ def known_objects(client: Any, keys: dict) -> dict[str, str]:
     queue = client.get("/v1/agent/queue", headers=sup).json()
     made = client.post("/v1/marketing/campaigns", json=SPEC, headers=keys["marketer"])
     assert made.status_code == 201, made.text
+    CHAT.update(chat["headers"])
     return {
         "customer_id": CUSTOMER,
         "session_id": chat["session_id"],
@@ -305,6 +307,8 @@ def must_refuse(method: str, what: str) -> bool:
 def first_admitted(client: Any, case: Any, keys: dict) -> dict:
     """The credentials of the first role the route lets through (hostile input should reach
     the route, not stop at 403), supervisor's when none does."""
+    if case.operation.path == "/v1/channels/{channel}/messages":
+        return CHAT  # the web chat takes its session token (vendors sign; they answer 401)
     for role in ("admin", "supervisor", "marketer", "agent", "ops", "data_scientist", "customer"):
         answer = case.call(session=client, headers=keys[role])
         if answer.status_code not in (401, 403):
@@ -388,3 +392,33 @@ def test_hostile_sender_ids_from_the_path_are_not_linked(fuzzed, sender_id: str)
     fine = client.put("/v1/channels/web_chat/identities/张三.wx-1", json=body,
                       headers=keys["supervisor"])  # fmt: skip
     assert fine.status_code == 200, fine.text
+
+
+HOSTILE_HEADERS = {
+    "NUL in the key": {"X-API-Key": b"scrm_ab\x00cd_ef"},
+    "surrogate bytes in the key": {"X-API-Key": b"scrm_\xed\xa0\x80_x"},
+    "16 KB bearer token": {"Authorization": "Bearer " + "a" * 16384},
+    "RTL in the scheme": {"Authorization": "\u202eBearer x".encode()},
+    "garbage chat token": {"X-Chat-Session": b"\xff\xfe" * 40, "X-Request-Id": b"\x00" * 80},
+}
+
+
+def test_hostile_credentials_on_every_route_get_a_4xx_with_a_detail(fuzzed) -> None:
+    """Credentials and ids in headers are text too: refused with a reason, never a 500."""
+    schema, client, _ = fuzzed
+    failures = []
+    for operation in operations(schema):
+        case = first_case(operation)
+        for what, headers in HOSTILE_HEADERS.items():
+            raw = {k: v.decode("latin-1") if isinstance(v, bytes) else v  # bytes on the wire
+                   for k, v in headers.items()}  # fmt: skip
+            body = case.body if isinstance(case.body, dict | list) else None
+            answer = client.request(case.method, case.formatted_path, params=case.query,
+                                    json=body, headers=raw)  # fmt: skip
+            status = answer.status_code
+            problem = detail_problem(status, answer.content) if status >= 400 else None
+            if status >= 500 and status != 503:
+                problem = f"server error {status}: {answer.content[:200]!r}"
+            if problem:
+                failures.append(f"{operation.label} [{what}] -> {problem}")
+    assert not failures, "\n".join(failures[:60])
