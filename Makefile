@@ -16,7 +16,7 @@ MLFLOW_DB := sqlite:///$(CURDIR)/mlruns/mlflow.db
 UI_PORT ?= 5000
 FEAST_UI_PORT ?= 8888
 
-.PHONY: help install run pipeline serve stop step ui feast-ui test test-fast lint lock clean monitoring-deps monitor
+.PHONY: help install run pipeline serve stop step ui feast-ui test test-fast fuzz lint lock clean monitoring-deps monitor
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,10 @@ test: $(STAMP) monitoring-deps  ## ruff, then every test: unit and integration (
 
 test-fast: $(STAMP) monitoring-deps  ## unit tests only: no servers, no dvc repro, no Ray (under 3 minutes)
 	$(BIN)/pytest tests/unit
+
+fuzz: $(STAMP)  ## schemathesis + hostile input on every route and role, 10 examples each (issue 26)
+	SCRM_FUZZ_EXAMPLES=$${SCRM_FUZZ_EXAMPLES:-10} SCRM_FUZZ_RESULTS=bench/results/api_fuzz.json \
+	  $(BIN)/pytest -q -p no:cacheprovider tests/unit/test_api_fuzz.py
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
