@@ -19,7 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    negative_data_rejection,
+    response_schema_conformance,
+)
 
 from privacy.auth import ROLES
 
@@ -54,7 +57,8 @@ def readable_detail(ctx: Any, response: Any, case: Any) -> bool | None:
 
 
 schemathesis.check(readable_detail)
-CHECKS = [response_schema_conformance, readable_detail]
+# negative_data_rejection: a request the schema forbids is refused (4xx), never accepted.
+CHECKS = [response_schema_conformance, negative_data_rejection, readable_detail]
 
 
 def detail_problem(status: int, content: bytes) -> str | None:

@@ -246,3 +246,13 @@ def test_hostile_credentials_on_every_route_get_a_4xx_with_a_detail(fuzzed) -> N
             if problem:
                 failures.append(f"{operation.label} [{what}] -> {problem}")
     assert not failures, "\n".join(failures[:60])
+
+
+def test_a_422_is_documented_as_it_is_sent(fuzzed) -> None:
+    """FastAPI documented every 422 as a list of errors; the API sends one readable line."""
+    _, client, keys = fuzzed
+    documented = client.get("/openapi.json").json()["components"]["schemas"]
+    assert documented["HTTPValidationError"]["properties"]["detail"]["type"] == "string"
+    answer = client.put("/v1/agent/agents/li", json={"skills": []}, headers=keys["supervisor"])
+    assert answer.status_code == 422 and isinstance(answer.json()["detail"], str)
+    assert set(answer.json()) == {"detail", "request_id"}
