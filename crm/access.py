@@ -25,7 +25,9 @@ from privacy.guard import Access, Guard, NotFound
 from privacy.tenancy import CustomerDirectory, Exists
 from settings import Settings
 
-CUSTOMER_ID = re.compile(r"^[\w-]{1,64}$")
+# ASCII like the routes' documented pattern (Python's `\w` also took "ï" or a Cyrillic "С-100",
+# which then got registered; issue 26).
+CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 WEB_CHAT = "web_chat"
 # A web chat session id -> the customer it is linked to (None: an anonymous visitor).
 SessionOwner = Callable[[str], str | None]

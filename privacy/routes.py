@@ -69,7 +69,8 @@ class KeyRequest(BaseModel):
     subject: str = Field(min_length=1, max_length=128, description="Who the key stands for.")
     role: Role
     department: str | None = Field(None, max_length=64)
-    clearance: int = Field(0, ge=0, le=3)
+    # strict: `false` or "3" is not a clearance (JSON true/false became 1/0; issue 26)
+    clearance: int = Field(0, ge=0, le=3, strict=True)
     purpose: str | None = Field(None, max_length=64)
 
 

@@ -16,7 +16,9 @@ from crm.access import AccessControl, unknown_customer
 from crm.customers.schemas import ConversationEventRequest, CustomerFeatures, EventAccepted
 from serving.http import ERRORS
 
-CUSTOMER_ID = PathParam(min_length=1, max_length=64, pattern=r"^[\w-]+$")
+# ASCII, as the OpenAPI pattern reads to every client (JSON Schema regexes are ECMA: `\w` is
+# ASCII there, Unicode in Python, so "ï" or a Cyrillic "С-100" got through; issue 26).
+CUSTOMER_ID = PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
 def customer_router(access: AccessControl, features: Any, publish: Any, engine: str) -> APIRouter:
@@ -24,9 +26,7 @@ def customer_router(access: AccessControl, features: Any, publish: Any, engine: 
     (events.bus.BlockingPublisher.publish) of engine `engine`."""
     router = APIRouter(prefix="/v1/customers", tags=["customers"], responses=ERRORS)
     read = access.require("customer.read", access.customer_in_path, not_found=unknown_customer)
-    write = access.require(
-        "customer.write", access.customer_to_write, not_found=unknown_customer
-    )
+    write = access.require("customer.write", access.customer_to_write, not_found=unknown_customer)
 
     @router.get(
         "/{customer_id}/features", response_model=CustomerFeatures, dependencies=[Depends(read)]

@@ -24,6 +24,15 @@ class ConversationEventRequest(BaseModel):
     handoff: bool = False
     at: datetime | None = Field(None, description="Message time (UTC); default now.")
 
+    @field_validator("at", mode="before")
+    @classmethod
+    def iso_text(cls, value: object) -> object:
+        """An ISO 8601 string, as documented: a number was read as Unix seconds (-48207 became
+        a message of 1969; issue 26)."""
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("an ISO 8601 date-time string expected, e.g. 2026-12-06T03:00:00Z")
+        return value
+
     @field_validator("at")
     @classmethod
     def aware(cls, value: datetime | None) -> datetime | None:

@@ -18,7 +18,9 @@ from crm.insight.profile import ProfileService
 from crm.insight.tags import Tag
 from serving.http import ERRORS
 
-CUSTOMER_ID = PathParam(min_length=1, max_length=64, pattern=r"^[\w-]+$")
+# ASCII, as the OpenAPI pattern reads to every client (JSON Schema regexes are ECMA: `\w` is
+# ASCII there, Unicode in Python, so "ï" or a Cyrillic "С-100" got through; issue 26).
+CUSTOMER_ID = PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 TAG = PathParam(min_length=1, max_length=64, pattern=r"^[\w:.-]+$")
 
 

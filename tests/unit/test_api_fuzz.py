@@ -256,3 +256,36 @@ def test_a_422_is_documented_as_it_is_sent(fuzzed) -> None:
     answer = client.put("/v1/agent/agents/li", json={"skills": []}, headers=keys["supervisor"])
     assert answer.status_code == 422 and isinstance(answer.json()["detail"], str)
     assert set(answer.json()) == {"detail", "request_id"}
+
+
+@pytest.mark.parametrize("customer_id", ["%C3%AF", "%D0%A1-100", "%E5%BC%A0%E4%B8%89"])
+def test_customer_ids_are_ascii_as_documented(fuzzed, customer_id: str) -> None:
+    """ï, a Cyrillic С-100 (looks like C-100), 张三: refused as the OpenAPI pattern says."""
+    _, client, keys = fuzzed
+    for method, tail in (("PUT", "registration"), ("GET", "profile"), ("GET", "tags")):
+        url = f"/v1/customers/{customer_id}/{tail}"
+        answers = [client.request(method, url, headers=keys[role]) for role in ROLES]
+        answer = next(a for a in answers if a.status_code != 403)  # a role the route admits
+        assert answer.status_code == 422, (tail, answer.text)
+        assert "customer_id" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("at", [-48207, 1733454000, True, 1.5])
+def test_an_event_time_is_an_iso_string_not_a_number(fuzzed, at: Any) -> None:
+    _, client, keys = fuzzed
+    body = {"channel": "web_chat", "at": at}
+    url = f"/v1/customers/{CUSTOMER}/events"
+    answer = client.post(url, json=body, headers=keys["supervisor"])
+    assert answer.status_code == 422 and "ISO 8601" in answer.json()["detail"], answer.text
+    body["at"] = "2026-12-06T03:00:00Z"
+    assert client.post(url, json=body, headers=keys["supervisor"]).status_code == 202
+
+
+@pytest.mark.parametrize("clearance", [False, True, "3", 1.0])
+def test_a_key_clearance_is_an_integer_not_a_boolean_or_text(fuzzed, clearance: Any) -> None:
+    _, client, keys = fuzzed
+    body = {"subject": "li", "role": "agent", "clearance": clearance}
+    answer = client.post("/v1/admin/keys", json=body, headers=keys["admin"])
+    assert answer.status_code == 422 and "clearance" in answer.json()["detail"], answer.text
+    body["clearance"] = 2
+    assert client.post("/v1/admin/keys", json=body, headers=keys["admin"]).status_code == 201
