@@ -3,13 +3,17 @@
 schemathesis reads the OpenAPI of the application exactly as a gateway replica builds it
 (crm/parts.py + crm/api.py, embedded stores in a tmp dir, in-process fakes of the model and
 Conversation deployments) and sends generated requests in-process over ASGI, no server, with the
-credentials of every role of privacy/auth.py and with none. Every answer must be below 500,
-every 4xx must carry a readable `detail`, and every answer must match the schema the OpenAPI
-documents for it. A second pass puts hostile values (lone surrogates, NUL, RTL marks, 1 MB of
-emoji, deep nesting, numbers as strings) into every text field, query and path parameter.
+credentials of every role of privacy/auth.py and with none. Every answer must be below 500 (a
+503 with a reason aside), every 4xx must carry a readable `detail`, every answer must match the
+schema the OpenAPI documents for it, and a request the schema forbids must be refused. Then:
+the same on routes whose path names real objects (a ticket, a campaign...), hostile values
+(lone surrogates, NUL, RTL marks, 1 MB of emoji, deep nesting, numbers as strings) in every
+body text leaf, query and path parameter, hostile credentials on every route, and one
+regression test per bug the fuzzing found.
 
-Bounded: SCRM_FUZZ_EXAMPLES examples per route and role (default 2 positive + 1 negative), no
-deadline; failures are collected over the whole run so one report lists them all.
+Bounded: SCRM_FUZZ_EXAMPLES examples per route and role (default 2 positive + 1 negative, about
+40 s; `make fuzz`: 10 + 5), no deadline; failures are collected over the whole run so one
+report lists them all.
 """
 
 from __future__ import annotations
