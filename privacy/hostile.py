@@ -26,6 +26,20 @@ FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|[\ud800-\udfff]")
 PATH_TEXT = r"^[^\x00-\x1f\x7f\uFFFD]+$"
 
 
+NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def iso_time(value: Any) -> Any:
+    """A pydantic before-validator for documented ISO 8601 date-times: pydantic reads a number,
+    or a string of one, as Unix seconds (`since=0.2`, `at: -48207` became 1970 and 1969;
+    issue 26)."""
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and NUMBER.fullmatch(value)
+    ):
+        raise ValueError("an ISO 8601 date-time expected, e.g. 2026-12-06T03:00:00Z")
+    return value
+
+
 class HostileText(ValueError):
     """Input no store may receive; `status` is the HTTP answer (400 or 422)."""
 

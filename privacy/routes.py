@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from privacy.audit import AuditLog
 from privacy.auth import Role, Subject
 from privacy.guard import Access, Guard
+from privacy.hostile import iso_time
 
 
 def audit_router(
@@ -36,8 +37,8 @@ def audit_router(
         resource_id: Annotated[str | None, Query(max_length=128)] = None,
         action: Annotated[str | None, Query(max_length=64)] = None,
         effect: Annotated[str | None, Query(pattern="^(permit|deny)$")] = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Annotated[datetime | None, BeforeValidator(iso_time)] = None,
+        until: Annotated[datetime | None, BeforeValidator(iso_time)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         """Who read or changed which personal data of your tenant, newest first."""

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from privacy.hostile import iso_time
+
 
 class CustomerFeatures(BaseModel):
     customer_id: str
@@ -27,11 +29,8 @@ class ConversationEventRequest(BaseModel):
     @field_validator("at", mode="before")
     @classmethod
     def iso_text(cls, value: object) -> object:
-        """An ISO 8601 string, as documented: a number was read as Unix seconds (-48207 became
-        a message of 1969; issue 26)."""
-        if value is not None and not isinstance(value, str | datetime):
-            raise ValueError("an ISO 8601 date-time string expected, e.g. 2026-12-06T03:00:00Z")
-        return value
+        """An ISO 8601 string, as documented, not Unix seconds (issue 26)."""
+        return iso_time(value)
 
     @field_validator("at")
     @classmethod
