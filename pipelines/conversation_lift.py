@@ -21,6 +21,7 @@ stage's output), with the snapshot time set to its last event.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -191,15 +192,34 @@ def run_lift(settings: Settings, events_path: str | None = None,
         source = {"kind": "simulated (HistoryParams: an assumption, not observed)",
                   "params": asdict(params)}  # fmt: skip
     aggregates = aggregates_as_of(events, as_of)
-    full = with_conversations(frame, aggregates)
-    y = full.loc[full["split"] == "test", LABEL].to_numpy()
-    without = fit_scores(full, base, settings.seed)
-    with_ = fit_scores(full, base + CONVERSATION_FEATURES, settings.seed)
-    models = {name: paired_lift(y, without[name], with_[name], settings.seed) for name in without}
-    return {
+    y = frame.loc[frame["split"] == "test", LABEL].to_numpy()
+    without = fit_scores(frame, base, settings.seed)
+    report = {
         "task": "churn (Telco)", "history": source, "as_of": as_of.isoformat(),
         "events": len(events), "customers_with_history": int(len(aggregates)),
         "customers": len(frame), "test_rows": len(y), "positive_rate_test": round(y.mean(), 4),
         "features_without": base, "conversation_features": CONVERSATION_FEATURES,
-        "models": models, "seconds": round(time.monotonic() - started, 1),
+        "models": lifts(frame, aggregates, base, without, settings.seed),
     }  # fmt: skip
+    if not events_path:  # the same simulator with churners writing like everyone else
+        null = null_params(params)
+        control = aggregates_as_of(simulate_history(frame, as_of, null), as_of)
+        models = lifts(frame, control, base, without, settings.seed)
+        report["null_control"] = {"params": asdict(null), "models": models}
+    load = [round(x, 2) for x in os.getloadavg()]
+    return report | {"seconds": round(time.monotonic() - started, 1), "load_average": load}
+
+
+def null_params(params: HistoryParams) -> HistoryParams:
+    """The simulator with no churn signal: every customer behaves as a non-churner."""
+    return HistoryParams(**{k: (v[0], v[0]) if isinstance(v, tuple) else v
+                            for k, v in asdict(params).items()})  # fmt: skip
+
+
+def lifts(frame: pd.DataFrame, aggregates: pd.DataFrame, base: list[str],
+          without: dict[str, np.ndarray], seed: int) -> dict[str, Any]:  # fmt: skip
+    """Per challenger model: the test metrics with the aggregates vs `without` them."""
+    full = with_conversations(frame, aggregates)
+    y = full.loc[full["split"] == "test", LABEL].to_numpy()
+    with_ = fit_scores(full, base + CONVERSATION_FEATURES, seed)
+    return {name: paired_lift(y, without[name], with_[name], seed) for name in without}

@@ -142,3 +142,23 @@ def test_the_command_writes_the_report(tmp_path, monkeypatch) -> None:
         roc = written["models"][model]["roc_auc"]
         assert roc["lift"] == pytest.approx(roc["with"] - roc["without"], abs=1e-3)
         assert roc["with"] > roc["without"]  # the simulated history carries churn signal
+    assert written["null_control"]["params"]["contact"] == [0.3, 0.3]
+
+
+def test_a_served_history_replaces_the_simulation(tmp_path, monkeypatch) -> None:
+    from pipelines.cli import app
+
+    frame = seeded_frame(200)
+    monkeypatch.setattr(lift, "model_frame",
+                        lambda settings: (frame, ["tenure_months", "contract"], AS_OF))  # fmt: skip
+    served = pd.DataFrame([event("c1", 3), event("c2", 1, "negative", handoff=True)])
+    served.to_parquet(tmp_path / "conversation_events.parquet")
+    out = tmp_path / "lift.json"
+    ran = CliRunner().invoke(app, ["eval", "conversation-lift", "--events",
+                                   str(tmp_path / "conversation_events.parquet"),
+                                   "--results-fp", str(out)])  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    written = json.loads(out.read_text(encoding="utf-8"))
+    assert written["history"]["kind"] == "served history" and "null_control" not in written
+    assert written["events"] == 2 and written["customers_with_history"] == 2
+    assert pd.Timestamp(written["as_of"]) == AS_OF - timedelta(days=1)  # its last event
