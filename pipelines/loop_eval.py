@@ -189,6 +189,16 @@ def collect(phase: Phase, model: Model, turn: tuple, scenario: Scenario, rng: ra
     return answered and right
 
 
+def retrain(settings: Settings, data: dict[str, Any], labels: list) -> Model:
+    """v2 as the train stage builds it: the train split plus the feedback labels, balanced
+    as `with_feedback` does (`loop.feedback_oversample`)."""
+    from pipelines.loop import balance_feedback
+
+    extra = pd.DataFrame(labels, columns=["text", "label"])
+    extra = balance_feedback(data["train"], extra, settings.loop.feedback_oversample)
+    return Model(settings, pd.concat([data["train"], extra], ignore_index=True), data["dev"])
+
+
 def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]:
     from pipelines.monitor import drift
     from training.experiment import Arm, ExperimentRules, decide
@@ -222,8 +232,7 @@ def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]:
         reasons = trigger_reasons(LoopStats(new_labels=len(labels)), trigger)
         if reasons and stream.count > scenario.onset:
             retrain_at = stream.count
-    extra = pd.DataFrame(labels, columns=["text", "label"])
-    v2 = Model(settings, pd.concat([data["train"], extra], ignore_index=True), data["dev"])
+    v2 = retrain(settings, data, labels)
     test = data["test"]
     offline = {name: float((m.predict(test["text"].tolist())[0] == test["label"]).mean())
                for name, m in (("v1", v1), ("v2", v2))}  # fmt: skip
