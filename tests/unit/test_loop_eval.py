@@ -39,5 +39,6 @@ def test_test_set_rates_count_only_confident_right_answers() -> None:
                                         "label": ["a", "a", "b"]}),
             "new_test": pd.DataFrame({"text": ["abcdef"], "label": ["a"]})}  # fmt: skip
     rates = test_set_rates(Fixed(), data)  # type: ignore[arg-type]
-    assert rates == {"known_test_correct_auto_answer_rate": 0.3333,
+    assert rates == {"known_test_accuracy": 0.6667, "new_test_accuracy": 1.0,
+                     "known_test_correct_auto_answer_rate": 0.3333,
                      "new_test_correct_auto_answer_rate": 1.0}  # fmt: skip
