@@ -1,0 +1,64 @@
+"""Marketing, models and alerts pages: what the marketing, readiness and alert APIs answer,
+rendered for the roles the policies give them to (campaign.manage, model.promote, ops.read).
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the real types of the routes.
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from crm.console.shell import Console
+
+log = logging.getLogger("ray.serve")
+
+
+def campaign_rows(marketing: Any, tenant: str) -> list[dict[str, Any]]:
+    """Each campaign with its status and the audience count the preview API answers."""
+    from crm.marketing.routes import summary
+
+    rows = []
+    for campaign in marketing.store.list(tenant):
+        row = summary(campaign)
+        try:
+            preview = marketing.preview(tenant, marketing.campaign(tenant, row["id"])[1])
+            row["audience_count"] = preview.get("count")
+            row["population"] = preview.get("population")
+        except Exception as error:  # one bad spec must not hide the others
+            log.warning("audience preview of %s failed: %s", row.get("id"), error)
+            row["audience_count"] = None
+        rows.append(row)
+    return rows
+
+
+def business_router(console: Console, parts: Any) -> APIRouter:
+    router = APIRouter(prefix="/console", include_in_schema=False)
+    access = console.access
+
+    @router.get("/marketing", dependencies=[Depends(console.page("campaign.manage"))])
+    async def marketing_page(request: Request) -> Any:
+        tenant = access.caller().subject.tenant
+        marketing = parts.marketing
+        rows = [] if marketing is None else await asyncio.to_thread(campaign_rows, marketing,
+                                                                     tenant)  # fmt: skip
+        return console.render(request, "marketing.html", "marketing", campaigns=rows,
+                              available=marketing is not None)  # fmt: skip
+
+    @router.get("/models", dependencies=[Depends(console.page("model.promote"))])
+    async def models_page(request: Request) -> Any:
+        status = await parts.models.status()
+        specs = parts.settings.serving.models
+        rows = [{"name": name, "registered_model": getattr(specs.get(name), "registered_model",
+                                                           name), **state}
+                for name, state in sorted(status.items())]  # fmt: skip
+        return console.render(request, "models.html", "models", models=rows)
+
+    @router.get("/alerts", dependencies=[Depends(console.page("ops.read"))])
+    async def alerts_page(request: Request) -> Any:
+        monitor = parts.monitor
+        rows = [] if monitor is None else await asyncio.to_thread(monitor.alerts.list, None, 100)
+        return console.render(request, "alerts.html", "alerts", alerts=rows,
+                              available=monitor is not None)  # fmt: skip
+
+    return router
