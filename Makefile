@@ -82,8 +82,9 @@ monitoring-deps:  ## Debian's prometheus (with promtool) and prometheus-alertman
 monitor: $(STAMP) monitoring-deps  ## Prometheus :9090 + Alertmanager :9093 on the running app (make run first)
 	$(BIN)/scrm monitor up
 
-console-deps:  ## Debian's chromium for the console's browser tests (Playwright drives it), if missing
-	@command -v chromium >/dev/null || \
-	  { (apt-get install -y --no-install-recommends chromium || \
-	     (apt-get update && apt-get install -y --no-install-recommends chromium)) >/dev/null 2>&1 || \
+console-deps:  ## Debian's chromium (+ a CJK font) for the console's browser tests, if missing
+	@command -v chromium >/dev/null && fc-list | grep -qi microhei || \
+	  { (apt-get install -y --no-install-recommends chromium fonts-wqy-microhei || \
+	     (apt-get update && apt-get install -y --no-install-recommends chromium \
+	      fonts-wqy-microhei)) >/dev/null 2>&1 || \
 	    echo "console-deps: could not install chromium; the console's browser tests skip"; }

@@ -194,7 +194,7 @@ def overview(
             merged[name].extend(values)
     total = figures([r for c in channels for r in turns_by[c]], merged,
                     [s for c in channels for s in ratings_by[c]])  # fmt: skip
-    waiting = [t for t in queue or [] if t.get("state") == "queued"]
+    waiting = [t for t in queue or [] if t.get("state") == "pending"]
     return {
         "since": iso(since), "until": iso(until), "channel": channel,
         "total": total, "by_channel": rows,

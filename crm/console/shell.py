@@ -56,10 +56,10 @@ class Console:
     env: Environment
     mlflow_ui: str = "http://127.0.0.1:5000"
 
-    def allowed(self, request: Request, action: str) -> bool:
+    def allowed(self, request: Request, action: str, subject: Any = None) -> bool:
         """Whether the signed-in caller's policies permit `action` on their tenant (no audit:
         this only decides what to show; the page itself is checked and audited)."""
-        subject = getattr(request.state, "subject", None)
+        subject = subject or getattr(request.state, "subject", None)
         if subject is None:
             return False
         guard = self.access.guard
@@ -170,7 +170,11 @@ def login_router(console: Console) -> APIRouter:
             access.guard.notify("auth_failure", route="/console/login", status=str(error.status))
             return login_page(request, html.escape(error.message), 401)
         value, _ = console.sessions.open(subject, lang_of(form.get("lang")))
-        answer = RedirectResponse(safe_next(form.get("next")), status_code=303)
+        target = safe_next(form.get("next"))
+        if target == "/console/":  # land on the first page the role has
+            first = [p for _, p, a in PAGES if console.allowed(request, a, subject)]
+            target = first[0] if first else "/console/login"
+        answer = RedirectResponse(target, status_code=303)
         answer.set_cookie(COOKIE, value, max_age=int(console.sessions.ttl_s),
                           **cookie_flags(request))  # fmt: skip
         answer.delete_cookie(LOGIN_COOKIE, path="/")

@@ -104,7 +104,7 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(console) ->
     cookie = next(v for k, v in answer.headers.multi_items() if k == "set-cookie"
                   and v.startswith("scrm_console="))  # fmt: skip
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
-    assert answer.headers["location"] == "/console/"
+    assert answer.headers["location"] == "/console/"  # agents read conversations: overview
     csrf = re.search(r'data-csrf="([^"]+)"', client.get("/console/login").text).group(1)
     assert client.post("/console/logout").status_code == 403  # no CSRF header
     assert client.post("/console/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
@@ -243,7 +243,7 @@ def test_kpis_pair_each_handoff_with_its_assignment_reply_and_resolution() -> No
         rec(200, "turn.recorded", "b", channel="wecom", kind="answer"),
         rec(210, "feedback.given", "b", csat=2),
     ]  # fmt: skip
-    queue = [{"state": "queued"}, {"state": "open"}]
+    queue = [{"state": "pending"}, {"state": "open"}]
     out = overview(records, 0, 1000, queue=queue)
     total = out["total"]
     assert total["queue_wait_s"] == 20.0  # median of 30 and 10

@@ -5,6 +5,9 @@
   const el = function (t, x, c) { return window.scrm.el(t, x, c); };
   let agent = "";
   let current = null;
+  // The desk API lists the queue; the tickets this agent accepted are kept for this tab.
+  const mine = new Set(JSON.parse(sessionStorage.getItem("scrm-mine") || "[]"));
+  const keepMine = function () { sessionStorage.setItem("scrm-mine", JSON.stringify(Array.from(mine))); };
   const status = function (text) { document.getElementById("desk-status").textContent = text; };
 
   async function side(customer) {
@@ -24,6 +27,8 @@
   }
   function showTicket(t) {
     current = t;
+    if (t.state === "open") { mine.add(t.id); } else { mine.delete(t.id); }
+    keepMine();
     document.getElementById("ticket-meta").textContent =
       t.id + " · " + t.state + " · " + (t.customer_id || "anonymous") + " · " + t.reason;
     const lines = document.getElementById("lines");
@@ -41,14 +46,22 @@
   async function poll() {
     try {
       const tickets = await api("GET", "/v1/agent/queue");
+      const listed = new Set(tickets.map(function (t) { return t.id; }));
+      for (const id of Array.from(mine)) {
+        if (listed.has(id)) { continue; }
+        try { tickets.push(await api("GET", "/v1/agent/tickets/" + encodeURIComponent(id))); }
+        catch (e) { mine.delete(id); }
+      }
+      keepMine();
       const list = document.getElementById("queue");
       list.replaceChildren();
       tickets.forEach(function (t) {
+        if (t.state !== "pending" && t.state !== "open") { mine.delete(t.id); keepMine(); return; }
         const li = el("li", null, "ticket " + t.state);
         li.dataset.ticket = t.id;
         const label = t.id + " · " + t.skill + " · " + (t.position ? "#" + t.position : t.state);
         li.append(el("span", label));
-        if (t.state === "queued") {
+        if (t.state === "pending") {
           const b = el("button", document.documentElement.lang === "en" ? "Accept" : "接入");
           b.type = "button"; b.dataset.accept = t.id;
           b.addEventListener("click", async function () {
@@ -63,7 +76,10 @@
         }
         list.append(li);
       });
-      if (current) { open(current.id); }
+      if (current && current.state === "open") {  // live: new lines of the open ticket
+        try { showTicket(await api("GET", "/v1/agent/tickets/" + encodeURIComponent(current.id))); }
+        catch (e) { status(e.message); }
+      }
     } catch (e) { status(e.message); }
   }
   async function act(path, body) {

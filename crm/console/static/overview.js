@@ -15,12 +15,14 @@
       charts[0].on("click", function (p) { window.location.assign("/console/drill/" + p.name); });
     }
     const names = data.by_channel.map(function (r) { return r.channel; });
+    const box = document.getElementById("chart-messages");
     charts[0].setOption({
-      animation: false, tooltip: {}, xAxis: { type: "category", data: names }, yAxis: {},
+      animation: false, tooltip: {}, title: { text: box.getAttribute("aria-label"), textStyle: { fontSize: 14 } }, xAxis: { type: "category", data: names }, yAxis: {},
       series: [{ name: "messages", type: "bar", data: data.by_channel.map(function (r) { return r.messages; }) }],
     });
     charts[1].setOption({
-      animation: false, tooltip: {}, legend: {}, xAxis: { type: "category", data: names },
+      animation: false, tooltip: {}, legend: { right: 0 },
+      title: { text: document.getElementById("chart-rates").getAttribute("aria-label"), textStyle: { fontSize: 14 } }, xAxis: { type: "category", data: names },
       yAxis: { max: 1 },
       series: [
         { name: "auto", type: "bar", data: data.by_channel.map(function (r) { return r.auto_answered_share; }) },
