@@ -8,6 +8,7 @@ section "Web console".
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from fastapi import FastAPI
@@ -38,6 +39,9 @@ def mount_console(api: FastAPI, parts: Any) -> None:
     sessions = SessionStore(settings.path("data/console/sessions.db"))
     console = Console(access, sessions, environment())
     log = EventLog(settings.path(settings.events.log))
+    # Read the bus log once in the background (about 2 s for 60,000 events on 2 busy cores),
+    # so the first overview after a restart does not pay for it; later reads are increments.
+    threading.Thread(target=log.refresh, name="console-log-warmup", daemon=True).start()
     api.include_router(login_router(console))
     api.include_router(analytics_router(console, Analytics(log, parts.desk), parts.channels))
     api.include_router(work_router(console, parts.insight, parts.features))

@@ -177,11 +177,14 @@ A11Y = """() => {
     }
     return 'rgb(255, 255, 255)';
   };
-  for (const el of document.querySelectorAll('main p, main td, main th, main a, main label, main button, header a, h1, h2')) {
+  const texts = 'main p, main td, main th, main a, main label, main button, header a, h1, h2';
+  for (const el of document.querySelectorAll(texts)) {
     if (!el.offsetParent) continue;
     const a = lum(getComputedStyle(el).color), b = lum(bg(el));
     const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
-    if (ratio < 4.5) problems.push('contrast ' + ratio.toFixed(2) + ' ' + el.tagName + ' ' + el.textContent.slice(0, 30));
+    if (ratio < 4.5) {
+      problems.push(`contrast ${ratio.toFixed(2)} ${el.tagName} ${el.textContent.slice(0, 30)}`);
+    }
   }
   return problems;
 }"""
