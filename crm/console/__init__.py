@@ -28,9 +28,11 @@ def mount_console(api: FastAPI, parts: Any) -> None:
         HERE,
         Console,
         LoginRequired,
+        NotAllowed,
         environment,
         login_required,
         login_router,
+        not_allowed_handler,
     )
     from crm.console.work import work_router
 
@@ -48,6 +50,7 @@ def mount_console(api: FastAPI, parts: Any) -> None:
     api.include_router(business_router(console, parts))
     api.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="console-static")
     api.add_exception_handler(LoginRequired, login_required)  # type: ignore[arg-type]
+    api.add_exception_handler(NotAllowed, not_allowed_handler(console))  # type: ignore[arg-type]
 
     def limit(subject: Any) -> None:
         if access.guard.limiter is not None:

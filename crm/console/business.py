@@ -7,11 +7,14 @@ import asyncio
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import Path as PathParam
 
 from crm.console.shell import Console
+from privacy.abac import Resource
 
 log = logging.getLogger("ray.serve")
+CAMPAIGN_ID = PathParam(min_length=1, max_length=64, pattern=r"^[\w-]+$")
 
 
 def campaign_rows(marketing: Any, tenant: str) -> list[dict[str, Any]]:
@@ -22,7 +25,8 @@ def campaign_rows(marketing: Any, tenant: str) -> list[dict[str, Any]]:
     for campaign in marketing.store.list(tenant):
         row = summary(campaign)
         try:
-            preview = marketing.preview(tenant, marketing.campaign(tenant, row["id"])[1])
+            spec = marketing.campaign(tenant, row["id"])[1]
+            preview = marketing.preview(tenant, spec.audience)
             row["audience_count"] = preview.get("count")
             row["population"] = preview.get("population")
         except Exception as error:  # one bad spec must not hide the others
@@ -44,6 +48,27 @@ def business_router(console: Console, parts: Any) -> APIRouter:
                                                                      tenant)  # fmt: skip
         return console.render(request, "marketing.html", "marketing", campaigns=rows,
                               available=marketing is not None)  # fmt: skip
+
+    def campaign_resource(request: Request) -> Resource | None:
+        """As the marketing API decides it: the campaign's tenant, or unknown (404)."""
+        cid = str(request.path_params.get("campaign_id", ""))
+        tenant = parts.marketing.store.tenant_of(cid) if parts.marketing is not None else None
+        return Resource("campaign", cid, tenant, sensitivity=1) if tenant else None
+
+    one = console.page("campaign.manage", campaign_resource, not_found="unknown campaign")
+
+    @router.get("/marketing/{campaign_id}", dependencies=[Depends(one)])
+    async def campaign_page(request: Request, campaign_id: str = CAMPAIGN_ID) -> Any:
+        """The experiment: units per arm, conversion rates, lift with its interval, P(beat
+        control), the always-valid p, the SRM check and the decision (the results API's)."""
+        tenant = access.caller().subject.tenant
+        try:
+            found = await asyncio.to_thread(parts.marketing.results, tenant, campaign_id)
+        except KeyError:
+            raise HTTPException(404, "unknown campaign") from None
+        return console.render(request, "campaign.html", "marketing", campaign_id=campaign_id,
+                              state=found["state"], sent=found["sent"],
+                              summary=found["summary"])  # fmt: skip
 
     @router.get("/models", dependencies=[Depends(console.page("model.promote"))])
     async def models_page(request: Request) -> Any:

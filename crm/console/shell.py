@@ -47,6 +47,10 @@ class LoginRequired(Exception):
     """A console page without a session: the handler redirects to the sign-in page."""
 
 
+class NotAllowed(Exception):
+    """A console page the policies refuse: a 403 page with the navigation the role has."""
+
+
 @dataclass
 class Console:
     """The console's shared parts: the app's access control, sessions, templates."""
@@ -90,7 +94,12 @@ class Console:
         async def dependency(request: Request) -> Any:
             if getattr(request.state, "subject", None) is None:
                 raise LoginRequired()
-            return await check(request)
+            try:
+                return await check(request)
+            except HTTPException as error:
+                if error.status_code == 403 and request.method == "GET":
+                    raise NotAllowed(str(error.detail)) from None
+                raise
 
         dependency.__name__ = f"console_{action.replace('.', '_')}"
         dependency.scrm_guard = True  # type: ignore[attr-defined]
@@ -108,6 +117,15 @@ SECURITY_HEADERS = {
 }
 
 
+def number(value: Any) -> str:
+    """A figure as the pages show it: one decimal, three below 1 (probabilities)."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1 else f"{value:.1f}"
+    return str(value)
+
+
 def environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -116,9 +134,17 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["pct"] = lambda v: "–" if v is None else f"{100 * v:.1f}%"
-    env.filters["num"] = lambda v: "–" if v is None else (f"{v:.1f}" if isinstance(v, float)
-                                                          else str(v))  # fmt: skip
+    env.filters["num"] = number
     return env
+
+
+def not_allowed_handler(console: "Console") -> Callable[..., Any]:
+    async def handle(request: Request, error: NotAllowed) -> HTMLResponse:
+        page = console.render(request, "denied.html", "denied", reason=str(error))
+        page.status_code = 403
+        return page
+
+    return handle
 
 
 async def login_required(request: Request, error: LoginRequired) -> RedirectResponse:
