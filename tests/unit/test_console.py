@@ -250,3 +250,17 @@ def test_kpis_pair_each_handoff_with_its_assignment_reply_and_resolution() -> No
     assert total["first_response_s"] == 50.0 and total["resolution_s"] == 100.0
     assert total["csat"] == 2.0 and total["sessions"] == 2 and out["queue"]["length"] == 1
     assert overview(records, 500, 1000)["total"]["messages"] == 0
+
+
+def test_queue_length_on_the_page_is_the_desks_pending_tickets(console) -> None:
+    client, _, keys = console
+    chat = open_web_chat(client, {"X-API-Key": keys["supervisor"]})
+    handed = client.post("/v1/channels/web_chat/messages", headers=chat["headers"],
+                         json={"text": "转人工", "message_id": "m-q"})  # fmt: skip
+    assert handed.status_code == 200, handed.text
+    queue = client.get("/v1/agent/queue", headers={"X-API-Key": keys["supervisor"]}).json()
+    pending = sum(t["state"] == "pending" for t in queue)
+    assert pending == 1
+    sign_in(client, keys["supervisor"])
+    shown = dict(re.findall(r'data-value="(\w+)">([^<]*)<', client.get("/console/").text))
+    assert shown["queue_length"] == str(pending)
