@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from events.codec import decode
 from tests.console_server import PHONE, ConsoleServer, publish_traffic, start_console
 
 CHROMIUM = Path(os.environ.get("SCRM_CHROMIUM", "/usr/bin/chromium"))
@@ -130,7 +132,19 @@ def test_agent_accepts_a_handed_off_web_chat_and_the_customer_sees_the_reply(bro
                 break
             time.sleep(0.2)
         assert "您好，我是小李，马上为您处理" in agent_lines
+        ticket = page.locator("#ticket-meta").inner_text().split(" · ")[0]
+        page.select_option("#outcome", "solved")
+        page.get_by_role("button", name="Resolve").click()  # feedback `resolved`, then close
+        page.wait_for_selector("#desk-status:has-text('/close')")
+        closed = http.get(f"/v1/agent/tickets/{ticket}",
+                          headers={"X-API-Key": live.keys["supervisor"]}).json()  # fmt: skip
+        assert closed["state"] not in ("pending", "open"), closed
         context.close()
+    log = sqlite3.connect(live.parts.settings.path(live.parts.settings.events.log))
+    rows = log.execute("SELECT payload FROM log WHERE type = 'feedback.given'").fetchall()
+    events = [decode(payload) for (payload,) in rows]
+    outcomes = [e for e in events if e.type == "feedback.given" and e.kind == "resolved"]
+    assert [(e.ticket_id, e.outcome, e.agent) for e in outcomes] == [(ticket, "solved", "li")]
 
 
 def test_drill_from_a_kpi_to_one_masked_transcript_and_the_360(browser, live) -> None:
