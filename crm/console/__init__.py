@@ -47,7 +47,7 @@ def mount_console(api: FastAPI, parts: Any) -> None:
     api.include_router(login_router(console))
     api.include_router(analytics_router(console, Analytics(log, parts.desk), parts.channels))
     api.include_router(work_router(console, parts.insight, parts.features))
-    api.include_router(business_router(console, parts))
+    api.include_router(business_router(console, parts, log))
     api.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="console-static")
     api.add_exception_handler(LoginRequired, login_required)  # type: ignore[arg-type]
     api.add_exception_handler(NotAllowed, not_allowed_handler(console))  # type: ignore[arg-type]

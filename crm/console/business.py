@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi import Path as PathParam
 
+from crm.console.kpis import judged_models
 from crm.console.shell import Console
 from privacy.abac import Resource
 
@@ -36,7 +37,7 @@ def campaign_rows(marketing: Any, tenant: str) -> list[dict[str, Any]]:
     return rows
 
 
-def business_router(console: Console, parts: Any) -> APIRouter:
+def business_router(console: Console, parts: Any, log: Any = None) -> APIRouter:
     router = APIRouter(prefix="/console", include_in_schema=False)
     access = console.access
 
@@ -77,7 +78,11 @@ def business_router(console: Console, parts: Any) -> APIRouter:
         rows = [{"name": name, "registered_model": getattr(specs.get(name), "registered_model",
                                                            name), **state}
                 for name, state in sorted(status.items())]  # fmt: skip
-        return console.render(request, "models.html", "models", models=rows)
+        judged = []
+        if log is not None:
+            records = await asyncio.to_thread(log.records, access.caller().subject.tenant)
+            judged = judged_models(records)
+        return console.render(request, "models.html", "models", models=rows, judged=judged)
 
     @router.get("/alerts", dependencies=[Depends(console.page("ops.read"))])
     async def alerts_page(request: Request) -> Any:

@@ -53,6 +53,10 @@ class Record:
     handoff: bool = False
     csat: int | None = None
     text: str = ""
+    model: str = ""  # feedback on a prediction: which model, version, arm; right or wrong
+    version: str = ""
+    variant: str = ""
+    correct: bool | None = None
 
 
 def record_of(event: Any) -> Record:
@@ -63,6 +67,8 @@ def record_of(event: Any) -> Record:
         intent=get("intent") or "", kind=get("reply_kind") or "",
         handoff=bool(get("handoff")), csat=get("csat"),
         text=(get("text") or "")[:500] if event.type == "message.received" else "",
+        model=get("model") or "", version=get("model_version") or "",
+        variant=get("variant") or "", correct=get("correct"),
     )  # fmt: skip
 
 
@@ -247,6 +253,18 @@ def customer_lines(records: list[Record], customer: str, channel: str, limit: in
         elif r.type == "agent.replied":
             lines.append({"role": "agent", "text": "[agent reply]", "at": iso(r.at)})
     return lines[-limit:]
+
+
+def judged_models(records: list[Record]) -> list[dict]:
+    """Online accuracy as agents judged it (feedback on a prediction: intent confirmed or
+    corrected, answer right or wrong), per model, version and arm (champion / challenger)."""
+    by: dict[tuple[str, str, str], list[bool]] = defaultdict(list)
+    for r in records:
+        if r.type == "feedback.given" and r.model and r.correct is not None:
+            by[(r.model, r.version, r.variant or "champion")].append(bool(r.correct))
+    return [{"model": m, "version": v, "variant": a, "judged": len(marks),
+             "correct_share": share(sum(marks), len(marks))}
+            for (m, v, a), marks in sorted(by.items())]  # fmt: skip
 
 
 def iso(ts: float) -> str:

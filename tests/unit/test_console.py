@@ -264,3 +264,18 @@ def test_queue_length_on_the_page_is_the_desks_pending_tickets(console) -> None:
     sign_in(client, keys["supervisor"])
     shown = dict(re.findall(r'data-value="(\w+)">([^<]*)<', client.get("/console/").text))
     assert shown["queue_length"] == str(pending)
+
+
+def test_models_page_shows_served_versions_and_agent_judged_accuracy(console) -> None:
+    client, parts, keys = console
+    bus = EmbeddedBus(parts.settings.path(parts.settings.events.log), partitions=8)
+    judged = [(True, "champion"), (True, "champion"), (False, "champion"), (False, "challenger")]
+    bus.publish_now([FeedbackGiven(customer_id="C-1", kind="intent_confirmed", model="intent",
+                                   model_version="3", variant=arm, correct=right)
+                     for right, arm in judged])  # fmt: skip
+    sign_in(client, keys["data_scientist"])
+    page = client.get("/console/models").text
+    assert '<th scope="row">intent</th><td>intent</td>' in page  # served: registered model
+    rows = re.findall(r'<tr><th scope="row">intent</th><td>3</td><td>(\w+)</td><td>(\d+)</td>'
+                      r"<td>([^<]+)</td>", page)  # fmt: skip
+    assert rows == [("challenger", "1", "0.0%"), ("champion", "3", "66.7%")]
