@@ -34,6 +34,7 @@ def mount_console(api: FastAPI, parts: Any) -> None:
         login_router,
         not_allowed_handler,
     )
+    from crm.console.suggest import Suggester, suggest_router
     from crm.console.work import work_router
 
     settings = parts.settings
@@ -48,6 +49,8 @@ def mount_console(api: FastAPI, parts: Any) -> None:
     api.include_router(analytics_router(console, Analytics(log, parts.desk), parts.channels))
     api.include_router(work_router(console, parts.insight, parts.features))
     api.include_router(business_router(console, parts, log))
+    kb_dir = settings.path(settings.dialogue.knowledge.kb_dir)
+    api.include_router(suggest_router(access, parts.desk, Suggester(kb_dir)))
     api.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="console-static")
     api.add_exception_handler(LoginRequired, login_required)  # type: ignore[arg-type]
     api.add_exception_handler(NotAllowed, not_allowed_handler(console))  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ EN = {
     "not_allowed": "Your role may not open this page", "reply_text": "Reply to the customer",
     "skip": "Skip to content", "name": "Name", "count": "Count", "value": "Value",
     "kind": "Kind", "state": "State", "load": "Load", "error": "Error",
+    "suggested": "Suggested answers (knowledge base)", "use": "Use",
 }  # fmt: skip
 
 ZH = {
@@ -64,6 +65,7 @@ ZH = {
     "masked_note": "个人信息已按您的权限脱敏", "not_allowed": "您的角色无权打开此页",
     "reply_text": "回复客户", "skip": "跳到正文", "name": "名称", "count": "数量",
     "value": "值", "kind": "类型", "state": "状态", "load": "加载", "error": "错误",
+    "suggested": "推荐回答（知识库）", "use": "采用",
 }  # fmt: skip
 
 WORDS = {"en": EN, "zh": ZH}

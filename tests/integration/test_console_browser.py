@@ -105,9 +105,10 @@ def test_agent_accepts_a_handed_off_web_chat_and_the_customer_sees_the_reply(bro
     with httpx.Client(base_url=live.url, timeout=10) as http:
         opened = http.post("/v1/channels/web_chat/sessions", headers=customer, json={}).json()
         chat = {**customer, "X-Chat-Session": opened["session_token"]}
-        said = http.post("/v1/channels/web_chat/messages", headers=chat,
-                         json={"text": "转人工", "message_id": "m-handoff"})  # fmt: skip
-        assert said.status_code == 200, said.text
+        for mid, text in (("m-handoff", "转人工"), ("m-ask", "补办银行卡需要多久")):
+            said = http.post("/v1/channels/web_chat/messages", headers=chat,
+                             json={"text": text, "message_id": mid})  # fmt: skip
+            assert said.status_code == 200, said.text
         context, page = signed_in(browser, live, "agent")
         page.goto(f"{live.url}/console/desk")
         page.get_by_role("button", name="Go on duty").click()
@@ -116,6 +117,8 @@ def test_agent_accepts_a_handed_off_web_chat_and_the_customer_sees_the_reply(bro
         accept.wait_for()
         accept.click()
         page.wait_for_selector("#ticket-meta:has-text('open')")
+        page.locator("[data-suggestion]").first.click()  # the knowledge base's closest answer
+        assert "补卡" in page.get_by_label("Reply to the customer").input_value()
         page.get_by_label("Reply to the customer").fill("您好，我是小李，马上为您处理")
         page.get_by_role("button", name="Send").click()
         page.wait_for_selector("#lines li.agent")

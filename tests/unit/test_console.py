@@ -279,3 +279,26 @@ def test_models_page_shows_served_versions_and_agent_judged_accuracy(console) ->
     rows = re.findall(r'<tr><th scope="row">intent</th><td>3</td><td>(\w+)</td><td>(\d+)</td>'
                       r"<td>([^<]+)</td>", page)  # fmt: skip
     assert rows == [("challenger", "1", "0.0%"), ("champion", "3", "66.7%")]
+
+
+def test_desk_suggests_knowledge_base_answers_for_the_customers_last_message(console) -> None:
+    client, _, keys = console
+    chat = open_web_chat(client, {"X-API-Key": keys["supervisor"]})
+    for mid, text in (("m-1", "转人工"), ("m-2", "补办银行卡需要多久")):
+        said = client.post("/v1/channels/web_chat/messages", headers=chat["headers"],
+                           json={"text": text, "message_id": mid})  # fmt: skip
+        assert said.status_code == 200, said.text
+    agent = {"X-API-Key": keys["agent"]}
+    client.put("/v1/agent/agents/li", json={"skills": ["general"]}, headers=agent)
+    ticket = client.get("/v1/agent/queue", headers=agent).json()[0]["id"]
+    path = f"/console/api/desk/tickets/{ticket}/suggestions"
+    csrf = sign_in(client, keys["agent"])
+    accepted = client.post(f"/v1/agent/tickets/{ticket}/accept", json={"agent_id": "li"},
+                           headers={"X-CSRF-Token": csrf})  # fmt: skip
+    assert accepted.status_code == 200, accepted.text
+    found = client.get(path).json()["suggestions"]
+    assert found and found[0]["intent"] == "zh_card_replacement_fee"
+    assert client.get("/console/api/desk/tickets/T-none/suggestions").status_code == 404
+    client.cookies.clear()
+    sign_in(client, keys["marketer"])  # no desk.work
+    assert client.get(path).status_code == 403

@@ -25,8 +25,28 @@
       (p.tags || []).forEach(function (t) { box.append(el("dt", "tag"), el("dd", t.tag || t)); });
     } catch (e) { box.append(el("dd", e.message)); }
   }
+  let suggestedFor = null;
+  async function suggest(t) {
+    const list = document.getElementById("suggestions");
+    if (t.state !== "open" || suggestedFor === t.id + ":" + (t.transcript || []).length) { return; }
+    suggestedFor = t.id + ":" + (t.transcript || []).length;
+    try {
+      const found = await api("GET", "/console/api/desk/tickets/" + encodeURIComponent(t.id) + "/suggestions");
+      list.replaceChildren();
+      found.suggestions.forEach(function (s) {
+        const li = el("li", null, "suggestion");
+        const use = el("button", list.dataset.use);
+        use.type = "button";
+        use.dataset.suggestion = s.id;
+        use.addEventListener("click", function () { document.getElementById("reply-text").value = s.answer; });
+        li.append(el("span", s.answer, "text"), el("span", " (" + s.intent + ", " + s.similarity + ")", "muted"), use);
+        list.append(li);
+      });
+    } catch (e) { status(e.message); }
+  }
   function showTicket(t) {
     current = t;
+    suggest(t);
     if (t.state === "open") { mine.add(t.id); } else { mine.delete(t.id); }
     keepMine();
     document.getElementById("ticket-meta").textContent =
