@@ -157,6 +157,11 @@ def test_drill_from_a_kpi_to_one_masked_transcript_and_the_360(browser, live) ->
     api = httpx.get(f"{live.url}/v1/analytics/overview?hours=24",
                     headers={"X-API-Key": live.keys["supervisor"]}).json()  # fmt: skip
     assert messages == str(api["total"]["messages"])
+    page.evaluate("window.scrmMarker = 'no reload'")
+    publish_traffic(live.parts, customers=3)  # 3 more turns: the page refreshes by itself
+    more = str(api["total"]["messages"] + 3)
+    page.wait_for_selector(f"[data-value=messages]:text-is('{more}')", timeout=15_000)
+    assert page.evaluate("window.scrmMarker") == "no reload"
     page.click("[data-kpi=messages]")  # the number -> the table by channel
     page.click("tr[data-channel=web_chat] [data-channel-messages]")
     page.wait_for_url("**/console/drill/web_chat**")
