@@ -225,6 +225,7 @@ def test_echarts_is_vendored_with_its_licence_and_served_locally(console) -> Non
     client, _, _ = console
     script = client.get("/console/static/vendor/echarts.min.js")
     assert script.status_code == 200 and len(script.content) > 500_000
+    assert client.get("/console/static/..%2F__init__.py").status_code == 404  # no way out
     here = Path(__file__).resolve().parents[2] / "crm/console/static/vendor"
     assert "Apache License" in (here / "ECHARTS-LICENSE").read_text()
 
