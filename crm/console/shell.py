@@ -7,17 +7,18 @@ the policy file changes the console without a code change.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the real types of the routes.
-import html
+import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, ConfigDict, Field
 
 from crm.console.i18n import LANGS, lang_of, translate
 from crm.console.sessions import (
@@ -41,6 +42,16 @@ PAGES = (
     ("alerts", "/console/alerts", "ops.read"),
 )
 ACTION = {name: action for name, _, action in PAGES}
+
+
+class LoginForm(BaseModel):
+    """The sign-in form (urlencoded): the key, the form's double-submit token, the language."""
+
+    model_config = ConfigDict(extra="forbid")
+    api_key: str = Field("", max_length=512)
+    login_token: str = Field("", max_length=64)
+    lang: Literal["zh", "en"] = "zh"
+    next: str = Field("/console/", max_length=200)
 
 
 class LoginRequired(Exception):
@@ -185,18 +196,21 @@ def login_router(console: Console) -> APIRouter:
 
     @router.post("/login", dependencies=[Depends(per_address)])
     async def login(request: Request) -> Any:
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace"),
-                                             max_num_fields=8).items()}  # fmt: skip
+        try:
+            raw = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=8)
+            form = LoginForm.model_validate({k: v[0] for k, v in raw.items()})
+        except ValueError as error:  # too many fields, or a field pydantic refuses
+            return login_page(request, f"form: {str(error).splitlines()[0][:160]}", 422)
         expected = cookie_of(request.scope, LOGIN_COOKIE)
-        if not expected or form.get("login_token") != expected:
+        if not expected or not hmac.compare_digest(form.login_token, expected):
             return login_page(request, "CSRF: reload the sign-in page", 403)
         try:
-            subject = sign_in(access.guard.authenticator, form.get("api_key", ""))
+            subject = sign_in(access.guard.authenticator, form.api_key)
         except AuthError as error:
             access.guard.notify("auth_failure", route="/console/login", status=str(error.status))
-            return login_page(request, html.escape(error.message), 401)
-        value, _ = console.sessions.open(subject, lang_of(form.get("lang")))
-        target = safe_next(form.get("next"))
+            return login_page(request, error.message, 401)
+        value, _ = console.sessions.open(subject, form.lang)
+        target = safe_next(form.next)
         if target == "/console/":  # land on the first page the role has
             first = [p for _, p, a in PAGES if console.allowed(request, a, subject)]
             target = first[0] if first else "/console/login"

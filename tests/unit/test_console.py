@@ -123,6 +123,10 @@ def test_sign_in_refuses_a_bad_key_a_customer_key_and_a_forged_form(console) -> 
     assert refused.status_code == 401 and "no console" in refused.text
     forged = client.post("/console/login", data={"api_key": keys["admin"], "login_token": "x"})
     assert forged.status_code == 403
+    odd = client.post("/console/login", data={"api_key": keys["admin"], "lang": "fr",
+                                              "login_token": client.cookies.get(
+                                                  "scrm_console_login")})  # fmt: skip
+    assert odd.status_code == 422 and "lang" in odd.text
 
 
 def test_a_page_without_a_session_goes_to_sign_in_and_json_gets_401(console) -> None:
