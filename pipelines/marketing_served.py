@@ -113,17 +113,21 @@ def running_gateway(root: Path, repo: Path, deadline: float):
         start_new_session=True,
     )  # fmt: skip
     try:
-        wait_port(mqtt_port, deadline)
-        wait_port(port, deadline)
+        try:
+            wait_port(mqtt_port, deadline)
+            wait_port(port, deadline)
+        except TimeoutError as error:
+            tail = (root / "gateway.log").read_text(encoding="utf-8", errors="replace")[-2000:]
+            raise RuntimeError(f"{error}; the gateway's log ends:\n{tail}") from None
         yield f"http://127.0.0.1:{port}", mqtt_port
-    finally:
+    finally:  # the gateway first (a clean MQTT disconnect), then its broker
         for process in (gateway, broker):
             process.send_signal(signal.SIGTERM)
-        for process in (gateway, broker):
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait(5)
         log.close()
 
 
@@ -225,6 +229,45 @@ async def wait_for(check: Any, until: float, every: float = 0.25) -> bool:
     return False
 
 
+async def launch(http: httpx.AsyncClient, mk: dict, spec: dict) -> dict[str, Any]:
+    """The marketer's part: preview, create, launch; the audience count and the run's counts."""
+    preview = await http.post("/v1/marketing/audiences/preview", json=spec["audience"],
+                              headers=mk)  # fmt: skip
+    preview.raise_for_status()
+    created = await http.post("/v1/marketing/campaigns", json=spec, headers=mk)
+    created.raise_for_status()
+    cid = created.json()["id"]
+    launched = await http.post(f"/v1/marketing/campaigns/{cid}/launch", headers=mk)
+    launched.raise_for_status()
+    return {"id": cid, "preview": preview.json(), "run": launched.json()["run"]}
+
+
+async def respond(http: httpx.AsyncClient, keys: dict, device: Any, campaign: dict,
+                  sessions: dict, drawn: dict, deadline: float) -> dict[str, Any]:  # fmt: skip
+    """The customers reply on their channels, the shop posts its orders; then the result,
+    once the gateway attributed every reply (or at the deadline)."""
+    crm, mk = {"X-API-Key": keys["crm"]}, {"X-API-Key": keys["marketer"]}
+    replied = await reply(http, crm, device, sessions, drawn["replies"])
+    orders = await http.post(f"/v1/marketing/campaigns/{campaign['id']}/outcomes",
+                             json={"outcomes": drawn["purchases"]}, headers=mk)  # fmt: skip
+    orders.raise_for_status()
+
+    async def results() -> dict[str, Any]:
+        answer = await http.get(f"/v1/marketing/campaigns/{campaign['id']}/results", headers=mk)
+        answer.raise_for_status()
+        return answer.json()
+
+    async def attributed() -> bool:
+        return replies_in(await results()) >= len(drawn["replies"])
+
+    complete = await wait_for(attributed, deadline)
+    found = await results()
+    return {"replies_sent": replied, "replies_attributed": replies_in(found),
+            "all_replies_attributed": complete, "purchases_posted": orders.json(),
+            "results": found["summary"], "vs_holdout": found["vs_holdout"],
+            "sent": found["sent"]}  # fmt: skip
+
+
 async def campaign_over_http(url: str, mqtt_port: int, keys: dict, people: dict,
                              rng: random.Random, deadline: float) -> dict[str, Any]:  # fmt: skip
     """Steps 2-5 of the module's run, against the gateway at `url`."""
@@ -232,8 +275,7 @@ async def campaign_over_http(url: str, mqtt_port: int, keys: dict, people: dict,
 
     crm, mk = {"X-API-Key": keys["crm"]}, {"X-API-Key": keys["marketer"]}
     spec = {**SPEC, "quiet_hours": {"zone": daytime_zone(datetime.now(UTC))}}
-    timings: dict[str, float] = {}
-    started = time.monotonic()
+    marks = [time.monotonic()]
     async with httpx.AsyncClient(base_url=url, timeout=30) as http, aiomqtt.Client(
         "127.0.0.1", mqtt_port, identifier=f"kiosks-{uuid.uuid4().hex[:6]}"
     ) as device:
@@ -241,62 +283,43 @@ async def campaign_over_http(url: str, mqtt_port: int, keys: dict, people: dict,
         inbox: dict[str, dict] = {}
         listening = asyncio.create_task(kiosk_inbox(device.messages, inbox))
         onboarded = await onboard(http, crm, people)
-        timings["onboard_s"] = time.monotonic() - started
-        preview = (await http.post("/v1/marketing/audiences/preview", json=spec["audience"],
-                                   headers=mk)).json()  # fmt: skip
-        created = await http.post("/v1/marketing/campaigns", json=spec, headers=mk)
-        created.raise_for_status()
-        cid = created.json()["id"]
-        mark = time.monotonic()
-        launched = await http.post(f"/v1/marketing/campaigns/{cid}/launch", headers=mk)
-        launched.raise_for_status()
-        run = launched.json()["run"]
-        timings["launch_s"] = time.monotonic() - mark
+        marks.append(time.monotonic())
+        campaign = await launch(http, mk, spec)
+        marks.append(time.monotonic())
 
         async def all_arrived() -> bool:
             chats = await web_chat_inbox(http, crm, onboarded["sessions"])
             inbox.update({c: {"channel": "web_chat", "text": t} for c, t in chats.items()})
-            return len(inbox) >= run.get("sent", 0)
+            return len(inbox) >= campaign["run"].get("sent", 0)
 
         await wait_for(all_arrived, deadline)
         received = dict(inbox)
         drawn = draw(people, received, rng)
-        mark = time.monotonic()
-        replied = await reply(http, crm, device, onboarded["sessions"], drawn["replies"])
-        orders = await http.post(f"/v1/marketing/campaigns/{cid}/outcomes",
-                                 json={"outcomes": drawn["purchases"]}, headers=mk)  # fmt: skip
-        orders.raise_for_status()
-
-        async def results() -> dict[str, Any]:
-            answer = await http.get(f"/v1/marketing/campaigns/{cid}/results", headers=mk)
-            answer.raise_for_status()
-            return answer.json()
-
-        async def replies_attributed() -> bool:
-            return replies_in(await results()) >= len(drawn["replies"])
-
-        attributed = await wait_for(replies_attributed, deadline)
-        timings["outcomes_s"] = time.monotonic() - mark
-        found = await results()
+        marks.append(time.monotonic())
+        answered = await respond(http, keys, device, campaign, onboarded["sessions"], drawn,
+                                 deadline)  # fmt: skip
+        marks.append(time.monotonic())
         listening.cancel()
-    by_channel = {c: sum(1 for r in received.values() if r["channel"] == c)
-                  for c in ("mqtt", "web_chat")}  # fmt: skip
     return {
-        "audience": {"count": preview["count"], "of": preview.get("population")},
+        "audience": {"count": campaign["preview"]["count"],
+                     "of": campaign["preview"].get("population")},
         "onboarded": {"kiosks_linked": onboarded["linked"],
                       "web_chat_sessions": len(onboarded["sessions"])},
-        "launch": run,
-        "received_by_channel": by_channel,
+        "launch": campaign["run"],
+        "received_by_channel": {c: sum(1 for r in received.values() if r["channel"] == c)
+                                for c in ("mqtt", "web_chat")},
         "opted_out_who_received": len(set(received) & set(people["opted_out"])),
-        "replies_sent": replied,
-        "replies_attributed": replies_in(found),
-        "all_replies_attributed": attributed,
-        "purchases_posted": orders.json(),
-        "results": found["summary"],
-        "vs_holdout": found["vs_holdout"],
-        "sent": found["sent"],
-        "seconds": {k: round(v, 2) for k, v in timings.items()},
+        **answered,
+        "seconds": dict(zip(STEPS, durations(marks), strict=True)),
     }  # fmt: skip
+
+
+STEPS = ("onboard", "launch", "deliver", "outcomes_and_result")
+
+
+def durations(marks: list[float]) -> list[float]:
+    """Seconds between consecutive marks."""
+    return [round(later - earlier, 2) for earlier, later in zip(marks, marks[1:], strict=False)]
 
 
 def replies_in(found: dict[str, Any]) -> int:
