@@ -188,9 +188,13 @@ def draw(people: dict, received: dict[str, dict], rng: random.Random) -> dict[st
     return {"replies": replies, "purchases": purchases}
 
 
-async def reply(http: httpx.AsyncClient, crm: dict, device: Any, sessions: dict,
+async def reply(http: httpx.AsyncClient, device: Any, sessions: dict,
                 replies: list[tuple[str, str]]) -> dict[str, int]:  # fmt: skip
-    """Each reply on the channel the customer got the message on."""
+    """Each reply on the channel the customer got the message on: web chat through the
+    traffic simulator's own turn (`pipelines.simulate.post`, retried on 429; the client
+    carries the CRM's key), MQTT as the kiosk's publish."""
+    from pipelines.simulate import Message, post
+
     slots, codes = asyncio.Semaphore(16), {"web_chat": 0, "mqtt": 0, "failed": 0}
     one_at_a_time = asyncio.Lock()  # the kiosks' client: QoS 1 publishes in order
 
@@ -198,11 +202,10 @@ async def reply(http: httpx.AsyncClient, crm: dict, device: Any, sessions: dict,
         body = {"text": "好的，怎么用？", "message_id": uuid.uuid4().hex}
         async with slots:
             if channel == "web_chat":
-                answer = await http.post(
-                    "/v1/channels/web_chat/messages", json=body,
-                    headers={**crm, "X-Chat-Session": sessions[customer]["session_token"]},
-                )  # fmt: skip
-                codes["web_chat" if answer.status_code == 200 else "failed"] += 1
+                session = sessions[customer]
+                said = Message(session["session_id"], customer, body["text"])
+                status = await post(http, said, session["session_token"])
+                codes["web_chat" if status == 200 else "failed"] += 1
             else:
                 async with one_at_a_time:
                     await device.publish(f"scrm/in/kiosk-{customer}", json.dumps(body), qos=1)
@@ -246,8 +249,8 @@ async def respond(http: httpx.AsyncClient, keys: dict, device: Any, campaign: di
                   sessions: dict, drawn: dict, deadline: float) -> dict[str, Any]:  # fmt: skip
     """The customers reply on their channels, the shop posts its orders; then the result,
     once the gateway attributed every reply (or at the deadline)."""
-    crm, mk = {"X-API-Key": keys["crm"]}, {"X-API-Key": keys["marketer"]}
-    replied = await reply(http, crm, device, sessions, drawn["replies"])
+    mk = {"X-API-Key": keys["marketer"]}
+    replied = await reply(http, device, sessions, drawn["replies"])
     orders = await http.post(f"/v1/marketing/campaigns/{campaign['id']}/outcomes",
                              json={"outcomes": drawn["purchases"]}, headers=mk)  # fmt: skip
     orders.raise_for_status()
@@ -276,7 +279,7 @@ async def campaign_over_http(url: str, mqtt_port: int, keys: dict, people: dict,
     crm, mk = {"X-API-Key": keys["crm"]}, {"X-API-Key": keys["marketer"]}
     spec = {**SPEC, "quiet_hours": {"zone": daytime_zone(datetime.now(UTC))}}
     marks = [time.monotonic()]
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http, aiomqtt.Client(
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=crm) as http, aiomqtt.Client(
         "127.0.0.1", mqtt_port, identifier=f"kiosks-{uuid.uuid4().hex[:6]}"
     ) as device:
         await device.subscribe("scrm/out/#", qos=1)
