@@ -77,7 +77,11 @@ def build_api(parts: AppParts) -> FastAPI:
     if parts.marketing is not None:
         from crm.marketing.routes import marketing_router
 
-        api.include_router(marketing_router(access, parts.marketing))
+        launches = parts.marketing_work.launches if parts.marketing_work is not None else None
+        api.include_router(marketing_router(access, parts.marketing, launches))
+        from crm.marketing.receipts import receipt_router  # vendor delivery/read receipts
+
+        api.include_router(receipt_router(access, parts.channels, lambda: parts.marketing))
     api.include_router(audit_router(access))
     api.include_router(admin_router(access))
     if (monitor := parts.monitor) is not None:  # Alertmanager's webhook, the alert list

@@ -59,6 +59,7 @@ class AppParts:
     monitor: GatewayMonitoring | None = None  # security metrics, telemetry, alerts (issue 20)
     insight: Any = None  # crm.insight.profile.ProfileService: the 360 profile and tags
     marketing: Any = None  # crm.marketing.campaigns.Marketing: audiences, campaigns (issue 22)
+    marketing_work: Any = None  # crm.marketing.work.MarketingWork: queued launches, outbox
 
     def start(self) -> None:
         """Start what runs beside the routes (intake worker, MQTT bridge): needs the replica's
@@ -69,6 +70,9 @@ class AppParts:
             self.mqtt.start()
         if self.marketing is not None:  # journeys' later steps, deferred sends (issue 22)
             self.tasks.append(asyncio.get_running_loop().create_task(self.run_marketing()))
+        if self.marketing_work is not None:  # queued launches, the marketing consumer's outbox
+            work = self.marketing_work.run(self.stop_worker)
+            self.tasks.append(asyncio.get_running_loop().create_task(work))
 
     async def run_marketing(self, every_s: float = 60.0) -> None:
         while not self.stop_worker.is_set():
@@ -102,6 +106,9 @@ class AppParts:
         if self.marketing is not None:
             with contextlib.suppress(Exception):
                 self.marketing.store.close()
+        if self.marketing_work is not None:
+            with contextlib.suppress(Exception):
+                self.marketing_work.close()
 
 
 def features_of(settings: Settings) -> tuple[Any, Any]:
@@ -183,10 +190,29 @@ def build_parts(
         parts.mqtt = bridge_from_settings(settings.channels, channels, handler)
     parts.insight = insight_of(settings, features, channels.identity, cipher, default_features)
     publish_one = lambda event: parts.bus.publish([event])  # noqa: E731 (the bus takes lists)
-    parts.marketing = marketing_of(settings, channels, publish_one, parts.insight)
+    parts.marketing = marketing_of(settings, channels, publish_one, parts.insight, cipher)
     if parts.marketing is not None:
         guard_opt_outs(parts)
+        marketing_work_of(parts)
     return parts
+
+
+def marketing_work_of(parts: AppParts) -> None:
+    """Marketing metrics on the replica's registry, queued launches and the marketing
+    consumer's outbox, run by `start` (issue 22)."""
+    from crm.marketing.work import build_work
+    from crm.monitoring.marketing import metered
+
+    marketing = parts.marketing
+    try:
+        work = build_work(parts.settings, lambda: parts.marketing, marketing.store,
+                          parts.metrics.registry)  # fmt: skip
+    except Exception as error:  # launches then run inline; marketing must not stop the gateway
+        log.warning("marketing background work not available: %s", error)
+        return
+    marketing.publish = metered(marketing.publish, work.metrics)
+    marketing.on_skip = work.metrics.skipped
+    parts.marketing_work = work
 
 
 def guard_opt_outs(parts: AppParts) -> None:
@@ -204,14 +230,19 @@ def guard_opt_outs(parts: AppParts) -> None:
             holder.handler = handler
 
 
-def marketing_of(settings: Settings, channels: Any, publish: Any, insight: Any) -> Any:
-    """Audiences and campaigns over the 360 profile's stores (None: no marketing routes)."""
+def marketing_of(
+    settings: Settings, channels: Any, publish: Any, insight: Any, cipher: Any = None
+) -> Any:
+    """Audiences and campaigns over the 360 profile's stores (None: no marketing routes); the
+    open-conversation rule asks the agent desk's file (crm/marketing/desk.py)."""
+    from crm.marketing.desk import desk_conversations
     from crm.marketing.service import build_marketing
 
     if insight is None:
         return None
     try:
-        return build_marketing(settings, channels, publish, insight)
+        desk = desk_conversations(settings, cipher)
+        return build_marketing(settings, channels, publish, insight, desk)
     except Exception as error:  # marketing must not stop the gateway
         log.warning("marketing not available: %s", error)
         return None

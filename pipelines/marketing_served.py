@@ -232,8 +232,9 @@ async def wait_for(check: Any, until: float, every: float = 0.25) -> bool:
     return False
 
 
-async def launch(http: httpx.AsyncClient, mk: dict, spec: dict) -> dict[str, Any]:
-    """The marketer's part: preview, create, launch; the audience count and the run's counts."""
+async def launch(http: httpx.AsyncClient, mk: dict, spec: dict, deadline: float) -> dict:
+    """The marketer's part: preview, create, launch; the audience count and the run's counts
+    (a launch over the gateway's inline limit is queued: 202, followed to its end)."""
     preview = await http.post("/v1/marketing/audiences/preview", json=spec["audience"],
                               headers=mk)  # fmt: skip
     preview.raise_for_status()
@@ -242,7 +243,28 @@ async def launch(http: httpx.AsyncClient, mk: dict, spec: dict) -> dict[str, Any
     cid = created.json()["id"]
     launched = await http.post(f"/v1/marketing/campaigns/{cid}/launch", headers=mk)
     launched.raise_for_status()
-    return {"id": cid, "preview": preview.json(), "run": launched.json()["run"]}
+    answer = launched.json()
+    if launched.status_code == 202:  # a large audience: queued, sent by the replica's task
+        answer = await launch_done(http, mk, answer["status_url"], deadline)
+    return {"id": cid, "preview": preview.json(), "run": answer["run"],
+            "queued": launched.status_code == 202}  # fmt: skip
+
+
+async def launch_done(http: httpx.AsyncClient, mk: dict, url: str, deadline: float) -> dict:
+    """Follow a queued launch until it is done; its run's counts as an inline launch has them."""
+    job: dict[str, Any] = {}
+
+    async def finished() -> bool:
+        nonlocal job
+        answer = await http.get(url, headers=mk)
+        answer.raise_for_status()
+        job = answer.json()
+        return job.get("state") in ("done", "failed")
+
+    if not await wait_for(finished, deadline) or job["state"] != "done":
+        raise RuntimeError(f"the queued launch did not finish: {job}")
+    run = job.get("run") or {}
+    return {"run": run.get("counts", run)}
 
 
 async def respond(http: httpx.AsyncClient, keys: dict, device: Any, campaign: dict,
@@ -287,7 +309,7 @@ async def campaign_over_http(url: str, mqtt_port: int, keys: dict, people: dict,
         listening = asyncio.create_task(kiosk_inbox(device.messages, inbox))
         onboarded = await onboard(http, crm, people)
         marks.append(time.monotonic())
-        campaign = await launch(http, mk, spec)
+        campaign = await launch(http, mk, spec, deadline)
         marks.append(time.monotonic())
 
         async def all_arrived() -> bool:
@@ -309,6 +331,7 @@ async def campaign_over_http(url: str, mqtt_port: int, keys: dict, people: dict,
         "onboarded": {"kiosks_linked": onboarded["linked"],
                       "web_chat_sessions": len(onboarded["sessions"])},
         "launch": campaign["run"],
+        "launch_queued": campaign["queued"],
         "received_by_channel": {c: sum(1 for r in received.values() if r["channel"] == c)
                                 for c in ("mqtt", "web_chat")},
         "opted_out_who_received": len(set(received) & set(people["opted_out"])),

@@ -83,6 +83,7 @@ class Marketing:
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
     assign: Assign = field(default_factory=engine_assign)
     default_rate_per_s: float = 20.0
+    on_skip: Callable[[str, str, str], None] = lambda tenant, campaign_id, rule: None
 
     # --- definition -----------------------------------------------------------------------
     def create(self, tenant: str, spec: CampaignSpec) -> dict[str, Any]:
@@ -106,6 +107,11 @@ class Marketing:
     async def launch(self, tenant: str, campaign_id: str) -> dict[str, Any]:
         """Draft -> running, freeze the audience, send due steps. Launching a running
         campaign again only re-runs what is due (nothing is sent twice)."""
+        self.prepare(tenant, campaign_id)
+        return await self.run(tenant, campaign_id)
+
+    def prepare(self, tenant: str, campaign_id: str) -> dict[str, Any]:
+        """The launch without its sends: a draft's audience frozen now, state running."""
         found, spec = self.campaign(tenant, campaign_id)
         if found["state"] in ("paused", "done"):
             raise StateError(f"campaign is {found['state']}: resume it or create a new one")
@@ -114,7 +120,7 @@ class Marketing:
             frozen = [] if spec.trigger is not None else list(members.members)
             self.store.freeze(campaign_id, frozen, members.at)
             self.store.transition(tenant, campaign_id, ("draft",), "running")
-        return await self.run(tenant, campaign_id)
+        return self.store.get(tenant, campaign_id)  # type: ignore[return-value]
 
     def pause(self, tenant: str, campaign_id: str) -> dict[str, Any]:
         self.campaign(tenant, campaign_id)
@@ -151,12 +157,13 @@ class Marketing:
             spec = CampaignSpec.model_validate(found["spec"])
             if found["state"] != "running" or spec.trigger is None:
                 continue
-            if event.type not in spec.trigger.events:
+            if not spec.trigger.fires(event):  # type, and a signal's threshold
                 continue
             record = self.source.record(event.tenant, event.customer_id)
             if record is None or not spec.audience.matches(record):
                 continue
-            self.store.add_member(found["id"], event.customer_id)
+            if not self.store.add_member(found["id"], event.customer_id):
+                continue  # a member already: its steps are the runs' and ticks' business
             pacers = {
                 c: Pacer(spec.rate_per_s.get(c, self.default_rate_per_s), self.sleep)
                 for c in spec.channels
@@ -300,6 +307,7 @@ class Marketing:
             self.store.claim(tenant, campaign_id, name, cid, HOLDOUT, None, HOLDOUT, self.clock())
             return HOLDOUT
         if plan["verdict"] != "send":
+            self.on_skip(tenant, campaign_id, plan["verdict"])  # metrics: blocked per rule
             return f"skipped:{plan['verdict']}"
         return await self.deliver(
             tenant, campaign_id, spec, step, record or CustomerRecord(cid), plan["arm"], pacers
@@ -367,6 +375,7 @@ class Marketing:
                 )
             )
             return "sent"
+        self.on_skip(tenant, campaign_id, "unreachable")
         return "skipped:unreachable"
 
     def record_outcome(

@@ -9,7 +9,7 @@ field that is wrong); a transition the state does not allow is 409.
 # No `from __future__ import annotations`: FastAPI must see real types on the routes.
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi import Path as PathParam
 
 from crm.access import AccessControl
@@ -21,6 +21,7 @@ from privacy.abac import Resource
 from serving.http import ERRORS
 
 CAMPAIGN_ID = PathParam(min_length=1, max_length=64, pattern=r"^[\w-]+$")
+JOB_ID = PathParam(min_length=1, max_length=64, pattern=r"^[\w-]+$")
 
 
 def summary(campaign: dict[str, Any]) -> dict[str, Any]:
@@ -28,7 +29,11 @@ def summary(campaign: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in campaign.items() if k != "members"}
 
 
-def marketing_router(access: AccessControl, marketing: Marketing) -> APIRouter:
+def marketing_router(
+    access: AccessControl, marketing: Marketing, launches: Any = None
+) -> APIRouter:
+    """`launches` (crm/marketing/launches.py): large launches queued, 202 with a status URL;
+    None: every launch runs inside its request."""
     router = APIRouter(prefix="/v1/marketing", tags=["marketing"], responses=ERRORS)
 
     def campaign_resource(request: Request) -> Resource | None:
@@ -99,10 +104,36 @@ def marketing_router(access: AccessControl, marketing: Marketing) -> APIRouter:
             raise HTTPException(409, str(error)) from None
         return {"campaign": found(campaign_id), "run": result.get("counts")}
 
-    @router.post("/campaigns/{campaign_id}/launch", dependencies=[Depends(one)])
-    async def launch(campaign_id: str = CAMPAIGN_ID) -> dict[str, Any]:
-        """Freeze the audience and send what is due; launching again never sends twice."""
-        return await transition(marketing.launch, campaign_id)
+    @router.post(
+        "/campaigns/{campaign_id}/launch",
+        dependencies=[Depends(one)],
+        responses={202: {"description": "queued: follow `status_url`"}},
+    )
+    async def launch(response: Response, campaign_id: str = CAMPAIGN_ID) -> dict[str, Any]:
+        """Freeze the audience and send what is due; launching again never sends twice. An
+        audience over the inline limit is sent by a background task: 202 with `status_url`."""
+        if launches is None:
+            return await transition(marketing.launch, campaign_id)
+        found(campaign_id)
+        try:
+            mode, result = await launches.launch(tenant(), campaign_id)
+        except StateError as error:
+            raise HTTPException(409, str(error)) from None
+        if mode == "inline":
+            return {"campaign": found(campaign_id), "run": result.get("counts")}
+        response.status_code = 202
+        url = f"/v1/marketing/campaigns/{campaign_id}/launches/{result['id']}"
+        return {"campaign": found(campaign_id), "job": result, "status_url": url}
+
+    if launches is not None:
+
+        @router.get("/campaigns/{campaign_id}/launches/{job_id}", dependencies=[Depends(one)])
+        def launch_status(campaign_id: str = CAMPAIGN_ID, job_id: str = JOB_ID) -> dict:
+            """A queued launch: queued -> running -> done | failed, with the run's counts."""
+            job = launches.status(tenant(), job_id, campaign_id)
+            if job is None:
+                raise HTTPException(404, "unknown launch")
+            return job
 
     @router.post("/campaigns/{campaign_id}/pause", dependencies=[Depends(one)])
     async def pause(campaign_id: str = CAMPAIGN_ID) -> dict[str, Any]:

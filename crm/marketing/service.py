@@ -130,7 +130,11 @@ CONFIRM = "已为您退订全部营销消息。/ You will receive no more market
 
 
 def build_marketing(
-    settings: Any, channels: Any, publish: Callable[[Any], Any], profiles: Any
+    settings: Any,
+    channels: Any,
+    publish: Callable[[Any], Any],
+    profiles: Any,
+    open_conversation: Callable[[str, str], bool] | None = None,
 ) -> Marketing:
     path = settings.path(STORE)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,4 +146,5 @@ def build_marketing(
         source=ProfileSource(profiles, ids),
         senders=channel_senders(channels, ("wecom", "dingtalk", "web_chat", "mqtt")),
         publish=publish,
+        **({"open_conversation": open_conversation} if open_conversation else {}),
     )

@@ -17,7 +17,7 @@ non-personalised version (PIPL art. 24).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -71,23 +71,48 @@ class Step(BaseModel):
 
 
 class Trigger(BaseModel):
-    """An event-triggered campaign: on each of these bus events, the event's customer joins
-    if they match the audience at that moment (churn score over a threshold: events
-    [prediction.made] and a score condition; a resolved handoff with low CSAT: [feedback.given]
-    and a field condition; no purchase in 30 days: [customer.updated] and recency_days ge 30)."""
+    """An event-triggered campaign: on each of these bus events or marketing signals, the
+    event's customer joins if they match the audience at that moment. Signals (derived by the
+    marketing consumer, crm/streams/marketing.py, and the no-purchase tick): churn score
+    crossing `churn_threshold` upwards (`signal:churn_crossed`), a resolved handoff followed
+    by a CSAT at most `csat_at_most` (`signal:low_csat_handoff`), no purchase for
+    `no_purchase_days` (`signal:no_purchase`)."""
 
     model_config = ConfigDict(extra="forbid")
     events: list[str] = Field(min_length=1, max_length=8)
+    # What the marketing consumer's signals (crm/streams/marketing.py) must show to fire.
+    churn_threshold: float = Field(0.7, gt=0, le=1, description="signal:churn_crossed")
+    csat_at_most: int = Field(2, ge=1, le=5, description="signal:low_csat_handoff")
+    no_purchase_days: int = Field(30, ge=1, le=730, description="signal:no_purchase")
 
     @field_validator("events")
     @classmethod
     def known(cls, events: list[str]) -> list[str]:
+        from crm.streams.marketing import SIGNALS
         from events.schemas import EVENT_TYPES
 
-        unknown = [e for e in events if e not in EVENT_TYPES]
+        unknown = [e for e in events if e not in EVENT_TYPES and e not in SIGNALS]
         if unknown:
-            raise ValueError(f"unknown event type(s) {unknown}")
+            raise ValueError(f"unknown event type(s) {unknown}; signals: {list(SIGNALS)}")
         return events
+
+    def fires(self, event: Any) -> bool:
+        """The event is one this trigger listens for, and a signal passes its threshold: a
+        churn score crossing upwards, a CSAT at most `csat_at_most`, a purchase lapse of at
+        least `no_purchase_days`."""
+        if event.type not in self.events:
+            return False
+        value = getattr(event, "value", None) or {}
+        if event.type == "signal:churn_crossed":
+            before = value.get("previous")
+            return value["score"] >= self.churn_threshold and (
+                before is None or before < self.churn_threshold
+            )
+        if event.type == "signal:low_csat_handoff":
+            return int(value["csat"]) <= self.csat_at_most
+        if event.type == "signal:no_purchase":
+            return float(value["days"]) >= self.no_purchase_days
+        return True
 
 
 class CampaignSpec(BaseModel):

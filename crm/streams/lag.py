@@ -20,7 +20,8 @@ from events.bus import BlockingPublisher
 from events.checkpoint import open_derived, positions
 
 NAME = "scrm_bus_consumer_lag_events"
-CONSUMERS = ("conversation_aggregates", "turn_history", "analytics_counters", "feedback")
+CONSUMERS = ("conversation_aggregates", "turn_history", "analytics_counters", "feedback",
+             "marketing_triggers")  # fmt: skip
 log = logging.getLogger(__name__)
 
 

@@ -23,6 +23,7 @@ from crm.streams.aggregates import ConversationAggregates
 from crm.streams.counters import AnalyticsCounters
 from crm.streams.feedback import FeedbackLabels
 from crm.streams.history import TurnHistory
+from crm.streams.marketing import MarketingTriggers
 from crm.streams.runner import StreamRunner
 from events.bus import BlockingPublisher
 from events.open import open_bus
@@ -164,6 +165,7 @@ def processors(config: EventSettings, push: Any = None) -> list:
         TurnHistory(),
         AnalyticsCounters(),
         FeedbackLabels(config.rephrase_window_s, config.reopen_window_s),
+        MarketingTriggers(),  # campaign triggers into the outbox the gateway drains (issue 22)
     ]
 
 
