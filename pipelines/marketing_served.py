@@ -58,6 +58,7 @@ SPEC: dict[str, Any] = {
     "rate_per_s": {"mqtt": 100, "web_chat": 100},
 }  # fmt: skip
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+ARRIVAL_S = 10.0  # after the launch: a message not there by then is counted as lost
 
 
 def free_port() -> int:
@@ -317,7 +318,7 @@ async def campaign_over_http(url: str, mqtt_port: int, keys: dict, people: dict,
             inbox.update({c: {"channel": "web_chat", "text": t} for c, t in chats.items()})
             return len(inbox) >= campaign["run"].get("sent", 0)
 
-        await wait_for(all_arrived, deadline)
+        await wait_for(all_arrived, min(deadline, time.monotonic() + ARRIVAL_S))
         received = dict(inbox)
         drawn = draw(people, received, rng)
         marks.append(time.monotonic())
@@ -334,6 +335,7 @@ async def campaign_over_http(url: str, mqtt_port: int, keys: dict, people: dict,
         "launch_queued": campaign["queued"],
         "received_by_channel": {c: sum(1 for r in received.values() if r["channel"] == c)
                                 for c in ("mqtt", "web_chat")},
+        "not_received": campaign["run"].get("sent", 0) - len(received),
         "opted_out_who_received": len(set(received) & set(people["opted_out"])),
         **answered,
         "seconds": dict(zip(STEPS, durations(marks), strict=True)),
@@ -376,6 +378,9 @@ def served_campaign(n: int, seed: int, repo: Path, budget_s: float = 60.0) -> di
         with running_gateway(root, repo, deadline) as (url, mqtt_port):
             up = time.monotonic() - started
             found = asyncio.run(campaign_over_http(url, mqtt_port, keys, people, rng, deadline))
+        if found["not_received"]:  # what the gateway said about it (its logs are masked)
+            log = (root / "gateway.log").read_text(encoding="utf-8", errors="replace")
+            found["gateway_log_tail"] = log.splitlines()[-20:]
         found["ports"] = {"gateway": int(url.rsplit(":", 1)[1]), "mqtt": mqtt_port}
     found["seconds"] = {"gateway_up": round(up, 2), **found["seconds"],
                         "total": round(time.monotonic() - started, 2)}  # fmt: skip
