@@ -29,7 +29,7 @@ def test_the_campaign_reaches_customers_on_two_channels_within_a_minute(found: d
     sent, received = found["launch"]["sent"], found["received_by_channel"]
     assert received["mqtt"] > 0 and received["web_chat"] > 0
     # every send arrived, once; seen here: 1-2 web chat lines of ~200 sends stored but not
-    # decrypting on read in about a third of the runs (README: suspected data-key race)
+    # read back by the gateway in about a third of the runs (README: the open finding)
     assert received["mqtt"] + received["web_chat"] + found["not_received"] == sent
     assert 0 <= found["not_received"] <= max(2, sent // 50), found.get("gateway_log_tail")
     assert found["opted_out_who_received"] == 0
