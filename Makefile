@@ -16,7 +16,7 @@ MLFLOW_DB := sqlite:///$(CURDIR)/mlruns/mlflow.db
 UI_PORT ?= 5000
 FEAST_UI_PORT ?= 8888
 
-.PHONY: help install run pipeline serve stop step ui feast-ui test test-fast fuzz lint lock clean monitoring-deps monitor
+.PHONY: help install run pipeline serve stop step ui feast-ui test test-fast fuzz lint lock clean monitoring-deps monitor console-deps
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,7 +55,7 @@ ui: $(STAMP)  ## MLflow UI on this project's tracking store
 feast-ui: $(STAMP)  ## Feast UI on this project's feature repo
 	cd features && ../$(BIN)/feast ui --host 127.0.0.1 --port $(FEAST_UI_PORT)
 
-test: $(STAMP) monitoring-deps  ## ruff, then every test: unit and integration (real servers, the pipeline once)
+test: $(STAMP) monitoring-deps console-deps  ## ruff, then every test: unit and integration (real servers, the pipeline once)
 	$(BIN)/ruff check .
 	$(BIN)/pytest tests --durations=15
 
@@ -85,3 +85,10 @@ monitoring-deps:  ## Debian's prometheus (with promtool) and prometheus-alertman
 
 monitor: $(STAMP) monitoring-deps  ## Prometheus :9090 + Alertmanager :9093 on the running app (make run first)
 	$(BIN)/scrm monitor up
+
+console-deps:  ## Debian's chromium (+ a CJK font) for the console's browser tests, if missing
+	@command -v chromium >/dev/null && fc-list | grep -qi microhei || \
+	  { (apt-get install -y --no-install-recommends chromium fonts-wqy-microhei || \
+	     (apt-get update && apt-get install -y --no-install-recommends chromium \
+	      fonts-wqy-microhei)) >/dev/null 2>&1 || \
+	    echo "console-deps: could not install chromium; the console's browser tests skip"; }

@@ -12,6 +12,8 @@ from fastapi import Depends, FastAPI
 
 from crm.access import assert_guarded
 from crm.channels.routes import channel_router
+from crm.console import PUBLIC as CONSOLE_PUBLIC
+from crm.console import mount_console
 from crm.conversation.desk_routes import agent_router
 from crm.customers.routes import customer_router
 from crm.insight.routes import insight_router
@@ -27,7 +29,7 @@ from serving.ops import PUBLIC_PATHS, ops_router
 from serving.routes import model_router
 
 DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-PUBLIC = set(PUBLIC_PATHS) | DOCS
+PUBLIC = set(PUBLIC_PATHS) | DOCS | CONSOLE_PUBLIC
 
 
 def build_api(parts: AppParts) -> FastAPI:
@@ -88,6 +90,7 @@ def build_api(parts: AppParts) -> FastAPI:
         api.include_router(
             ops_alert_router(access, monitor.alerts, monitor.robot, monitor.counters)
         )
+    mount_console(api, parts)  # /console: sign-in cookie -> the same guards (issue 23)
     # (The last added runs first.) Bodies over privacy.max_body_bytes never reach a route (413);
     # JSON answers of guarded routes are masked at the caller's level even where a route forgot.
     api.add_middleware(MaskJsonResponses)

@@ -27,6 +27,7 @@ from features.feature_views import (
     customer_rfm,
     customer_scores,
 )
+from features.hillstrom_views import hillstrom_customers, hillstrom_source, uplift_hillstrom_v1
 from features.insight_views import (
     customer_insight_v1,
     customer_segments,
@@ -61,6 +62,9 @@ ALL = [
     customer_segments,
     customer_tags,
     customer_insight_v1,
+    hillstrom_source,
+    hillstrom_customers,
+    uplift_hillstrom_v1,
 ]
 SERVICES = {
     service.name: service
@@ -70,5 +74,6 @@ SERVICES = {
         customer_360_v1,
         conversation_context_v1,
         customer_insight_v1,
+        uplift_hillstrom_v1,
     )
 }

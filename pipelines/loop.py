@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,29 @@ def feedback_snapshot(settings: Settings) -> dict[str, Any]:
     return result
 
 
+def balance_feedback(train: pd.DataFrame, extra: pd.DataFrame, share: float) -> pd.DataFrame:
+    """The feedback rows, those of a class the train split barely knows repeated until the
+    class has `share` x the median class size of the train split (0: as they are).
+
+    A new intent arrives with tens of agent labels against ~100+ train rows per old intent; a
+    classifier fitted on that imbalance gives the new class low probabilities, so the bot
+    abstains on it (measured by `scrm eval loop`, docs/learning-loop.md)."""
+    if share <= 0 or extra.empty:
+        return extra
+    counts = train["label"].value_counts()
+    target = share * float(counts.median()) if len(counts) else 0.0
+    parts = []
+    for label, rows in extra.groupby("label", sort=False):
+        known = int(counts.get(label, 0))
+        short = target - known - len(rows)
+        parts.append(rows if short <= 0 else pd.concat([rows] * math.ceil((target - known)
+                                                                         / len(rows))))  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
 def with_feedback(settings: Settings, task: str, train: pd.DataFrame) -> pd.DataFrame:
-    """The task's train split plus its validated feedback labels (none: unchanged)."""
+    """The task's train split plus its validated feedback labels (none: unchanged), balanced
+    by `loop.feedback_oversample`."""
     path = labels_file(settings, task)
     if not path.is_file():
         return train
@@ -147,6 +169,7 @@ def with_feedback(settings: Settings, task: str, train: pd.DataFrame) -> pd.Data
     if extra.empty:
         return train
     extra = extra[["text", "label"]].assign(split="train")
+    extra = balance_feedback(train, extra, settings.loop.feedback_oversample)
     return pd.concat([train, extra[[c for c in train.columns if c in extra.columns]]],
                      ignore_index=True)  # fmt: skip
 

@@ -51,6 +51,7 @@ class Scenario:
     customers: int = 3000
     seed: int = 42
     new_labels: int | None = None  # the trigger's label count (default: loop.trigger)
+    feedback_oversample: float | None = None  # default: loop.feedback_oversample
 
 
 @dataclass
@@ -189,11 +190,38 @@ def collect(phase: Phase, model: Model, turn: tuple, scenario: Scenario, rng: ra
     return answered and right
 
 
+def retrain(settings: Settings, data: dict[str, Any], labels: list) -> Model:
+    """v2 as the train stage builds it: the train split plus the feedback labels, balanced
+    as `with_feedback` does (`loop.feedback_oversample`)."""
+    from pipelines.loop import balance_feedback
+
+    extra = pd.DataFrame(labels, columns=["text", "label"])
+    extra = balance_feedback(data["train"], extra, settings.loop.feedback_oversample)
+    return Model(settings, pd.concat([data["train"], extra], ignore_index=True), data["dev"])
+
+
+def test_set_rates(model: Model, data: dict[str, Any]) -> dict[str, float]:
+    """Accuracy and correct auto-answers on every test utterance of the known and of the
+    withheld intents (the stream's phases see only part of them: a steadier view)."""
+    out = {}
+    for name in ("known_test", "new_test"):
+        frame = data[name]
+        labels, confidence = model.predict(frame["text"].tolist())
+        right = labels == frame["label"].to_numpy()
+        out[f"{name}_accuracy"] = round(float(right.mean()), 4)  # abstention aside
+        answered_right = right & (confidence >= model.threshold)
+        out[f"{name}_correct_auto_answer_rate"] = round(float(answered_right.mean()), 4)
+    return out
+
+
 def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]:
     from pipelines.monitor import drift
     from training.experiment import Arm, ExperimentRules, decide
 
     started = time.monotonic()
+    if (share := scenario.feedback_oversample) is not None:
+        loop = settings.loop.model_copy(update={"feedback_oversample": share})
+        settings = settings.model_copy(update={"loop": loop})
     data = split_data(settings, scenario)
     rng = random.Random(scenario.seed + 2)
     v1 = Model(settings, data["train"], data["dev"])
@@ -222,8 +250,7 @@ def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]:
         reasons = trigger_reasons(LoopStats(new_labels=len(labels)), trigger)
         if reasons and stream.count > scenario.onset:
             retrain_at = stream.count
-    extra = pd.DataFrame(labels, columns=["text", "label"])
-    v2 = Model(settings, pd.concat([data["train"], extra], ignore_index=True), data["dev"])
+    v2 = retrain(settings, data, labels)
     test = data["test"]
     offline = {name: float((m.predict(test["text"].tolist())[0] == test["label"]).mean())
                for name, m in (("v1", v1), ("v2", v2))}  # fmt: skip
@@ -258,6 +285,8 @@ def run_scenario(settings: Settings, scenario: Scenario) -> dict[str, Any]:
             data["withheld"]).fillna(0).sum()), "max_labels_per_intent": int(per_intent.max()),
         "retrain_after_turns": retrain_at - scenario.onset, "trigger": reasons,
         "offline_test_accuracy": {k: round(v, 4) for k, v in offline.items()},
+        "feedback_oversample": settings.loop.feedback_oversample,
+        "test_sets": {name: test_set_rates(m, data) for name, m in (("v1", v1), ("v2", v2))},
         "experiment": None if decision is None else {
             "decision": decision.action, "reason": decision.reason,
             "lift": decision.lift, "interval": decision.interval, "p_value": decision.p_value,

@@ -31,6 +31,7 @@ from pipelines.loop import (
     repro,
     state_file,
 )
+from pipelines.serving_split import switch_split
 from settings import Settings
 from settings.loop import TriggerSettings
 
@@ -115,13 +116,15 @@ def loop_stats(settings: Settings, task: str, model: str) -> LoopStats:
 
 def served_split(settings: Settings, model: str) -> str | None:
     """Why the deployment of `model` would not run the experiment as configured (None: it
-    splits by customer at `loop.experiment.share`)."""
+    splits by customer at `loop.experiment.share`), the loop's overlay included."""
     import yaml
+
+    from pipelines.serving_split import apply_overlay, read_overlay
 
     path = settings.path(settings.serving.config)
     if not path.is_file():
         return f"no Serve config at {path}"
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw = apply_overlay(yaml.safe_load(path.read_text(encoding="utf-8")), read_overlay(settings))
     for entry in raw["applications"][0].get("deployments", []):
         if entry.get("name") == model:
             split = (entry.get("user_config") or {}).get("challenger") or {}
@@ -164,8 +167,10 @@ def start_experiment(settings: Settings, task: str, model: str, reasons: list[st
              "trained_labels": len(pd.read_parquet(labels)) if labels.is_file() else 0}  # fmt: skip
     write_json(state_file(settings, model), state)
     result["experiment"] = "started" if before else "first champion: no experiment"
-    if before and (problem := served_split(settings, model)):
-        result["serving"] = problem  # the SRM check would stop a wrongly split experiment
+    if before:  # the loop switches the split on and reloads a running server itself
+        result["serving"] = switch_split(settings, model, settings.loop.experiment.share)
+        if problem := served_split(settings, model):
+            result["serving"]["problem"] = problem  # the SRM check would stop it anyway
     audit(settings, "experiment_started", model, result)
     return result
 
@@ -209,11 +214,12 @@ def look(settings: Settings, model: str) -> dict[str, Any]:
             mlflow.log_metrics({"p_value": decision.p_value, "lift": decision.lift or 0.0})
         mlflow.set_tags({"decision": decision.action, "challenger": running["challenger"]})
     running["p_value"] = decision.p_value
+    result = {**acted, **decision.to_dict()}
     if decision.action != "continue":
         state["history"] = [*state.get("history", []), {**running, **decision.to_dict()}]
         state.pop("experiment")
+        result["serving"] = switch_split(settings, model, None)  # back to the config file
     write_json(state_file(settings, model), state)
-    result = {**acted, **decision.to_dict()}
     audit(settings, f"experiment_{decision.action}", model, result)
     return result
 

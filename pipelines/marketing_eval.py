@@ -214,17 +214,24 @@ def hillstrom(rerun: bool, settings: Any = None) -> dict[str, Any]:
 
 
 def eval_marketing(
-    n: int = 4000, seed: int = 0, rerun: bool = False, settings: Any = None
+    n: int = 4000, seed: int = 0, rerun: bool = False, settings: Any = None, served: int = 0
 ) -> dict[str, Any]:
+    """The in-process campaign and the Hillstrom figures; with `served` > 0 customers, also
+    the campaign through the running gateway (pipelines/marketing_served.py)."""
     started, load_before = time.perf_counter(), os.getloadavg()
     result = {
         "command": f"scrm eval marketing --customers {n} --seed {seed}"
-        + (" --rerun" if rerun else ""),
+        + (" --rerun" if rerun else "")
+        + (f" --served {served}" if served else ""),
         "seed": seed,
         "data": "synthetic population (seeded), response model in pipelines/marketing_eval.py",
         "campaign": campaign(n, seed),
         "hillstrom": hillstrom(rerun, settings),
     }
+    if served:
+        from pipelines.marketing_served import served_campaign
+
+        result["served_campaign"] = served_campaign(served, seed, Path(__file__).parents[1])
     result["seconds"] = round(time.perf_counter() - started, 2)
     result["load_average"] = {"before": load_before, "after": os.getloadavg()}
     return result

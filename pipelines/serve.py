@@ -33,10 +33,14 @@ class ServeError(Exception):
 
 
 def deploy_config(settings: Settings, config_file: Path | None, host: str, port: int) -> dict:
-    """serving/config.yaml with this project's root (absolute: replicas may run in another
-    working directory, or on another node of a shared disk) and the environment the settings
-    loader reads there (SCRM__ overrides, MLflow's tracking URI)."""
+    """serving/config.yaml, with the learning loop's split overlay and this project's root
+    (absolute: replicas may run in another working directory, or on another node of a shared
+    disk) and the environment the settings loader reads there (SCRM__ overrides, MLflow's
+    tracking URI)."""
+    from pipelines.serving_split import apply_overlay, read_overlay
+
     raw = read_deploy_config(config_file or settings.path(settings.serving.config))
+    raw = apply_overlay(raw, read_overlay(settings))  # the loop's experiment split, if any
     raw["http_options"] = {**raw.get("http_options", {}), "host": host, "port": port}
     app = raw["applications"][0]
     app["args"] = {**app["args"], "root": str(settings.root)}

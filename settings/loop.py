@@ -55,6 +55,9 @@ class LoopSettings(Strict):
     tasks: dict[str, str] = Field(
         default_factory=lambda: {"intent": "intent", "intent_en": "intent_en"}
     )
+    # Feedback rows of a class the train split barely knows (a new intent) are repeated
+    # until it has this share of the median class size (0: off); see pipelines/loop.py.
+    feedback_oversample: float = Field(1.0, ge=0, le=5)
     trigger: TriggerSettings = Field(default_factory=TriggerSettings)
     experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)

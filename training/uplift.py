@@ -45,13 +45,24 @@ class Experiment:
 
 
 def load_hillstrom(path: Path) -> Experiment:
-    frame = pd.read_csv(path)
+    """The experiment straight from the data set's CSV (tests and a check of the Feast path;
+    `scrm eval uplift` trains from the Feast training set, `pipelines/uplift.py`)."""
+    try:
+        return experiment(pd.read_csv(path))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def experiment(frame: pd.DataFrame) -> Experiment:
+    """The experiment from one row per customer with the data set's columns, in a fixed
+    order (the CSV's, or a training set sorted back into it): features, arm, outcomes."""
     missing = {"segment", "visit", "conversion", "spend", "history", "recency"} - set(frame)
     if missing:
-        raise ValueError(f"{path}: not the Hillstrom columns, missing {sorted(missing)}")
+        raise ValueError(f"not the Hillstrom columns, missing {sorted(missing)}")
     unknown = set(frame["segment"]) - set(ARMS)
     if unknown:
-        raise ValueError(f"{path}: unknown arms {sorted(unknown)}; expected {sorted(ARMS)}")
+        raise ValueError(f"unknown arms {sorted(unknown)}; expected {sorted(ARMS)}")
+    frame = frame.reset_index(drop=True)
     base = pd.concat(
         [
             frame[["recency", "history", "mens", "womens", "newbie"]].astype(float),

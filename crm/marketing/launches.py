@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from crm.marketing.store import object_id
 
 log = logging.getLogger(__name__)
 SCHEMA = """
@@ -69,7 +70,7 @@ class LaunchQueue:
                 (tenant, campaign_id),
             ).fetchone()
             if row is None:
-                job_id = uuid.uuid4().hex[:16]
+                job_id = object_id()
                 self.store.db.execute(
                     "INSERT INTO launch_jobs (id, tenant, campaign_id, state, audience, "
                     "queued_at) VALUES (?, ?, ?, 'queued', ?, ?)",

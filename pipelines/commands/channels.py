@@ -182,6 +182,13 @@ def eval_loop(
     new_labels: Annotated[
         int | None, typer.Option(help="Labels that trigger the retrain (default: params).")
     ] = None,
+    feedback_oversample: Annotated[
+        float | None,
+        typer.Option(
+            help="Repeat new intents' labels to this share of the "
+            "median class size (default: params loop.*)."
+        ),  # fmt: skip
+    ] = None,
     results_fp: ResultsFp = None,
 ) -> None:
     """The learning loop on BANKING77 "new products": drift, labels, retrain, experiment,
@@ -189,5 +196,5 @@ def eval_loop(
     from pipelines.loop_eval import Scenario, run_scenario
 
     scenario = Scenario(withheld=withheld, onset=onset, label_rate=label_rate, seed=seed,
-                        new_labels=new_labels)  # fmt: skip
+                        new_labels=new_labels, feedback_oversample=feedback_oversample)  # fmt: skip
     emit(run_scenario(settings(), scenario), results_fp)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from pipelines.commands.channels import eval_app
 from pipelines.commands.common import ResultsFp, emit, friendly_errors, gated, settings
 from pipelines.commands.events import bus_errors
 
@@ -72,3 +73,20 @@ def loop_monitor(
     from pipelines.monitor import monitor_model
 
     emit(monitor_model(settings(), task), results_fp)
+
+
+@eval_app.command("conversation-lift")
+@friendly_errors
+def eval_conversation_lift(
+    events: Annotated[
+        str | None,
+        typer.Option(help="A served history parquet (served_history stage); default: simulated."),
+    ] = None,
+    results_fp: ResultsFp = None,
+) -> None:
+    """Churn model with vs without the conversation aggregates (conversation_stats, joined
+    point in time): test ROC/PR AUC lift with a paired bootstrap interval. Without --events
+    the history is simulated from a stated assumption (pipelines/conversation_lift.py)."""
+    from pipelines.conversation_lift import run_lift
+
+    emit(run_lift(settings(), events), results_fp)

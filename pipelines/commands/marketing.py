@@ -63,6 +63,11 @@ def eval_marketing_command(
     rerun: Annotated[
         bool, typer.Option(help="Rerun Hillstrom uplift (seed 0) instead of reading the bench.")
     ] = False,
+    served: Annotated[
+        int,
+        typer.Option(help="Also run the campaign through the gateway on a loopback port, "
+                     "over this many customers (0: skip; 400 takes ~40 s)."),
+    ] = 0,
     results_fp: ResultsFp = None,
 ) -> None:
     """One A/B campaign with a holdout end to end on a seeded synthetic population (every
@@ -70,9 +75,13 @@ def eval_marketing_command(
     experiment engine), next to the Hillstrom uplift figures."""
     from pipelines.marketing_eval import RESULTS, eval_marketing
 
-    result = eval_marketing(customers, seed, rerun, settings() if rerun else None)
+    if served < 0:
+        raise ValueError(f"--served {served}: a number of customers, or 0 to skip")
+    result = eval_marketing(customers, seed, rerun, settings() if rerun else None, served)
     emit(result, results_fp or RESULTS)
     show_marketing(result)
+    if "served_campaign" in result:
+        show_served(result["served_campaign"])
 
 
 def show_marketing(result: dict) -> None:
@@ -106,3 +115,21 @@ def show_marketing(result: dict) -> None:
                   f"(mismatch {srm['mismatch']}); decision: {summary['decision']['action']} "
                   f"{summary['decision']['arm'] or ''} ({summary['decision']['reason']})",
                   highlight=False)  # fmt: skip
+
+
+def show_served(found: dict) -> None:
+    """One paragraph: what went through the gateway and the result it answered."""
+    summary, offer = found["results"], found["results"]["conversion"].get("offer")
+    srm, replies = summary["srm"], found["replies_sent"]
+    sent_replies = replies.get("mqtt", 0) + replies.get("web_chat", 0)
+    lift = (f"offer vs control {offer['lift']:+.4f} [{offer['interval'][0]:+.4f}, "
+            f"{offer['interval'][1]:+.4f}]") if offer else "no comparison"  # fmt: skip
+    console.print(
+        f"through the gateway: {found['audience']['count']} in the audience, sent "
+        f"{found['launch'].get('sent', 0)} (MQTT {found['received_by_channel']['mqtt']}, web chat "
+        f"{found['received_by_channel']['web_chat']}), replies attributed "
+        f"{found['replies_attributed']}/{sent_replies}"
+        f"; {lift}; SRM p={srm['p_value']:.3g} (mismatch {srm['mismatch']}); "
+        f"{found['seconds']['total']:.1f} s",
+        highlight=False,
+    )

@@ -29,7 +29,7 @@ def pipeline_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return Path(reuse)
     root = make_workspace(tmp_path_factory.mktemp("pipeline") / "project")
     small_profile(root)
-    run([str(BIN / "dvc"), "repro"], cwd=root, timeout=1800)
+    run([str(BIN / "dvc"), "repro"], cwd=root, timeout=3600)  # a cap: 7 min quiet, 30 loaded
     return root
 
 

@@ -21,3 +21,24 @@ def test_phase_rates_separate_new_and_known_intents() -> None:
     assert summary["new_intent_correct_auto_answer_rate"] == 0.5
     assert summary["known_intent_correct_auto_answer_rate"] == 0.5
     assert summary["auto_answer_rate"] == 0.75
+
+
+def test_test_set_rates_count_only_confident_right_answers() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.loop_eval import test_set_rates
+
+    class Fixed:  # answers "a" with the text's length as confidence
+        threshold = 5
+
+        def predict(self, texts):
+            return np.array(["a"] * len(texts)), np.array([len(t) for t in texts])
+
+    data = {"known_test": pd.DataFrame({"text": ["long enough", "tiny", "long again"],
+                                        "label": ["a", "a", "b"]}),
+            "new_test": pd.DataFrame({"text": ["abcdef"], "label": ["a"]})}  # fmt: skip
+    rates = test_set_rates(Fixed(), data)  # type: ignore[arg-type]
+    assert rates == {"known_test_accuracy": 0.6667, "new_test_accuracy": 1.0,
+                     "known_test_correct_auto_answer_rate": 0.3333,
+                     "new_test_correct_auto_answer_rate": 1.0}  # fmt: skip

@@ -103,7 +103,11 @@ def test_an_offline_winner_faces_customers_first_and_wins_online(project, monkey
     settings, client = project
     result = started(settings, client, monkeypatch)
     assert result["experiment"] == "started"
-    assert "mode: split, share: 0.5" in result["serving"]  # intent_en is not split by default
+    # intent_en is not split in serving/config.yaml: the loop switches it on itself
+    assert result["serving"]["challenger"] == {"mode": "split", "share": 0.5}
+    assert result["serving"]["reload"].startswith("no server running")
+    assert "problem" not in result["serving"]
+    assert loop_run.served_split(settings, "intent_en") is None
     assert aliases(client) == {"champion": "1", "challenger": "2"}  # not champion yet
     traffic(settings, champion=(600, 0.55), challenger=(600, 0.75))
     decision = loop_run.look(settings, "intent_en")
@@ -112,6 +116,8 @@ def test_an_offline_winner_faces_customers_first_and_wins_online(project, monkey
     tags = client.get_model_version("intent_en", "2").tags
     assert tags["online.decision"] == "promote" and tags["previous_champion"] == "1"
     assert "experiment" not in json.loads(state_file(settings, "intent_en").read_text())
+    assert decision["serving"]["challenger"] == "as serving/config.yaml"  # split off again
+    assert loop_run.served_split(settings, "intent_en") is not None
     assert loop_run.rollback_model(settings, "intent_en")["champion"] == "1"
     assert actions(settings) == ["loop.experiment_started", "loop.experiment_promote",
                                  "loop.rollback"]  # fmt: skip

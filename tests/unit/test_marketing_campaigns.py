@@ -364,3 +364,16 @@ def test_a_message_after_a_send_is_the_campaigns_reply_once() -> None:
     asyncio.run(marketing.on_event(other))
     replies = [e for e in bus if e.type == "campaign.replied"]
     assert [(e.customer_id, e.campaign_id, e.channel) for e in replies] == [("c1", cid, "wecom")]
+
+
+def test_campaign_ids_survive_response_masking() -> None:
+    """A hex id can hold a Luhn-valid digit run and come back as `44c[CARD]...` (seen)."""
+    from crm.marketing.store import object_id
+    from privacy.masking import mask_payload
+
+    ids = [object_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert all(mask_payload({"campaign": i}, "standard") == {"campaign": i} for i in ids)
+    assert mask_payload({"campaign": "44c4111111111111111"}, "standard") != {
+        "campaign": "44c4111111111111111"
+    }  # the old shape could be masked
