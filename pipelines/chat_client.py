@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import time
 import uuid
@@ -44,9 +45,18 @@ class ChatResult:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A free 127.0.0.1 port outside the kernel's ephemeral range (32768-60999) and Ray's worker
+    range (10002-19999). Ray binds its agents to ephemeral ports as it starts: a port probed
+    from that range a moment before was seen taken by Ray itself (the proxy's "Failed to bind")."""
+    for _ in range(500):
+        port = 20000 + secrets.randbelow(12000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-31999 on 127.0.0.1")
 
 
 def headers(api_key: str | None) -> dict[str, str]:

@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 
+from pipelines.chat_client import free_port
 from pipelines.marketing_eval import BASE, REPLY, SENT_EFFECT, TRUE_LIFT, population
 
 OFFER = "满200减30"
@@ -59,12 +60,6 @@ SPEC: dict[str, Any] = {
 }  # fmt: skip
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 ARRIVAL_S = 10.0  # after the launch: a message not there by then is counted as lost
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_port(port: int, until: float) -> None:
@@ -302,9 +297,12 @@ async def campaign_over_http(url: str, mqtt_port: int, keys: dict, people: dict,
     crm, mk = {"X-API-Key": keys["crm"]}, {"X-API-Key": keys["marketer"]}
     spec = {**SPEC, "quiet_hours": {"zone": daytime_zone(datetime.now(UTC))}}
     marks = [time.monotonic()]
-    async with httpx.AsyncClient(base_url=url, timeout=30, headers=crm) as http, aiomqtt.Client(
-        "127.0.0.1", mqtt_port, identifier=f"kiosks-{uuid.uuid4().hex[:6]}"
-    ) as device:
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=30, headers=crm) as http,
+        aiomqtt.Client(
+            "127.0.0.1", mqtt_port, identifier=f"kiosks-{uuid.uuid4().hex[:6]}"
+        ) as device,
+    ):
         await device.subscribe("scrm/out/#", qos=1)
         inbox: dict[str, dict] = {}
         listening = asyncio.create_task(kiosk_inbox(device.messages, inbox))

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from pipelines.chat_client import free_port
 from settings import ENV_PREFIX, Settings
 from settings.deploy import APP_NAME, APPLICATION_DEPLOYMENTS, read_deploy_config
 
@@ -207,12 +208,6 @@ def serve_forever(
                 (folder / name).unlink(missing_ok=True)
 
 
-def free_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def tls_front(tls: tuple[Path, Path] | None, host: str, port: int) -> Any:
     """The TLS 1.3 front for `--tls-cert/--tls-key` (None without them).
 
@@ -225,7 +220,7 @@ def tls_front(tls: tuple[Path, Path] | None, host: str, port: int) -> Any:
     from privacy.tls import TlsFront
 
     cert_file, key_file = tls
-    return TlsFront(cert_file, key_file, host, port, ("127.0.0.1", free_loopback_port()))
+    return TlsFront(cert_file, key_file, host, port, ("127.0.0.1", free_port()))
 
 
 def reload_now(settings: Settings, config_file: Path | None, host: str, port: int) -> None:

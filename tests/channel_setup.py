@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from pipelines.chat_client import free_port
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"  # Debian puts it in sbin
 # Test secrets (what a corp's WeCom app and DingTalk robot settings would hold).
 WECOM_TOKEN = "QDG6eK"
@@ -34,12 +36,6 @@ WECOM_SECRET = "test-app-secret"
 WECOM_AGENT_ID = "1000002"
 DINGTALK_SECRET = "ding-test-secret-0123456789"
 PORTS: dict[str, int] = {}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def channel_port(name: str) -> int:
