@@ -138,4 +138,7 @@ def latest_stats(recent_events: pd.DataFrame) -> pd.DataFrame:
 def empty_stats() -> pd.DataFrame:
     """The batch source's schema with no rows (a log with no events yet)."""
     no_events = pd.DataFrame({c: pd.Series(dtype="object") for c in EVENT_COLUMNS})
-    return conversation_stats(no_events.assign(handoff=pd.Series(dtype=bool)))
+    stats = conversation_stats(no_events.assign(handoff=pd.Series(dtype=bool)))
+    # An object column with no rows is written to parquet as type NULL, and Feast's
+    # point-in-time join cannot compare a NULL-typed key with the entity frame's string key.
+    return stats.astype({c: "string" for c in stats.select_dtypes("object").columns})

@@ -134,3 +134,13 @@ def test_no_events_give_the_schema_with_no_rows() -> None:
     empty = empty_stats()
     assert len(empty) == 0
     assert list(empty.columns) == list(conversation_stats(events()).columns)
+
+
+def test_an_empty_source_keeps_its_text_types_in_parquet(tmp_path) -> None:
+    """A NULL-typed `customer_id` broke every training set of a workspace that served nothing."""
+    import pyarrow.parquet as pq
+
+    empty_stats().to_parquet(tmp_path / "stats.parquet", index=False)
+    schema = pq.read_schema(tmp_path / "stats.parquet")
+    for column in ("customer_id", "last_intent", "channels_30d"):
+        assert str(schema.field(column).type) in ("string", "large_string"), column
