@@ -28,7 +28,7 @@ from crm.console.sessions import (
     cookie_of,
     sign_in,
 )
-from privacy.abac import Resource
+from privacy.abac import Decision, Resource
 from privacy.auth import AuthError
 
 HERE = Path(__file__).parent
@@ -172,6 +172,17 @@ def safe_next(value: str | None) -> str:
     return value if value and value.startswith("/console") and "//" not in value else "/console/"
 
 
+def audit_session(access: Any, request: Request, subject: Any, action: str) -> None:
+    """A console sign-in or sign-out in the audit trail (who, which key id, which role): an
+    accountability record like every data access. Never the key: only its id, masked text."""
+    decision = Decision(True, "api-key", "console session", "strict")
+    resource = Resource("console_session", subject.key_id, subject.tenant)
+    context = access.guard.context(request, action, subject)
+    access.guard.record(subject, action, resource, decision, context,
+                        detail={"key_id": subject.key_id, "role": subject.role,
+                                "method": subject.method, "via": "console"})  # fmt: skip
+
+
 def login_router(console: Console) -> APIRouter:
     router = APIRouter(prefix="/console", include_in_schema=False)
     access = console.access
@@ -210,6 +221,7 @@ def login_router(console: Console) -> APIRouter:
             access.guard.notify("auth_failure", route="/console/login", status=str(error.status))
             return login_page(request, error.message, 401)
         value, _ = console.sessions.open(subject, form.lang)
+        audit_session(access, request, subject, "console.sign_in")
         target = safe_next(form.next)
         if target == "/console/":  # land on the first page the role has
             first = [p for _, p, a in PAGES if console.allowed(request, a, subject)]
@@ -233,6 +245,7 @@ def login_router(console: Console) -> APIRouter:
         value = cookie_of(request.scope)
         if value:
             console.sessions.close(value)
+        audit_session(access, request, request.state.subject, "console.sign_out")
         answer = JSONResponse({"signed_out": "true"})
         answer.delete_cookie(COOKIE, path="/")
         return answer

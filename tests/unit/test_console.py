@@ -4,6 +4,7 @@ the overview's numbers equal to the analytics API's."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -307,3 +308,79 @@ def test_desk_suggests_knowledge_base_answers_for_the_customers_last_message(con
     client.cookies.clear()
     sign_in(client, keys["marketer"])  # no desk.work
     assert client.get(path).status_code == 403
+
+
+def test_sign_in_and_sign_out_are_audited_with_key_id_and_role_never_the_key(console) -> None:
+    client, parts, keys = console
+    audit = parts.access.audit
+    csrf = sign_in(client, keys["agent"])
+    client.post("/console/logout", headers={"X-CSRF-Token": csrf})
+    entries = {e["action"]: e for e in audit.query("default", actor="li", limit=50)
+               if e["action"].startswith("console.")}  # fmt: skip
+    assert set(entries) == {"console.sign_in", "console.sign_out"}
+    key_id = parts.access.guard.authenticator.authenticate(None, keys["agent"]).key_id
+    for entry in entries.values():
+        assert entry["actor_role"] == "agent" and entry["effect"] == "permit"
+        assert entry["resource_id"] == key_id and key_id in entry["detail"]
+        assert '"role": "agent"' in entry["detail"]
+        assert keys["agent"] not in str(entry) and keys["agent"][-12:] not in str(entry)
+    assert audit.verify().ok
+    # A refused key opens no session and writes no sign-in.
+    client.get("/console/login")
+    client.post("/console/login", data={"api_key": "nope", "login_token":
+                                        client.cookies.get("scrm_console_login")})  # fmt: skip
+    assert len([e for e in audit.query("default", action="console.sign_in")]) == 1
+
+
+def test_models_page_says_no_runs_yet_when_the_loop_has_not_run(console) -> None:
+    client, parts, keys = console
+    loop_dir = parts.settings.path(parts.settings.loop.state_dir)
+    loop_dir.mkdir(parents=True, exist_ok=True)
+    (loop_dir / "monitor_intent.json").write_text("{not json")  # damaged: also "no runs"
+    sign_in(client, keys["data_scientist"])
+    answer = client.get("/console/models")
+    assert answer.status_code == 200
+    section = answer.text.split('id="loop-intent"')[1].split("</section>")[0]
+    assert section.count("no runs yet") == 3  # drift, experiments, runs
+    assert 'id="snapshot">Last feedback snapshot:\nno runs yet' in answer.text
+
+
+def test_models_page_shows_drift_experiments_and_audited_loop_runs(console) -> None:
+    client, parts, keys = console
+    settings = parts.settings
+    loop_dir = settings.path(settings.loop.state_dir)
+    loop_dir.mkdir(parents=True, exist_ok=True)
+    (loop_dir / "monitor_intent.json").write_text(json.dumps({
+        "model": "intent", "champion": "3", "drift_share": 0.625,
+        "versions": {"3": {"drift_share": 0.625, "mean_confidence": 0.81, "abstain_rate": 0.05,
+                           "online_accuracy": 0.9, "alerts": ["drift"]},
+                     "4": {"drift_share": 0.125, "mean_confidence": 0.85, "abstain_rate": 0.02,
+                           "online_accuracy": None, "alerts": []}}}))  # fmt: skip
+    (loop_dir / "intent.json").write_text(json.dumps({
+        "experiment": {"started_at": "2026-12-06T01:00:00+00:00", "champion": "4",
+                       "challenger": "5", "p_value": 0.2},
+        "history": [{"started_at": "2026-12-01T00:00:00+00:00", "champion": "3",
+                     "challenger": "4", "action": "promote", "reason": "p < alpha",
+                     "lift": 0.07, "interval": [0.02, 0.12], "p_value": 0.01, "srm_p": 0.6}]}))
+    feedback = settings.path(settings.loop.feedback_dir)
+    feedback.mkdir(parents=True, exist_ok=True)
+    (feedback / "snapshot.json").write_text(json.dumps({"feedback_rows": 42, "served_turns": 99}))
+    parts.access.audit.record(
+        actor="scrm-loop", actor_tenant="platform", actor_role="system", action="loop.trigger",
+        resource_type="model", resource_id="intent", resource_tenant=None, effect="allow",
+        rule="learning-loop", detail={"reasons": ["drift: 0.62 of columns drifted > 0.5"]})
+    sign_in(client, keys["data_scientist"])
+    page = client.get("/console/models").text
+    section = page.split('id="loop-intent"')[1].split("</section>")[0]
+    assert '<th scope="row">3 (champion)</th><td>0.625</td><td>0.810</td><td>5.0%</td>' \
+           '<td>90.0%</td><td>drift</td>' in section
+    assert '<th scope="row">running</th><td>4</td><td>5</td>' in section
+    assert ('<th scope="row">promote</th><td>3</td><td>4</td><td>0.070</td>'
+            '<td>[0.020, 0.120]</td><td>0.010</td><td>0.600</td><td>p &lt; alpha</td>') in section
+    assert "<td>trigger</td><td>drift: 0.62 of columns drifted &gt; 0.5</td>" in section
+    assert 'href="http://127.0.0.1:5000/#/models/intent"' in section
+    assert "42 feedback rows, 99 served turns" in page
+    other = page.split('id="loop-intent_en"')[1].split("</section>")[0]
+    assert other.count("no runs yet") == 3  # the other task has not run: no error either
+    sign_in(client, keys["agent"])
+    assert client.get("/console/models", follow_redirects=False).status_code == 403
