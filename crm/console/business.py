@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi import Path as PathParam
 
+from crm.console.evidence import model_evidence, snapshot
 from crm.console.kpis import judged_models
 from crm.console.shell import Console
 from privacy.abac import Resource
@@ -82,7 +83,11 @@ def business_router(console: Console, parts: Any, log: Any = None) -> APIRouter:
         if log is not None:
             records = await asyncio.to_thread(log.records, access.caller().subject.tenant)
             judged = judged_models(records)
-        return console.render(request, "models.html", "models", models=rows, judged=judged)
+        loop = await asyncio.to_thread(model_evidence, parts.settings, access.audit,
+                                       console.mlflow_ui)  # fmt: skip
+        feedback = await asyncio.to_thread(snapshot, parts.settings)
+        return console.render(request, "models.html", "models", models=rows, judged=judged,
+                              loop=loop, snapshot=feedback)  # fmt: skip
 
     @router.get("/alerts", dependencies=[Depends(console.page("ops.read"))])
     async def alerts_page(request: Request) -> Any:
