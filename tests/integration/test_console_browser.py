@@ -212,17 +212,42 @@ A11Y = """() => {
 }"""
 
 
+def accessible(page, name: str) -> None:
+    """Labels and contrast (A11Y), then the keyboard: the skip link first, then focus moves
+    through distinct controls."""
+    assert page.evaluate(A11Y) == [], name
+    page.keyboard.press("Tab")  # the skip link comes first
+    assert page.evaluate("document.activeElement.className") == "skip", name
+    seen = set()
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        seen.add(page.evaluate("document.activeElement.outerHTML.slice(0, 80)"))
+    assert len(seen) >= 3, (name, seen)  # focus moves through distinct controls
+
+
 @pytest.mark.parametrize("role", ["supervisor", "marketer", "data_scientist"])
 def test_every_page_has_labels_contrast_and_keyboard_focus(browser, live, role: str) -> None:
     context, page = signed_in(browser, live, role)
     for name in sorted(NAV[role]):
         page.goto(f"{live.url}/console/{'' if name == 'overview' else name}")
-        assert page.evaluate(A11Y) == [], name
-        page.keyboard.press("Tab")  # the skip link comes first
-        assert page.evaluate("document.activeElement.className") == "skip", name
-        seen = set()
-        for _ in range(6):
-            page.keyboard.press("Tab")
-            seen.add(page.evaluate("document.activeElement.outerHTML.slice(0, 80)"))
-        assert len(seen) >= 3, (name, seen)  # focus moves through distinct controls
+        accessible(page, name)
+    context.close()
+
+
+def test_the_drill_down_pages_have_labels_contrast_and_keyboard_focus(browser, live) -> None:
+    """Channel -> conversations -> transcript -> customer 360, reached by their links."""
+    context, page = signed_in(browser, live, "supervisor")
+    page.goto(f"{live.url}/console/drill/web_chat?hours=24")
+    page.wait_for_selector("tr[data-intent=balance]")
+    accessible(page, "channel")
+    page.click("tr[data-intent=balance] th a")
+    page.wait_for_url("**/conversations**")
+    page.wait_for_selector("a[data-conversation]")
+    accessible(page, "conversations")
+    page.locator("a[data-conversation]:has-text('C-100')").first.click()
+    page.wait_for_selector("#transcript li")
+    accessible(page, "transcript")
+    page.click("[data-customer-link]")
+    page.wait_for_selector("#features")
+    accessible(page, "customer 360")
     context.close()
