@@ -23,6 +23,7 @@ def mount_console(api: FastAPI, parts: Any) -> None:
     from crm.console.analytics import Analytics, analytics_router
     from crm.console.business import business_router
     from crm.console.kpis import EventLog
+    from crm.console.live import live_router
     from crm.console.sessions import ConsoleCookieAuth, SessionStore, key_still_valid
     from crm.console.shell import (
         HERE,
@@ -51,6 +52,8 @@ def mount_console(api: FastAPI, parts: Any) -> None:
     api.include_router(business_router(console, parts, log))
     kb_dir = settings.path(settings.dialogue.knowledge.kb_dir)
     api.include_router(suggest_router(access, parts.desk, Suggester(kb_dir)))
+    api.include_router(live_router(console, parts.desk, sessions,
+                                   key_still_valid(access.api_keys)))  # fmt: skip
     # A route, not a mount: requests are counted under its template like every other route.
     static = StaticFiles(directory=HERE / "static")
 

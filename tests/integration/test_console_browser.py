@@ -111,6 +111,7 @@ def test_agent_accepts_a_handed_off_web_chat_and_the_customer_sees_the_reply(bro
             assert said.status_code == 200, said.text
         context, page = signed_in(browser, live, "agent")
         page.goto(f"{live.url}/console/desk")
+        page.wait_for_selector("#desk[data-live=socket]")  # live over the console's socket
         page.get_by_role("button", name="Go on duty").click()
         page.wait_for_selector("#duty:has-text('on duty')")
         accept = page.locator("[data-accept]").first

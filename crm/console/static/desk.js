@@ -1,4 +1,4 @@
-// Agent desk over /v1/agent/*: queue (polled), accept, reply, resolve, transfer, feedback.
+// Agent desk over /v1/agent/*: queue (pushed over /console/ws/desk, polled as fallback), accept, reply, resolve, transfer, feedback.
 "use strict";
 (function () {
   const api = function (m, p, b) { return window.scrm.api(m, p, b); };
@@ -44,8 +44,26 @@
       });
     } catch (e) { status(e.message); }
   }
+  // Live: the console's desk socket says "changed" and the page re-reads the desk API; while
+  // it is closed (refused, a proxy without WebSockets) the 3 s poll does the work.
+  let live = null;
+  function watch() {
+    const open = current && current.state === "open" ? current.id : null;
+    if (live) { live.send(JSON.stringify({ watch: open })); }
+  }
+  function connect() {
+    const desk = document.getElementById("desk");
+    const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/console/ws/desk";
+    let socket;
+    try { socket = new WebSocket(url); } catch (e) { desk.dataset.live = "poll"; return; }
+    socket.onopen = function () { live = socket; desk.dataset.live = "socket"; watch(); };
+    socket.onmessage = function () { poll(); };
+    socket.onclose = function () { live = null; desk.dataset.live = "poll"; setTimeout(connect, 15000); };
+  }
   function showTicket(t) {
+    const watched = current && current.id;
     current = t;
+    if (watched !== t.id || t.state !== "open") { watch(); }
     suggest(t);
     if (t.state === "open") { mine.add(t.id); } else { mine.delete(t.id); }
     keepMine();
@@ -143,6 +161,8 @@
       });
     });
     poll();
-    setInterval(poll, 3000);
+    connect();
+    let ticks = 0;  // with the socket open, a slow safety poll (30 s); without it, every 3 s
+    setInterval(function () { ticks += 1; if (!live || ticks % 10 === 0) { poll(); } }, 3000);
   });
 })();
