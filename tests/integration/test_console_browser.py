@@ -136,6 +136,11 @@ def test_agent_accepts_a_handed_off_web_chat_and_the_customer_sees_the_reply(bro
                 break
             time.sleep(0.2)
         assert "您好，我是小李，马上为您处理" in agent_lines
+        # The customer answers: pushed to the open conversation (the poll is 30 s while live).
+        said = http.post("/v1/channels/web_chat/messages", headers=chat,
+                         json={"text": "好的谢谢", "message_id": "m-thanks"})  # fmt: skip
+        assert said.status_code == 200, said.text
+        page.wait_for_selector("#lines li:has-text('好的谢谢')", timeout=5_000)
         ticket = page.locator("#ticket-meta").inner_text().split(" · ")[0]
         page.select_option("#outcome", "solved")
         page.get_by_role("button", name="Resolve").click()  # feedback `resolved`, then close
