@@ -9,6 +9,7 @@ history of a session that does not exist (200, empty) while the identity map, an
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ from fastapi.testclient import TestClient
 
 import privacy.sessions
 from crm.api import build_api
+from crm.channels.webchat import ChatTranscript
 from crm.parts import build_parts
+from privacy.atrest import open_cipher
 from privacy.masking import mask_payload
 from tests.support import FakeFeatures, LocalConversation, application_settings, issue_test_key
 from tests.unit.test_application import models
@@ -61,3 +64,37 @@ def test_a_pushed_line_is_in_the_history_of_the_session_the_client_was_given(gat
     history = client.get(f"{SESSIONS}/{session_id}", headers=crm)
     assert history.status_code == 200 and history.json()["session_id"] == session_id
     assert [line["text"] for line in history.json()["history"]] == ["会员回馈"]
+
+
+def test_a_line_that_does_not_decrypt_is_skipped_with_a_masked_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cipher = open_cipher(tmp_path)
+    session = f"ws-{PHONE_LIKE}"
+    transcript = ChatTranscript(tmp_path / "chat.db", cipher, lambda _: "default/C-A")
+    transcript.add(session, "marketing", "会员回馈")
+    transcript.add(session, "bot", "您好")
+    transcript.db.execute(  # a line sealed for another customer: does not decrypt here
+        "UPDATE web_chat_transcript SET text = ? WHERE role = 'bot'",
+        (cipher.seal("您好", "web_chat_transcript.text", "default/C-B"),),
+    )
+    with caplog.at_level(logging.WARNING, logger="crm.channels.webchat"):
+        lines = transcript.recent(session)
+    assert [line["text"] for line in lines] == ["会员回馈"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "crm.channels.webchat"]
+    assert len(warned) == 1 and "1 transcript line(s)" in warned[0]
+    assert session not in warned[0] and PHONE_LIKE not in warned[0]
+    transcript.close()
+
+
+def test_an_erased_customers_lines_vanish_without_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cipher = open_cipher(tmp_path)
+    transcript = ChatTranscript(tmp_path / "chat.db", cipher, lambda _: "default/C-A")
+    transcript.add("ws-1", "marketing", "会员回馈")
+    assert cipher.vault.shred("default/C-A")
+    with caplog.at_level(logging.WARNING, logger="crm.channels.webchat"):
+        assert transcript.recent("ws-1") == []
+    assert not [r for r in caplog.records if r.name == "crm.channels.webchat"]
+    transcript.close()
