@@ -49,7 +49,7 @@ FIELD_KINDS = {
 
 # Identifiers the platform generates (request ids are UUIDs: "…-a13912345678" would read as a
 # phone): never personal data, and a client must get them back intact to correlate. Web chat
-# session ids (`ws-<32 hex>`, ~1 in 200 has a mobile-shaped digit run) and their tokens too:
+# session ids (`ws-<32 hex>`, ~0.3% have a mobile-shaped digit run) and their tokens too:
 # a masked one sent the client to a session that does not exist while pushes went to the real.
 SYSTEM_IDS = frozenset(
     {"request_id", "message_id", "ticket_id", "key_id", "model_version", "session_id",
