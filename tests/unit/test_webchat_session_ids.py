@@ -1,6 +1,6 @@
 """A web chat session id comes back to its client intact (the served campaign's lost lines).
 
-Session ids are `ws-<32 hex>`; about 0.3% (56 of 20,000 random ones) have a run of 11 digits
+Session ids are `ws-<32 hex>`; about 0.3% (53 of 20,000 random ones) have a run of 11 digits
 that reads as a mainland mobile number (`...13812345678...`). The JSON masking middleware used
 to mask it in the `POST /v1/channels/web_chat/sessions` answer (`ws-ab138****5678...`): the
 client then read the history of a session that does not exist (200, empty) while the identity
