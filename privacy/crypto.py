@@ -44,6 +44,10 @@ class DecryptError(ValueError):
     """A value that cannot be decrypted: unknown key, tampered, or its customer was erased."""
 
 
+class KeyErased(DecryptError):
+    """The customer's data key is gone (erased): their values are unreadable by design."""
+
+
 @dataclass
 class Keyring:
     """AES-256 master keys by id, and which one encrypts new values."""
@@ -298,7 +302,7 @@ class Vault:
         if customer_id:
             salt = self._customer_secret(customer_id, create=False)
             if salt is None:
-                raise DecryptError(f"customer {customer_id}'s data key was erased")
+                raise KeyErased(f"customer {customer_id}'s data key was erased")
         aad = f"{context}|{customer_id or ''}".encode()
         return self._open(token, salt, context, aad, customer_id or "").decode()
 

@@ -48,8 +48,13 @@ FIELD_KINDS = {
 }
 
 # Identifiers the platform generates (request ids are UUIDs: "…-a13912345678" would read as a
-# phone): never personal data, and a client must get them back intact to correlate.
-SYSTEM_IDS = frozenset({"request_id", "message_id", "ticket_id", "key_id", "model_version"})
+# phone): never personal data, and a client must get them back intact to correlate. Web chat
+# session ids (`ws-<32 hex>`, ~0.3% have a mobile-shaped digit run) and their tokens too:
+# a masked one sent the client to a session that does not exist while pushes went to the real.
+SYSTEM_IDS = frozenset(
+    {"request_id", "message_id", "ticket_id", "key_id", "model_version", "session_id",
+     "session_token"}
+)  # fmt: skip
 
 MOBILE = re.compile(r"(?<![\d])(?:(?:\+|00)?86[-\s]?)?1[3-9]\d(?:[-\s]?\d{4}){2}(?![\d])")
 RESIDENT_ID = re.compile(

@@ -8,7 +8,9 @@ the dialogue state itself is keyed by customer id and lives with the dialogue ma
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +23,7 @@ from pydantic import ConfigDict, Field
 from crm.channels.local_db import open_table_db
 from crm.messages import ChannelResponse, InboundMessage, RawRequest, Reply
 from privacy.atrest import FieldCipher, open_opt, seal_opt
-from privacy.crypto import DecryptError
+from privacy.crypto import DecryptError, KeyErased
 from privacy.rotation import EncryptedColumn
 from serving.schemas import IntentResponse, TextRequest
 
@@ -130,6 +132,11 @@ def scoped_message_id(session_id: str, client_id: str) -> str:
     return f"{session_id}/{client_id}"
 
 
+def session_hash(session_id: str) -> str:
+    """A session named in logs without its id (the id is a bearer of the customer's chat)."""
+    return hashlib.sha256(session_id.encode()).hexdigest()[:12]
+
+
 def like(text: str) -> str:
     """`text` escaped for a LIKE pattern (ESCAPE '\\')."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -144,6 +151,9 @@ TEXT = "web_chat_transcript.text"
 COLUMNS = [
     EncryptedColumn("web_chat_transcript", "text", TEXT, "{data_key}", encrypt_plaintext=True)
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 class ChatTranscript:
@@ -201,13 +211,22 @@ class ChatTranscript:
                 " WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
                 (session_id, limit),
             ).fetchall()
-        lines = []
+        lines, unreadable = [], 0
         for role, text, mid, at, owner in reversed(rows):
             try:
                 plain = open_opt(self.cipher, text, TEXT, owner)
-            except DecryptError:
+            except KeyErased:  # the customer was erased: their lines are gone by design
+                continue
+            except DecryptError:  # the key exists: a line lost to the client, never silently
+                unreadable += 1
                 continue
             lines.append({"role": role, "text": plain, "message_id": mid, "at": at})
+        if unreadable:
+            log.warning(
+                "web chat session #%s: %d transcript line(s) skipped: they do not decrypt"
+                " although the customer's data key exists",
+                session_hash(session_id), unreadable,
+            )  # fmt: skip
         return lines
 
     def erase(self, customer_id: str, tenant: str | None = None) -> int:

@@ -28,10 +28,10 @@ def test_the_campaign_reaches_customers_on_two_channels_within_a_minute(found: d
     assert found["seconds"]["total"] < 60, found["seconds"]
     sent, received = found["launch"]["sent"], found["received_by_channel"]
     assert received["mqtt"] > 0 and received["web_chat"] > 0
-    # every send arrived, once; seen here: 1-2 web chat lines of ~200 sends stored but not
-    # read back by the gateway in about a third of the runs (README: the open finding)
-    assert received["mqtt"] + received["web_chat"] + found["not_received"] == sent
-    assert 0 <= found["not_received"] <= max(2, sent // 50), found.get("gateway_log_tail")
+    # every send arrived, once (a masked session id once sent ~1 in 200 web chat customers
+    # to a session that does not exist: tests/unit/test_webchat_session_ids.py)
+    assert received["mqtt"] + received["web_chat"] == sent
+    assert found["not_received"] == 0, found.get("gateway_log_tail")
     assert found["opted_out_who_received"] == 0
     launch = found["launch"]
     assert launch["skipped:opt_out"] > 0 and launch["skipped:purpose"] > 0
