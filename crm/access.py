@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
-from uuid import uuid4
 
 from fastapi import HTTPException, Request
 
 from privacy.abac import Decision, Resource
 from privacy.auth import AuthError, Subject
 from privacy.guard import Access, Guard, NotFound
+from privacy.ids import opaque_id
 from privacy.tenancy import CustomerDirectory, Exists
 from settings import Settings
 
@@ -213,7 +213,7 @@ class AccessControl:
         elif subject.role == "customer":
             customer, session_id = subject.id, None
         else:
-            customer, session_id = f"anon-{uuid4().hex[:16]}", None
+            customer, session_id = f"anon-{opaque_id()}", None
         token, grant = self.sessions.issue(
             subject.tenant, customer, subject.id, WEB_CHAT, session_id
         )
@@ -318,8 +318,14 @@ class SocketCaller:
     def audit_replay(self, lines: int) -> None:
         """A socket that (re)opens is shown the session's transcript: a read, audited."""
         decision = Decision(True, "session-token", "the session's own token", "standard")
-        self.access.guard.record(self.subject, "conversation.read", self.resource, decision,
-                                 self.context, detail={"replayed_lines": lines, "via": "socket"})
+        self.access.guard.record(
+            self.subject,
+            "conversation.read",
+            self.resource,
+            decision,
+            self.context,
+            detail={"replayed_lines": lines, "via": "socket"},
+        )
 
     def audit_refused(self, why: str) -> None:
         """A frame that tried to leave its session (another session, another customer)."""

@@ -22,6 +22,7 @@ import httpx
 import pandas as pd
 
 from pipelines.chat_client import CHAT_ROUTE, headers
+from privacy.ids import opaque_id
 from settings import Settings
 
 TEXT_SETS = ("banking77", "smp2017_ecdt_task1", "chnsenticorp", "cluener2020")
@@ -72,7 +73,7 @@ def plan(
     out: list[Message] = []
     while len(out) < count:
         customer = rng.choices(regulars, weights)[0]
-        session = f"sim-{uuid.UUID(int=rng.getrandbits(128)).hex[:12]}"
+        session = f"sim-{opaque_id(12, rng)}"
         turns = 1
         while rng.random() > 1 / turns_per_session:
             turns += 1

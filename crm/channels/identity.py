@@ -11,10 +11,10 @@ import json
 import threading
 import time
 from pathlib import Path
-from uuid import uuid4
 
 from crm.channels.local_db import open_table_db
 from crm.messages import InboundMessage
+from privacy.ids import opaque_id
 
 
 class IdentityMap:
@@ -62,7 +62,7 @@ class IdentityMap:
                 self.link(tenant, channel, sender_id, hint)
             return hint
         with self.lock:
-            minted = f"anon-{uuid4().hex[:16]}"
+            minted = f"anon-{opaque_id()}"
             self.db.execute(
                 "INSERT OR IGNORE INTO identities VALUES (?, ?, ?, ?, ?)",
                 (tenant, channel, sender_id, minted, time.time()),

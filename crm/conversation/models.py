@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from typing import Any
 
 from crm.conversation.understanding import Analysis, Entity
+from privacy.ids import opaque_id
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -31,7 +31,7 @@ class HandleUnderstanding:
         handle = self.handles.get(model)
         if handle is None:
             return None
-        item = {"text": text, "id": f"dialogue:{uuid.uuid4().hex[:12]}", "sent_at": time.time()}
+        item = {"text": text, "id": f"dialogue:{opaque_id()}", "sent_at": time.time()}
         if split_key:  # one customer stays on one arm of an A/B split (serving: takes_challenger)
             item["split_key"] = split_key
         try:
@@ -77,7 +77,7 @@ class HandleMatcher:
             return []
         sent = time.time()
         items = [
-            {"text_a": question, "text_b": c, "id": f"faq:{uuid.uuid4().hex[:12]}", "sent_at": sent}
+            {"text_a": question, "text_b": c, "id": f"faq:{opaque_id()}", "sent_at": sent}
             for c in candidates
         ]
         answers = self.handle.predict_many.remote(items).result(timeout_s=self.timeout_s)

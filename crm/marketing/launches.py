@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from crm.marketing.store import object_id
+from privacy.ids import opaque_id
 
 log = logging.getLogger(__name__)
 SCHEMA = """
@@ -70,7 +70,7 @@ class LaunchQueue:
                 (tenant, campaign_id),
             ).fetchone()
             if row is None:
-                job_id = object_id()
+                job_id = opaque_id()
                 self.store.db.execute(
                     "INSERT INTO launch_jobs (id, tenant, campaign_id, state, audience, "
                     "queued_at) VALUES (?, ?, ?, 'queued', ?, ?)",

@@ -9,12 +9,13 @@ message a customer twice for one step (at most once; a failed send stays failed 
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
 import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from privacy.ids import opaque_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (
@@ -45,15 +46,6 @@ CREATE TABLE IF NOT EXISTS optouts (
 """
 
 
-ID_LETTERS = "abcdefghjkmnpqrstuvwxyz"
-
-
-def object_id(length: int = 16) -> str:
-    """A random id without digits: a digit run inside a hex id can pass as a card or phone
-    number, and the response masking would then mask the id a client needs to call back with."""
-    return "".join(secrets.choice(ID_LETTERS) for _ in range(length))
-
-
 class CampaignStore:
     def __init__(self, path: Path | str = ":memory:"):
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -67,7 +59,7 @@ class CampaignStore:
 
     # --- campaigns ------------------------------------------------------------------------
     def create(self, tenant: str, name: str, spec: dict[str, Any], at: datetime) -> str:
-        cid = object_id()
+        cid = opaque_id()
         self._run(
             "INSERT INTO campaigns (id, tenant, name, spec, state, created_at) VALUES "
             "(?, ?, ?, ?, 'draft', ?)",

@@ -368,7 +368,7 @@ def test_a_message_after_a_send_is_the_campaigns_reply_once() -> None:
 
 def test_campaign_ids_survive_response_masking() -> None:
     """A hex id can hold a Luhn-valid digit run and come back as `44c[CARD]...` (seen)."""
-    from crm.marketing.store import object_id
+    from privacy.ids import opaque_id as object_id
     from privacy.masking import mask_payload
 
     ids = [object_id() for _ in range(2000)]
