@@ -97,7 +97,7 @@ async def send_refusal(
     """A JSON error from ASGI middleware, shaped like the routes' (`{"detail", "request_id"}`:
     the id Serve's proxy put in the request headers, as the gateway's error handlers use)."""
     given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-    rid = given if REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+    rid = given if REQUEST_ID.match(given) else str(uuid.uuid4())
     body = json.dumps({"detail": detail, "request_id": rid}).encode()
     head = [(b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()), *(headers or [])]  # fmt: skip

@@ -47,7 +47,7 @@ def readable(errors: list[dict[str, Any]]) -> str:
 
 
 def request_id(request: Request) -> str:
-    return getattr(request.state, "request_id", None) or uuid.uuid4().hex[:16]
+    return getattr(request.state, "request_id", None) or str(uuid.uuid4())
 
 
 def plain_route(api: FastAPI, scope: dict) -> Any:
@@ -68,7 +68,7 @@ def install_http_basics(api: FastAPI, metrics: Metrics) -> None:
     @api.middleware("http")
     async def observe(request: Request, call_next):
         given = request.headers.get("x-request-id", "")
-        request.state.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+        request.state.request_id = given if REQUEST_ID.match(given) else str(uuid.uuid4())
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route") or plain_route(api, request.scope)
