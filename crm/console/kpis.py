@@ -13,6 +13,8 @@ Definitions (over turns whose event time is in the range, for one tenant):
   sessions             distinct (customer, session) pairs (no session: customer and channel)
   messages             turns (`turn.recorded`: one customer message and the bot's reply)
   auto_answered_share  turns the bot answered itself (reply kind answer/task/chitchat) / turns
+  auto_resolved_share  sessions never handed off whose last turn the bot answered itself
+                       (not a clarifying question or fallback) / sessions
   handoff_rate         turns handed to a person / turns
   queue_wait_s         median of handoff requested -> assigned (the customer's next ticket)
   first_response_s     median of handoff requested -> the agent's first reply
@@ -149,15 +151,29 @@ def in_range(records: list[Record], since: float, until: float) -> list[Record]:
     return [r for r in records if since <= r.at <= until]
 
 
+def auto_resolved(turns: list[Record]) -> tuple[int, int]:
+    """(sessions the bot closed on its own, sessions): no turn handed off, and the last one
+    an answer, a task or chitchat; a session left on a clarifying question is not resolved."""
+    by: dict[str, list[Record]] = defaultdict(list)
+    for r in turns:
+        by[session_key(r)].append(r)
+    closed = sum(not any(t.handoff for t in ts) and max(ts, key=lambda t: t.at).kind
+                 in AUTO_ANSWERED for ts in by.values())  # fmt: skip
+    return closed, len(by)
+
+
 def figures(turns: list[Record], times: dict[str, list[float]], ratings: list[int]) -> dict:
     messages = len(turns)
     auto = sum(r.kind in AUTO_ANSWERED for r in turns)
     handoffs = sum(r.handoff for r in turns)
+    resolved, sessions = auto_resolved(turns)
     return {
-        "sessions": len({session_key(r) for r in turns}),
+        "sessions": sessions,
         "messages": messages,
         "auto_answered": auto,
         "auto_answered_share": share(auto, messages),
+        "auto_resolved": resolved,
+        "auto_resolved_share": share(resolved, sessions),
         "handoffs": handoffs,
         "handoff_rate": share(handoffs, messages),
         "queue_wait_s": median(times.get("queue_wait_s", [])),

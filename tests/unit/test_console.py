@@ -177,9 +177,12 @@ def test_overview_numbers_equal_the_analytics_api_and_follow_the_definitions(con
     total = api["total"]
     assert (total["messages"], total["sessions"], total["handoffs"]) == (4, 3, 1)
     assert total["auto_answered_share"] == 0.5 and total["handoff_rate"] == 0.25
+    assert total["auto_resolved"] == 1  # C-3's task; s1 was handed off, s2 left on a question
+    assert total["auto_resolved_share"] == 0.3333
     assert (total["queue_wait_s"], total["resolution_s"], total["csat"]) == (60.0, 300.0, 4.0)
     assert shown["messages"] == "4" and shown["sessions"] == "3"
     assert shown["auto_answered_share"] == "50.0%" and shown["handoff_rate"] == "25.0%"
+    assert shown["auto_resolved_share"] == "33.3%"
     assert shown["queue_wait_s"] == "60.0" and shown["csat"] == "4.0"
     assert client.get("/console/api/overview?hours=24").json()["total"] == total
     by = {row["channel"]: row["messages"] for row in api["by_channel"]}

@@ -26,6 +26,7 @@
       yAxis: { max: 1 },
       series: [
         { name: "auto", type: "bar", data: data.by_channel.map(function (r) { return r.auto_answered_share; }) },
+        { name: "resolved", type: "bar", data: data.by_channel.map(function (r) { return r.auto_resolved_share; }) },
         { name: "handoff", type: "bar", data: data.by_channel.map(function (r) { return r.handoff_rate; }) },
       ],
     });
