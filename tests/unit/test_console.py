@@ -359,27 +359,58 @@ def test_models_page_shows_drift_experiments_and_audited_loop_runs(console) -> N
                            "online_accuracy": 0.9, "alerts": ["drift"]},
                      "4": {"drift_share": 0.125, "mean_confidence": 0.85, "abstain_rate": 0.02,
                            "online_accuracy": None, "alerts": []}}}))  # fmt: skip
-    (loop_dir / "intent.json").write_text(json.dumps({
-        "experiment": {"started_at": "2026-12-06T01:00:00+00:00", "champion": "4",
-                       "challenger": "5", "p_value": 0.2},
-        "history": [{"started_at": "2026-12-01T00:00:00+00:00", "champion": "3",
-                     "challenger": "4", "action": "promote", "reason": "p < alpha",
-                     "lift": 0.07, "interval": [0.02, 0.12], "p_value": 0.01, "srm_p": 0.6}]}))
+    (loop_dir / "intent.json").write_text(
+        json.dumps(
+            {
+                "experiment": {
+                    "started_at": "2026-12-06T01:00:00+00:00",
+                    "champion": "4",
+                    "challenger": "5",
+                    "p_value": 0.2,
+                },
+                "history": [
+                    {
+                        "started_at": "2026-12-01T00:00:00+00:00",
+                        "champion": "3",
+                        "challenger": "4",
+                        "action": "promote",
+                        "reason": "p < alpha",
+                        "lift": 0.07,
+                        "interval": [0.02, 0.12],
+                        "p_value": 0.01,
+                        "srm_p": 0.6,
+                    }
+                ],
+            }
+        )
+    )
     feedback = settings.path(settings.loop.feedback_dir)
     feedback.mkdir(parents=True, exist_ok=True)
     (feedback / "snapshot.json").write_text(json.dumps({"feedback_rows": 42, "served_turns": 99}))
     parts.access.audit.record(
-        actor="scrm-loop", actor_tenant="platform", actor_role="system", action="loop.trigger",
-        resource_type="model", resource_id="intent", resource_tenant=None, effect="allow",
-        rule="learning-loop", detail={"reasons": ["drift: 0.62 of columns drifted > 0.5"]})
+        actor="scrm-loop",
+        actor_tenant="platform",
+        actor_role="system",
+        action="loop.trigger",
+        resource_type="model",
+        resource_id="intent",
+        resource_tenant=None,
+        effect="allow",
+        rule="learning-loop",
+        detail={"reasons": ["drift: 0.62 of columns drifted > 0.5"]},
+    )
     sign_in(client, keys["data_scientist"])
     page = client.get("/console/models").text
     section = page.split('id="loop-intent"')[1].split("</section>")[0]
-    assert '<th scope="row">3 (champion)</th><td>0.625</td><td>0.810</td><td>5.0%</td>' \
-           '<td>90.0%</td><td>drift</td>' in section
+    assert (
+        '<th scope="row">3 (champion)</th><td>0.625</td><td>0.810</td><td>5.0%</td>'
+        "<td>90.0%</td><td>drift</td>" in section
+    )
     assert '<th scope="row">running</th><td>4</td><td>5</td>' in section
-    assert ('<th scope="row">promote</th><td>3</td><td>4</td><td>0.070</td>'
-            '<td>[0.020, 0.120]</td><td>0.010</td><td>0.600</td><td>p &lt; alpha</td>') in section
+    assert (
+        '<th scope="row">promote</th><td>3</td><td>4</td><td>0.070</td>'
+        "<td>[0.020, 0.120]</td><td>0.010</td><td>0.600</td><td>p &lt; alpha</td>"
+    ) in section
     assert "<td>trigger</td><td>drift: 0.62 of columns drifted &gt; 0.5</td>" in section
     assert 'href="http://127.0.0.1:5000/#/models/intent"' in section
     assert "42 feedback rows, 99 served turns" in page
