@@ -120,6 +120,26 @@ def threshold_alerts(settings: Settings) -> list[dict[str, Any]]:
         alert("ScrmAuthFailureBurst",
               f"sum(rate(scrm_security_auth_failures_total[5m])) > {t.auth_failures_per_s:g}",
               "page", f"over {t.auth_failures_per_s:g} authentication failures per second", d),
+        *marketing_alerts(settings),
+    ]  # fmt: skip
+
+
+def marketing_alerts(settings: Settings) -> list[dict[str, Any]]:
+    """A campaign whose sends the protective rules mostly refuse (an audience without consent,
+    opted out or capped: the marketer's target list is wrong), and a launch that failed. The
+    sends side falls back to 0 (`or ... * 0`) so that a campaign refused entirely still fires."""
+    t = settings.monitoring.thresholds
+    by = "sum by (tenant, campaign)"
+    blocked = f"{by} (rate(scrm_marketing_blocked_total[15m]))"
+    sends = f"({by} (rate(scrm_marketing_sends_total[15m])) or {blocked} * 0)"
+    return [
+        alert("ScrmMarketingBlocked",
+              f"{blocked} / ({blocked} + {sends}) > {t.marketing_blocked_share} and {blocked} > 0",
+              "ticket", f"protective rules refused over {t.marketing_blocked_share:.0%} of a "
+              "campaign's sends", t.for_duration),
+        alert("ScrmMarketingLaunchFailed",
+              'sum(increase(scrm_marketing_launches_total{outcome="failed"}[15m])) > 0',
+              "ticket", "a queued campaign launch failed (its status URL says why)", "0s"),
     ]  # fmt: skip
 
 

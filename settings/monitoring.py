@@ -23,6 +23,7 @@ class AlertThresholds(Strict):
     auth_failures_per_s: float = Field(1.0, gt=0)  # 401s per second over 5 min
     replica_restarts: int = Field(3, ge=1)  # replica starts in 15 min
     heartbeat_stale_s: float = Field(60.0, gt=0)  # a live replica silent this long is hung
+    marketing_blocked_share: float = Field(0.5, gt=0, le=1)  # a campaign's sends rules refused
     for_duration: str = "2m"  # how long a condition must hold before it fires
 
 
