@@ -42,7 +42,10 @@ def mount_console(api: FastAPI, parts: Any) -> None:
     access = parts.access
     sessions = SessionStore(settings.path("data/console/sessions.db"))
     console = Console(access, sessions, environment())
-    log = EventLog(settings.path(settings.events.log))
+    if settings.events.engine == "embedded":
+        log = EventLog(settings.path(settings.events.log))
+    else:  # kept by the console consumer of the stream service (crm/streams/console_log.py)
+        log = EventLog(settings.path(settings.events.derived_db), table="console_events")
     # Read the bus log once in the background (about 2 s for 60,000 events on 2 busy cores),
     # so the first overview after a restart does not pay for it; later reads are increments.
     threading.Thread(target=log.refresh, name="console-log-warmup", daemon=True).start()

@@ -75,10 +75,13 @@ def record_of(event: Any) -> Record:
 
 
 class EventLog:
-    """The embedded bus's log, read incrementally; `records(tenant)` is a snapshot."""
+    """The embedded bus's log (table `log`), or with another engine the console consumer's
+    copy in the derived store (crm/streams/console_log.py, table `console_events`: the same
+    columns), read incrementally; `records(tenant)` is a snapshot."""
 
-    def __init__(self, path: Path):
-        self.path, self.position, self.lock = Path(path), 0, threading.Lock()
+    def __init__(self, path: Path, table: str = "log"):
+        self.path, self.table, self.position = Path(path), table, 0
+        self.lock = threading.Lock()
         self.by_tenant: dict[str, list[Record]] = defaultdict(list)
 
     def refresh(self) -> None:
@@ -89,7 +92,8 @@ class EventLog:
             try:
                 marks = ",".join("?" * len(TYPES))
                 rows = db.execute(
-                    f"SELECT position, payload FROM log WHERE position > ? AND type IN ({marks})"
+                    f"SELECT position, payload FROM {self.table} WHERE position > ?"
+                    f" AND type IN ({marks})"
                     " ORDER BY position", (self.position, *TYPES),
                 ).fetchall()  # fmt: skip
             except sqlite3.OperationalError:  # no log table yet

@@ -20,6 +20,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from crm.streams.aggregates import ConversationAggregates
+from crm.streams.console_log import ConsoleEvents
 from crm.streams.counters import AnalyticsCounters
 from crm.streams.feedback import FeedbackLabels
 from crm.streams.history import TurnHistory
@@ -166,6 +167,8 @@ def processors(config: EventSettings, push: Any = None) -> list:
         AnalyticsCounters(),
         FeedbackLabels(config.rephrase_window_s, config.reopen_window_s),
         MarketingTriggers(),  # campaign triggers into the outbox the gateway drains (issue 22)
+        # the console reads the embedded log itself; other engines: its copy (issue 23)
+        *([ConsoleEvents()] if config.engine != "embedded" else []),
     ]
 
 

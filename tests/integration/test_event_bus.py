@@ -102,3 +102,42 @@ def test_an_unacked_batch_is_redelivered_and_skipped_by_the_checkpoint(
         await bus.close()
 
     asyncio.run(scenario())
+
+
+def test_the_console_reads_the_same_kpis_from_jetstream_as_from_the_embedded_log(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """With JetStream the console reads its consumer's copy (crm/streams/console_log.py):
+    the overview is the one the embedded log gives, and an erasure removes the customer."""
+    from datetime import UTC, datetime
+
+    from crm.console.kpis import TYPES, EventLog, overview
+    from crm.streams.console_log import TYPES as COPIED
+    from crm.streams.console_log import ConsoleEvents
+    from events.schemas import ErasureRequested
+    from tests.unit.test_console import traffic
+
+    assert set(TYPES) == COPIED
+    now = datetime.now(UTC)
+    events = traffic(now) + turns(50, seed=3)
+
+    async def scenario() -> None:
+        bus = await JetStreamBus.connect(config(nats_server, "CONSOLE"))
+        await bus.publish(events)
+        runner = StreamRunner(bus, tmp_path / "js.db", [ConsoleEvents()], workers=2, batch=16)
+        await runner.run_until_idle(timeout_s=0.3)
+        await bus.publish([ErasureRequested(customer_id="C-3")])
+        await runner.run_until_idle(timeout_s=0.3)
+        await runner.close()
+        await bus.close()
+        await EmbeddedBus(tmp_path / "bus.db", partitions=4).publish(events)
+
+    asyncio.run(scenario())
+    since, until = now.timestamp() - 3600, now.timestamp() + 1
+    embedded = EventLog(tmp_path / "bus.db").records("default")
+    copied = EventLog(tmp_path / "js.db", table="console_events")
+    expected = overview([r for r in embedded if r.customer != "C-3"], since, until)
+    assert overview(copied.records("default"), since, until) == expected
+    assert expected["total"]["messages"] == 3  # the web chat turns; C-3's WeCom turn erased
+    assert overview(embedded, since, until)["total"]["messages"] == 4
+    assert len(copied.records("globex")) == 1

@@ -73,10 +73,14 @@ def sign_in(client: TestClient, key: str, lang: str = "en") -> str:
 
 
 def publish_traffic(parts, now: datetime) -> None:
-    """Two channels: web chat 3 turns (one handed off, answered, resolved, rated 4), WeCom 1."""
     bus = EmbeddedBus(parts.settings.path(parts.settings.events.log), partitions=8)
+    bus.publish_now(traffic(now))
+
+
+def traffic(now: datetime) -> list:
+    """Two channels: web chat 3 turns (one handed off, answered, resolved, rated 4), WeCom 1."""
     at = lambda s: now - timedelta(seconds=s)  # noqa: E731
-    bus.publish_now([
+    return [
         MessageReceived(customer_id="C-1", channel="web_chat", session="s1",
                         text=f"call me at {PHONE}", at=at(600)),
         TurnRecorded(customer_id="C-1", channel="web_chat", session="s1", intent="balance",
@@ -93,7 +97,7 @@ def publish_traffic(parts, now: datetime) -> None:
                      at=at(50)),
         TurnRecorded(customer_id="C-9", tenant="globex", channel="wecom", intent="x",
                      reply_kind="answer", at=at(50)),
-    ])  # fmt: skip
+    ]  # fmt: skip
 
 
 def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(console) -> None:
