@@ -35,6 +35,7 @@ from typing import Any
 
 from events.codec import decode
 
+ERASED = "erasure.requested"
 AUTO_ANSWERED = frozenset({"answer", "task", "chitchat"})
 TYPES = ("turn.recorded", "handoff.requested", "handoff.assigned", "handoff.resolved",
          "agent.replied", "feedback.given", "message.received")  # fmt: skip
@@ -90,11 +91,12 @@ class EventLog:
         with self.lock:
             db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
             try:
-                marks = ",".join("?" * len(TYPES))
+                wanted = (*TYPES, ERASED)
+                marks = ",".join("?" * len(wanted))
                 rows = db.execute(
                     f"SELECT position, payload FROM {self.table} WHERE position > ?"
                     f" AND type IN ({marks})"
-                    " ORDER BY position", (self.position, *TYPES),
+                    " ORDER BY position", (self.position, *wanted),
                 ).fetchall()  # fmt: skip
             except sqlite3.OperationalError:  # no log table yet
                 rows = []
@@ -103,9 +105,16 @@ class EventLog:
             for position, payload in rows:
                 self.position = position
                 try:
-                    record = record_of(decode(payload))
+                    event = decode(payload)
                 except Exception:  # an event this reader cannot decode is not a KPI
                     continue
+                if event.type == ERASED:  # the customer leaves the console's memory too
+                    kept = [
+                        r for r in self.by_tenant[event.tenant] if r.customer != event.customer_id
+                    ]
+                    self.by_tenant[event.tenant] = kept
+                    continue
+                record = record_of(event)
                 self.by_tenant[record.tenant].append(record)
 
     def records(self, tenant: str) -> list[Record]:

@@ -41,8 +41,13 @@ class ConsoleEvents:
 
     def apply(self, db: sqlite3.Connection, batch: Sequence[tuple[int, Event]]) -> list:
         for _, event in batch:
-            if isinstance(event, ErasureRequested):
+            if isinstance(event, ErasureRequested):  # deleted here, and kept as a marker
                 db.execute(f"DELETE FROM {TABLE} WHERE customer_id = ?", (event.customer_id,))
+                db.execute(  # so that a running console drops what it already read
+                    f"INSERT OR IGNORE INTO {TABLE} (event_id, type, customer_id, payload)"
+                    " VALUES (?, ?, ?, ?)",
+                    (event.event_id, event.type, event.customer_id, encode(event)),
+                )
             elif event.type in TYPES:
                 db.execute(
                     f"INSERT OR IGNORE INTO {TABLE} (event_id, type, customer_id, payload)"

@@ -120,12 +120,14 @@ def test_the_console_reads_the_same_kpis_from_jetstream_as_from_the_embedded_log
     assert set(TYPES) == COPIED
     now = datetime.now(UTC)
     events = traffic(now) + turns(50, seed=3)
+    running = EventLog(tmp_path / "js.db", table="console_events")  # a console already up
 
     async def scenario() -> None:
         bus = await JetStreamBus.connect(config(nats_server, "CONSOLE"))
         await bus.publish(events)
         runner = StreamRunner(bus, tmp_path / "js.db", [ConsoleEvents()], workers=2, batch=16)
         await runner.run_until_idle(timeout_s=0.3)
+        assert len(running.records("default")) == 59  # 9 of the traffic, 50 turns
         await bus.publish([ErasureRequested(customer_id="C-3")])
         await runner.run_until_idle(timeout_s=0.3)
         await runner.close()
@@ -141,3 +143,4 @@ def test_the_console_reads_the_same_kpis_from_jetstream_as_from_the_embedded_log
     assert expected["total"]["messages"] == 3  # the web chat turns; C-3's WeCom turn erased
     assert overview(embedded, since, until)["total"]["messages"] == 4
     assert len(copied.records("globex")) == 1
+    assert overview(running.records("default"), since, until) == expected  # erased live too

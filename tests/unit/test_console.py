@@ -422,3 +422,15 @@ def test_models_page_shows_drift_experiments_and_audited_loop_runs(console) -> N
     assert other.count("no runs yet") == 3  # the other task has not run: no error either
     sign_in(client, keys["agent"])
     assert client.get("/console/models", follow_redirects=False).status_code == 403
+
+
+def test_the_event_log_forgets_an_erased_customer_it_already_read(tmp_path: Path) -> None:
+    from crm.console.kpis import EventLog
+    from events.schemas import ErasureRequested
+
+    bus = EmbeddedBus(tmp_path / "bus.db", partitions=4)
+    bus.publish_now(traffic(datetime.now(UTC)))
+    log = EventLog(tmp_path / "bus.db")
+    assert {r.customer for r in log.records("default")} == {"C-1", "C-2", "C-3"}
+    bus.publish_now([ErasureRequested(customer_id="C-1")])
+    assert {r.customer for r in log.records("default")} == {"C-2", "C-3"}
