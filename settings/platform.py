@@ -38,6 +38,21 @@ class SplitSpec(Strict):
     group_pairs: bool = False
 
 
+class RepairSpec(Strict):
+    """Fixes `scrm data add` applied at the user's request (pipelines/repairs.py), replayed on
+    every load so `scrm validate NAME` sees the same rows; each is counted in the card."""
+
+    # Split value in the file -> train/dev/test (e.g. validation -> dev).
+    split_map: dict[str, str] = Field(default_factory=dict)
+    # A text in several splits stays only in its earliest (train < dev < test).
+    cross_split_duplicates: bool = False
+    # Every repeated text keeps only its first row (earliest split first).
+    duplicate_texts: bool = False
+    # Classes with fewer train rows than this are dropped, or merged into `rare_merge_into`.
+    min_class_count: int = Field(0, ge=0)
+    rare_merge_into: str | None = None
+
+
 class DatasetSpec(Strict):
     """Where a data set's files are and how they map to the schema of its kind."""
 
@@ -55,6 +70,7 @@ class DatasetSpec(Strict):
     max_duplicate_share: float = Field(0.05, ge=0.0, le=1.0)
     drop_leaks: bool = False
     max_overlap_share: float = Field(0.0, ge=0.0, le=1.0)
+    repairs: RepairSpec | None = None
 
 
 class FeatureSettings(Strict):
