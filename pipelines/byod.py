@@ -93,7 +93,7 @@ def fix_option(failure: Failure, frame: pd.DataFrame, spec: DatasetSpec) -> str 
         needed = max(spec.min_rows_per_class, trainer_min_rows(frame))
         return f"--min-class-count {needed} --rare-classes drop (or merge:LABEL)"
     if failure.column == "_calibration_short":
-        return "--dev-size 0.2 (a dev split of its own)"
+        return "--dev-size 0.2 (with --test-size; or dev rows in the split column)"
     return None
 
 
