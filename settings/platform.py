@@ -103,7 +103,7 @@ class TextTask(Strict):
     max_len: int = Field(64, gt=2)
     # The `text.pretrain.corpora` entry whose pretrained encoder starts the BERT-BiLSTM.
     corpus: str = "zh"
-    # BERT-BiLSTMs trained with seeds seed, seed+1, ... sharing `text.bert.train.max_minutes`;
+    # BERT-BiLSTMs trained with seeds seed, seed+1, ..., each for `text.bert.train.epochs`;
     # their probabilities are averaged (bagging by seed). Pays where one fit is short and
     # noisy (a few thousand chat turns), not where one fit already spends the budget.
     bert_members: int = Field(1, ge=1, le=10)
@@ -148,7 +148,8 @@ class BertEncoderSettings(Strict):
 
 
 class BertTrainSettings(Strict):
-    """training.text.train.TrainParams; max_minutes is the wall budget per model."""
+    """training.text.train.TrainParams. The budget is `epochs` (with `patience`); max_minutes
+    is only a safety cap per model: a fit that passes it fails loudly (BudgetExceeded)."""
 
     epochs: int = Field(gt=0)
     batch_size: int = Field(gt=0)
