@@ -61,4 +61,5 @@ def test_a_rare_class_is_fixed_at_add_time_and_the_set_then_trains(
     trained = CliRunner().invoke(app, ["train", "intent", "--dataset", "my_bank"])
     assert trained.exit_code == 0, trained.output
     card = (project / "data/raw/my_bank/README.md").read_text()
-    assert "classes under 2 train rows merged into 'other': close_account (1), open_account (1)" in card
+    merged = "classes under 2 train rows merged into 'other': close_account (1), open_account (1)"
+    assert merged in card
