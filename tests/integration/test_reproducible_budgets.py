@@ -26,7 +26,7 @@ def smp2017(split: str) -> pd.DataFrame:
 
 def train_intent_bert(project: Path, monkeypatch: pytest.MonkeyPatch):
     """The train stage's BERT-BiLSTM fit (pipelines.text_families.fit_members) with the tiny
-    profile's settings, three epochs and one member, on real SMP2017 intents; MLflow logging
+    profile's settings, two epochs and one member, on real SMP2017 intents; MLflow logging
     left out."""
     import torch
 
@@ -38,7 +38,7 @@ def train_intent_bert(project: Path, monkeypatch: pytest.MonkeyPatch):
     settings = load_settings(project)
     spec = settings.text.tasks["intent"].model_copy(update={"bert_members": 1})
     torch.set_num_threads(settings.text.bert.threads)
-    for logger in ("log_metrics", "log_artifact"):
+    for logger in ("log_metrics", "log_artifact", "log_param", "log_params"):
         monkeypatch.setattr(families.mlflow, logger, lambda *args, **kwargs: None)
     train = subsample(smp2017("train"), settings.text.bert.max_train_rows, settings.seed)
     dev = smp2017("dev")
@@ -57,7 +57,7 @@ def test_the_same_text_model_trains_to_the_same_metrics_quiet_or_loaded(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     small_profile(project)
-    params = load_settings(project).text.bert.train.model_dump() | {"epochs": 3, "patience": 3}
+    params = load_settings(project).text.bert.train.model_dump() | {"epochs": 2, "patience": 2}
     tree = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
     tree["text"]["bert"]["train"] = params
     (project / "params.yaml").write_text(yaml.safe_dump(tree, allow_unicode=True))
@@ -70,11 +70,11 @@ def test_the_same_text_model_trains_to_the_same_metrics_quiet_or_loaded(
         burner.kill()
         burner.wait()
     assert quiet.stopped == loaded.stopped and quiet.best_epoch == loaded.best_epoch
-    assert len(quiet.history) == len(loaded.history) == 3
+    assert len(quiet.history) == len(loaded.history) == 2
     assert abs(quiet.best_metric - loaded.best_metric) <= 0.003  # 0.3 points
     for a, b in zip(quiet.history, loaded.history, strict=True):
         assert abs(a["dev_accuracy"] - b["dev_accuracy"]) <= 0.003
-    assert quiet.best_metric > 2 / len(LABELS)  # it learned: chance is 1/6
+    assert quiet.best_metric > 2 / len(LABELS), quiet.history  # it learned: chance is 1/6
 
 
 def test_autogluon_fails_past_its_cap_instead_of_fitting_fewer_models(
