@@ -18,10 +18,19 @@ import pandas as pd
 import yaml
 
 from pipelines.datasets import DataLoadError, load_dataset
-from pipelines.validate import ValidationFailed, ValidationReport, check_frame, validate_dataset
+from pipelines.repairs import describe
+from pipelines.validate import (
+    SPLITS,
+    Failure,
+    ValidationFailed,
+    ValidationReport,
+    check_frame,
+    trainer_min_rows,
+    validate_dataset,
+)
 from settings import Settings, load_settings
 from settings.loader import DATASET_FILE
-from settings.platform import DatasetSpec, SplitSpec
+from settings.platform import DatasetSpec, RepairSpec, SplitSpec
 
 NAME = re.compile(r"[a-z][a-z0-9_]{1,63}")
 FORMATS = (".csv", ".tsv", ".json", ".jsonl")
@@ -45,9 +54,69 @@ def numeric_columns(frame: pd.DataFrame, skip: set[str]) -> list[str]:
     return numeric
 
 
-def readme(name: str, spec: DatasetSpec, frame: pd.DataFrame, source: str, licence: str) -> str:
+def repair_spec(
+    split_map: list[str], cross_split: bool, duplicates: bool, min_count: int, rare: str
+) -> RepairSpec | None:
+    """`scrm data add`'s fix options -> the spec's `repairs` (None when none was asked for)."""
+    mapping = {}
+    for item in split_map:
+        old, _, new = item.partition("=")
+        if not old or new not in SPLITS:
+            raise DataLoadError(f"--split-map {item!r}: use NAME=train, NAME=dev or NAME=test")
+        mapping[old] = new
+    action, _, merge_into = rare.partition(":")
+    if action not in ("drop", "merge") or (action == "merge") != bool(merge_into):
+        raise DataLoadError(f"--rare-classes {rare!r}: use drop or merge:LABEL")
+    if not (mapping or cross_split or duplicates or min_count):
+        return None
+    return RepairSpec(
+        split_map=mapping,
+        cross_split_duplicates=cross_split,
+        duplicate_texts=duplicates,
+        min_class_count=min_count,
+        rare_merge_into=merge_into or None,
+    )
+
+
+def fix_option(failure: Failure, frame: pd.DataFrame, spec: DatasetSpec) -> str | None:
+    """The `scrm data add` option that fixes a failed expectation, if one does."""
+    if failure.column == "split" and "split" in frame:
+        unknown = sorted(set(frame["split"].astype(str)) - set(SPLITS))[:3]
+        guess = {"validation": "dev", "valid": "dev", "val": "dev", "eval": "dev"}
+        targets = {v: guess.get(v.lower(), "train|dev|test") for v in unknown}
+        return " ".join(f"--split-map {v}={target}" for v, target in targets.items())
+    if failure.column in ("_splits_per_text", "_splits_per_question"):
+        return "--drop-cross-split-duplicates"
+    if failure.expectation == "expect_column_proportion_of_unique_values_to_be_between":
+        return "--drop-duplicate-texts"
+    if failure.column == "_train_rows_in_class":
+        needed = max(spec.min_rows_per_class, trainer_min_rows(frame))
+        return f"--min-class-count {needed} --rare-classes drop (or merge:LABEL)"
+    if failure.column == "_calibration_short":
+        return "--dev-size 0.2 (with --test-size; or dev rows in the split column)"
+    return None
+
+
+def fix_hint(report: ValidationReport, frame: pd.DataFrame, spec: DatasetSpec) -> str:
+    options = [fix_option(f, frame, spec) for f in report.failures]
+    found = list(dict.fromkeys(o for o in options if o))
+    return f"to fix, add: {' '.join(found)}" if found else ""
+
+
+def readme(
+    name: str,
+    spec: DatasetSpec,
+    frame: pd.DataFrame,
+    source: str,
+    licence: str,
+    repairs: dict | None = None,
+) -> str:
     splits = frame["split"].value_counts().to_dict()
     labels = ", ".join(spec.labels) if len(spec.labels) <= 40 else f"{len(spec.labels)} labels"
+    fixes = describe(repairs or {})
+    fixed = "".join(f"  - {line}\n" for line in fixes)
+    if fixes:
+        fixed = f"- Fixes applied by `scrm data add` (replayed on every load):\n{fixed}"
     return (
         f"# {name}\n\n"
         f"- Added with `scrm data add` on {datetime.now(UTC):%Y-%m-%d %H:%M UTC}.\n"
@@ -55,6 +124,7 @@ def readme(name: str, spec: DatasetSpec, frame: pd.DataFrame, source: str, licen
         f"- Column mapping (schema <- file): {spec.columns or 'as in the file'}\n"
         f"- Rows per split: {splits}\n- Labels: {labels}\n"
         f"- Spec: `{DATASET_FILE}` (validated by `scrm validate {name}`).\n"
+        f"{fixed}"
     )
 
 
@@ -68,6 +138,7 @@ def add_dataset(
     dev_size: float,
     source: str,
     licence: str,
+    repairs: RepairSpec | None = None,
 ) -> ValidationReport:
     raw_root = settings.path(settings.data.raw_dir)
     if not NAME.fullmatch(name):
@@ -90,7 +161,9 @@ def add_dataset(
         staging.mkdir(parents=True)
         data_file = f"data{file.suffix.lower()}"
         shutil.copy2(file, staging / data_file)
-        spec = DatasetSpec(kind=kind, files={"all": data_file}, columns=columns, split=split)
+        spec = DatasetSpec(
+            kind=kind, files={"all": data_file}, columns=columns, split=split, repairs=repairs
+        )
         try:
             frame, _ = load_dataset(staging, spec, settings.seed)
         except DataLoadError as error:  # name the user's file, not the staged copy
@@ -98,14 +171,18 @@ def add_dataset(
         extra: dict = {"labels": observed_labels(frame, kind)}
         if kind == "tabular":
             extra["numeric"] = numeric_columns(frame, {"id", "label", "split"})
+        if repairs is not None and repairs.min_class_count:
+            extra["min_rows_per_class"] = repairs.min_class_count
         spec = spec.model_copy(update=extra)
-        frame, _ = load_dataset(staging, spec, settings.seed)
+        frame, cleaning = load_dataset(staging, spec, settings.seed)
         report = check_frame(name, frame, spec, spec.labels, docs_dir=None)
         if not report.success:
+            report.hint = fix_hint(report, frame, spec)
             raise ValidationFailed(report)
         spec_text = yaml.safe_dump(spec.model_dump(exclude_defaults=True), allow_unicode=True)
         (staging / DATASET_FILE).write_text(spec_text, encoding="utf-8")
-        (staging / "README.md").write_text(readme(name, spec, frame, source, licence))
+        card = readme(name, spec, frame, source, licence, cleaning.get("repairs"))
+        (staging / "README.md").write_text(card)
         staging.rename(raw_root / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -10,7 +10,8 @@
 |                     | invoiced_at, unit_price, amount, customer_id,   |
 |                     | country                                         |
 
-Loading never drops or fixes rows: whatever is wrong with the content must reach the Great
+Loading never drops or fixes rows unless the spec says so (`drop_leaks`, `repairs`, counted
+in the validation report): whatever is wrong with the content must reach the Great
 Expectations suite, the one place that decides whether the data may be trained on. Only a file
 that cannot be read as the data set at all (missing, not UTF-8, without a required column)
 stops here, as a `DataLoadError` naming the file.
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.repairs import apply_repairs
 from pipelines.splits import carve, drop_leaks
 from settings.platform import DatasetSpec
 
@@ -165,11 +167,12 @@ def load_raw(raw_dir: Path, spec: DatasetSpec, seed: int) -> pd.DataFrame:
 
 def load_dataset(raw_dir: Path, spec: DatasetSpec, seed: int) -> tuple[pd.DataFrame, dict]:
     """The frame to validate, and what params told the loader to clean (counted)."""
-    frame = load_raw(raw_dir, spec, seed)
-    if not spec.drop_leaks:
-        return frame, {}
-    frame, dropped = drop_leaks(frame)
-    return frame, {"dropped_leaked_rows": dropped}
+    frame, cleaning = load_raw(raw_dir, spec, seed), {}
+    if spec.repairs is not None:  # the fixes `scrm data add` was asked for, replayed
+        frame, cleaning["repairs"] = apply_repairs(frame, spec.repairs)
+    if spec.drop_leaks:
+        frame, cleaning["dropped_leaked_rows"] = drop_leaks(frame)
+    return frame, cleaning
 
 
 def known_labels(raw_dir: Path, spec: DatasetSpec) -> list[str]:

@@ -6,10 +6,25 @@ to one split, otherwise the same question would sit in train and test (a leak GX
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from settings.platform import SplitSpec
+
+# A text data set without a dev split lends this share of train to calibration, stratified
+# (pipelines/text.py); scikit-learn's stratified split then needs >= 2 train rows per class and
+# at least one row per class on each side, which the gate checks first (pipelines/validate.py).
+CALIBRATION_SHARE = 0.15
+STRATIFIED_MIN_PER_CLASS = 2
+
+
+def calibration_shortfall(train_rows: int, classes: int) -> int:
+    """How many rows per-class stratification lacks for the calibration split (0: none),
+    the way scikit-learn sizes it (test rows rounded up)."""
+    held_out = math.ceil(CALIBRATION_SHARE * train_rows)
+    return max(0, classes - min(held_out, train_rows - held_out))
 
 
 def pair_groups(text_a: pd.Series, text_b: pd.Series) -> pd.Series:

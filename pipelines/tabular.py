@@ -226,7 +226,7 @@ def train_tabular(settings: Settings, name: str) -> dict[str, Any]:
         )
         automl = automl_params(spec)
         mlflow.log_params({f"automl_{k}": v for k, v in automl.model_dump().items()})
-        with timed_bar(f"AutoGluon {name}", automl.time_limit):
+        with timed_bar(f"AutoGluon {name}", automl.time_limit or automl.max_seconds):
             full = fit_automl(train, dev, spec.label, automl, settings.seed, work / "full")
         served = deployable(full, work / "deploy", automl)
         typical = baselines(train, features)

@@ -25,6 +25,7 @@ from sklearn.model_selection import train_test_split
 from pipelines.io import read_json, write_json
 from pipelines.loop import with_feedback
 from pipelines.promotion import promote_evaluated
+from pipelines.splits import CALIBRATION_SHARE
 from pipelines.text_families import (
     BertFit,
     Member,
@@ -122,7 +123,7 @@ def train_and_dev(settings: Settings, dataset: str) -> tuple[pd.DataFrame, pd.Da
     dev = load_split(settings, dataset, "dev")
     if dev.empty:
         train, dev = train_test_split(
-            train, test_size=0.15, stratify=train["label"], random_state=settings.seed
+            train, test_size=CALIBRATION_SHARE, stratify=train["label"], random_state=settings.seed
         )
     return train.reset_index(drop=True), dev.reset_index(drop=True)
 

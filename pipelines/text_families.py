@@ -104,9 +104,10 @@ def fit_members(
     start: tuple[Any, Any, Any],
     classes: list[str],
 ) -> tuple[list[Any], list[Any]]:
-    """`spec.bert_members` BERT-BiLSTMs seeded seed, seed+1, ..., sharing the wall budget;
-    each from the pretrained encoder when there is one. `data`: train texts and labels, dev
-    texts and labels; `start`: tokenizer, encoder params, pretrained encoder (or None)."""
+    """`spec.bert_members` BERT-BiLSTMs seeded seed, seed+1, ..., each trained for the same
+    epochs (the budget; `max_minutes` caps each fit, it is not shared), each from the
+    pretrained encoder when there is one. `data`: train texts and labels, dev texts and
+    labels; `start`: tokenizer, encoder params, pretrained encoder (or None)."""
     from training.text.fit import fit_classifier
     from training.text.loop import TrainParams
     from training.text.models import BertBiLSTMClassifier
@@ -114,7 +115,7 @@ def fit_members(
     bert, members = settings.text.bert, spec.bert_members
     (texts, labels, dev_texts, dev_labels), (tokenizer, encoder, pretrained) = data, start
     params = TrainParams(
-        **bert.train.model_dump() | {"max_minutes": bert.train.max_minutes / members},
+        **bert.train.model_dump(),
         seed=settings.seed,
         pad_multiple=bert.pad_multiple,
     )

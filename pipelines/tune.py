@@ -25,6 +25,7 @@ from pipelines.progress import bar
 from pipelines.text import TUNED, Target, load_split
 from settings import Settings
 from settings.platform import BaselineSettings
+from training.budget import WallCap
 from training.tfidf import ClassifierParams, TfidfParams, fit_tfidf_classifier, normalise
 from training.tracking import use_experiment
 
@@ -67,13 +68,13 @@ def tune_text(settings: Settings, target: Target, trials: int | None = None) -> 
                     info = f"best cv accuracy {study.best_value:.4f}"
                 except ValueError:  # no complete trial yet
                     info = ""
-                left = config.timeout_s - shown.elapsed if config.timeout_s else None
-                shown.update(advance=1, info=info, budget_left=left)
+                shown.update(advance=1, info=info, budget_left=cap.left)
+                cap.check(f"after {trial.number + 1} trials of {count}")
 
-            study.optimize(
-                objective, n_trials=count, timeout=config.timeout_s, catch=(),
-                callbacks=[trial_done],
-            )  # fmt: skip
+            # The budget is `count` trials: Optuna's own timeout would end a study early on a
+            # busy machine and tune different params; timeout_s is only a cap that fails.
+            cap = WallCap(config.timeout_s, "tuning", "text.tune.timeout_s")
+            study.optimize(objective, n_trials=count, catch=(), callbacks=[trial_done])
         best = sample_params(optuna.trial.FixedTrial(study.best_params), settings.text.baseline)
         mlflow.log_params({f"best_{k}": v for k, v in study.best_params.items()})
         mlflow.log_metric("best_cv_accuracy", study.best_value)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from pipelines.datasets import finalize, known_labels, load_dataset
 from pipelines.io import read_json, write_json
+from pipelines.splits import CALIBRATION_SHARE, STRATIFIED_MIN_PER_CLASS, calibration_shortfall
 from settings import Settings
 from settings.platform import DatasetSpec
 
@@ -46,6 +47,7 @@ class ValidationReport:
     failures: list[Failure] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     cleaning: dict[str, Any] = field(default_factory=dict)
+    hint: str = ""  # how to get through, when the caller knows (scrm data add's options)
 
     @property
     def success(self) -> bool:
@@ -57,6 +59,7 @@ class ValidationReport:
         return (
             f"{self.dataset}: {len(self.failures)} of {self.evaluated} expectations failed "
             f"on {self.rows} rows; nothing downstream runs"
+            + (f"; {self.hint}" if self.hint else "")
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +93,21 @@ def bio_problem(tokens: list[str], tags: list[str], types: set[str]) -> str | No
     return None
 
 
+def calibration_short(frame: pd.DataFrame) -> int:
+    """Rows the trainers' stratified calibration split lacks (0 when there is a dev split)."""
+    if (frame["split"] == "dev").any():
+        return 0
+    train = frame.loc[frame["split"] == "train", "label"]
+    return calibration_shortfall(len(train), train.nunique())
+
+
+def trainer_min_rows(frame: pd.DataFrame) -> int:
+    """Train rows per class the text trainers need: without a dev split they carve one from
+    train, stratified, and scikit-learn refuses a class with a single row."""
+    has_dev = "split" in frame and (frame["split"] == "dev").any()
+    return 1 if has_dev else STRATIFIED_MIN_PER_CLASS
+
+
 def with_helpers(frame: pd.DataFrame, spec: DatasetSpec, labels: list[str]) -> pd.DataFrame:
     helpers: dict[str, Any] = {}
     if "split" in frame and "label" in frame:
@@ -97,6 +115,8 @@ def with_helpers(frame: pd.DataFrame, spec: DatasetSpec, labels: list[str]) -> p
         train = frame["split"] == "train"
         per_class = frame[train].groupby("label")["label"].transform("size")
         helpers["_train_rows_in_class"] = per_class.reindex(frame.index)
+        if spec.kind == "text-classification":
+            helpers["_calibration_short"] = calibration_short(frame)
     if "split" in frame and "text" in frame:
         helpers["_splits_per_text"] = frame.groupby("text")["split"].transform("nunique")
     if {"text_a", "text_b", "split"} <= set(frame.columns):
@@ -172,10 +192,14 @@ def few_duplicates(column: str, spec: DatasetSpec) -> Any:
 
 
 def text_classification_suite(spec: DatasetSpec, labels: list[str]) -> list:
+    import great_expectations.expectations as gxe
+
     return [
         *common(spec, ["text", "label"]),
         *text_checks("text", spec),
         *label_checks(spec, labels),
+        # Without a dev split the trainers carve one, stratified: it must hold every class.
+        gxe.ExpectColumnValuesToBeBetween(column="_calibration_short", max_value=0),
         few_duplicates("text", spec),
         no_leak("_splits_per_text"),
     ]
@@ -326,8 +350,42 @@ def check_frame(
     name: str, frame: pd.DataFrame, spec: DatasetSpec, labels: list[str], docs_dir: Path | None
 ) -> ValidationReport:
     """The whole gate for a loaded frame: helpers, the kind's suite, the report."""
+    if spec.kind == "text-classification":
+        needed = max(spec.min_rows_per_class, trainer_min_rows(frame))
+        spec = spec.model_copy(update={"min_rows_per_class": needed})
     expectations = SUITES[spec.kind](spec, labels)
-    return run_suite(name, with_helpers(frame, spec, labels), expectations, docs_dir)
+    helped = with_helpers(frame, spec, labels)
+    report = run_suite(name, helped, expectations, docs_dir)
+    for failure in report.failures:
+        failure.problem = plain_problem(failure, helped, spec) or failure.problem
+    return report
+
+
+def plain_problem(failure: Failure, frame: pd.DataFrame, spec: DatasetSpec) -> str | None:
+    """The facts behind a failed class-count check, in words (GX only shows helper values)."""
+    if failure.column == "_train_rows_in_class" and "_train_rows_in_class" in frame:
+        train = frame[frame["split"] == "train"]
+        counts = train.groupby("label")["label"].size()
+        small = counts[counts < spec.min_rows_per_class].sort_values()
+        listed = ", ".join(f"{label!r} ({n})" for label, n in small.head(5).items())
+        more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+        many = len(small) > 1
+        why = (
+            "the least the trainers need"
+            if spec.min_rows_per_class == trainer_min_rows(frame)
+            else "the minimum set for this data set"
+        )
+        return (
+            f"{len(small)} {'classes have' if many else 'class has'} fewer than "
+            f"{spec.min_rows_per_class} train rows, {why}: {listed}{more}"
+        )
+    if failure.column == "_calibration_short" and "_calibration_short" in frame:
+        short = int(frame["_calibration_short"].max())
+        return (
+            f"without a dev split, {CALIBRATION_SHARE:.0%} of train is held out stratified for "
+            f"calibration and is {short} rows short of one row per class"
+        )
+    return None
 
 
 def validate_dataset(settings: Settings, name: str) -> ValidationReport:

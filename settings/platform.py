@@ -38,6 +38,21 @@ class SplitSpec(Strict):
     group_pairs: bool = False
 
 
+class RepairSpec(Strict):
+    """Fixes `scrm data add` applied at the user's request (pipelines/repairs.py), replayed on
+    every load so `scrm validate NAME` sees the same rows; each is counted in the card."""
+
+    # Split value in the file -> train/dev/test (e.g. validation -> dev).
+    split_map: dict[str, str] = Field(default_factory=dict)
+    # A text in several splits stays only in its earliest (train < dev < test).
+    cross_split_duplicates: bool = False
+    # Every repeated text keeps only its first row (earliest split first).
+    duplicate_texts: bool = False
+    # Classes with fewer train rows than this are dropped, or merged into `rare_merge_into`.
+    min_class_count: int = Field(0, ge=0)
+    rare_merge_into: str | None = None
+
+
 class DatasetSpec(Strict):
     """Where a data set's files are and how they map to the schema of its kind."""
 
@@ -55,6 +70,7 @@ class DatasetSpec(Strict):
     max_duplicate_share: float = Field(0.05, ge=0.0, le=1.0)
     drop_leaks: bool = False
     max_overlap_share: float = Field(0.0, ge=0.0, le=1.0)
+    repairs: RepairSpec | None = None
 
 
 class FeatureSettings(Strict):
@@ -87,7 +103,7 @@ class TextTask(Strict):
     max_len: int = Field(64, gt=2)
     # The `text.pretrain.corpora` entry whose pretrained encoder starts the BERT-BiLSTM.
     corpus: str = "zh"
-    # BERT-BiLSTMs trained with seeds seed, seed+1, ... sharing `text.bert.train.max_minutes`;
+    # BERT-BiLSTMs trained with seeds seed, seed+1, ..., each for `text.bert.train.epochs`;
     # their probabilities are averaged (bagging by seed). Pays where one fit is short and
     # noisy (a few thousand chat turns), not where one fit already spends the budget.
     bert_members: int = Field(1, ge=1, le=10)
@@ -132,7 +148,8 @@ class BertEncoderSettings(Strict):
 
 
 class BertTrainSettings(Strict):
-    """training.text.train.TrainParams; max_minutes is the wall budget per model."""
+    """training.text.train.TrainParams. The budget is `epochs` (with `patience`); max_minutes
+    is only a safety cap per model: a fit that passes it fails loudly (BudgetExceeded)."""
 
     epochs: int = Field(gt=0)
     batch_size: int = Field(gt=0)

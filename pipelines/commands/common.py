@@ -42,6 +42,7 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         from pipelines.datasets import DataLoadError
         from pipelines.serve import ServeError
         from settings import SettingsError, UnknownName
+        from training.budget import BudgetExceeded
 
         try:
             return command(*args, **kwargs)
@@ -52,6 +53,7 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             UnknownName,
             SettingsError,
             ValueError,
+            BudgetExceeded,
         ) as error:
             fail(str(error))
         except Exception as error:  # MLflow and Feast errors: keep the one line that matters

@@ -60,13 +60,30 @@ def data_add(
     dev_size: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share held out as dev.")] = 0,
     source: Annotated[str, typer.Option(help="Where the data comes from.")] = "user supplied",
     licence: Annotated[str, typer.Option(help="Its licence.")] = "not stated",
+    split_map: Annotated[
+        list[str] | None,
+        typer.Option(help="Rename a split value, e.g. validation=dev (repeatable)."),
+    ] = None,
+    drop_cross_split_duplicates: Annotated[
+        bool, typer.Option(help="Keep a text repeated across splits only in its earliest.")
+    ] = False,
+    drop_duplicate_texts: Annotated[
+        bool, typer.Option(help="Keep only the first row of every repeated text.")
+    ] = False,
+    min_class_count: Annotated[
+        int, typer.Option(min=0, help="Classes with fewer train rows are fixed by --rare-classes.")
+    ] = 0,
+    rare_classes: Annotated[
+        str, typer.Option(help="drop, or merge:LABEL (relabel rare classes LABEL).")
+    ] = "drop",
 ) -> None:
     """Validate a file with the suite of its kind and register it under data/raw/NAME.
 
-    Nothing is written unless the file passes. Afterwards `scrm validate NAME` and the training
-    commands know it by name.
+    Nothing is written unless the file passes; a refusal names the option that fixes it. Fixes
+    are recorded in the spec (replayed on every load) and listed in the data set's README.
+    Afterwards `scrm validate NAME` and the training commands know it by name.
     """
-    from pipelines.byod import add_dataset
+    from pipelines.byod import add_dataset, repair_spec
     from settings.platform import KINDS
 
     if kind not in KINDS or kind == "transactions":
@@ -88,11 +105,18 @@ def data_add(
     else:
         given.pop("text_a")
     columns = {canonical: raw for canonical, raw in given.items() if raw}
+    repairs = repair_spec(
+        split_map or [],
+        drop_cross_split_duplicates,
+        drop_duplicate_texts,
+        min_class_count,
+        rare_classes,
+    )
     config = settings()
     with console.status(f"Validating {file} as {kind}"):
         report = gated(
             lambda: add_dataset(
-                config, name, kind, file, columns, test_size, dev_size, source, licence
+                config, name, kind, file, columns, test_size, dev_size, source, licence, repairs
             )
         )
     console.print(f"[green]✓[/] added {name}: {report.headline()}")

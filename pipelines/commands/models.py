@@ -169,7 +169,12 @@ def train(
         str, typer.Option(help="tabular: roc_auc, f1 or rmse (AutoGluon's and the gate's).")
     ] = "roc_auc",
     time_limit: Annotated[
-        int | None, typer.Option(min=1, help="tabular: AutoGluon seconds (default 120).")
+        int | None,
+        typer.Option(
+            min=1,
+            help="tabular: give AutoGluon a time budget (default none: its model list is the "
+            "budget, so a fit is reproducible; a time budget is not).",
+        ),
     ] = None,
 ) -> None:
     """Train TASK's model and challengers on train, choose/calibrate on dev, log to MLflow.

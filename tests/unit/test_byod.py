@@ -150,3 +150,60 @@ def test_refused_arguments(project: Path, bank_csv: Path, args, message) -> None
     result = add(*[item for pair in base.items() for item in pair])
     assert result.exit_code == 1
     assert message in result.output
+
+
+def test_refused_file_names_the_fixes_and_passes_with_them(project: Path, bank_csv: Path) -> None:
+    """The gate's refusal says which options fix it; with them the file is added, the fixes
+    are replayed by `scrm validate` and listed in the card."""
+    rows = pd.read_csv(bank_csv)
+    parts = {0: "validation", 1: "test"}
+    rows["part"] = [parts.get(i % 5 if i % 5 == 0 else i % 20, "train") for i in range(len(rows))]
+    leaked = rows[rows["part"] == "train"].head(6).assign(part="test")  # texts in two splits
+    pd.concat([rows, leaked]).to_csv(bank_csv, index=False)
+    base = ["--kind", "text-classification", "--file", str(bank_csv), "--text-col", "utterance"]
+    base += ["--label-col", "intent", "--split-col", "part"]
+    refused = add("--name", "my_bank", *base)
+    assert refused.exit_code == 1
+    last = refused.output.strip().splitlines()[-1]
+    assert "--split-map validation=dev" in last and "--drop-cross-split-duplicates" in last
+    fixes = ["--split-map", "validation=dev", "--drop-cross-split-duplicates"]
+    added = add("--name", "my_bank", *base, *fixes)
+    assert added.exit_code == 0, added.output
+    settings = load_settings(project)
+    frame = pd.read_parquet(settings.validated_file("my_bank"))
+    assert frame["split"].value_counts().to_dict() == {"train": 120, "dev": 32, "test": 8}
+    assert frame.groupby("text")["split"].nunique().max() == 1
+    card = (project / "data/raw/my_bank/README.md").read_text()
+    assert "split 'validation' renamed: 32 rows" in card
+    assert "dropped from later splits: {'test': 6}" in card
+    report = json.loads(settings.validation_report("my_bank").read_text())
+    assert report["cleaning"]["repairs"]["cross_split_duplicates_dropped"] == {"test": 6}
+
+
+def test_a_class_too_small_for_the_trainers_is_refused_in_words(
+    project: Path, bank_csv: Path
+) -> None:
+    """Without a dev split the trainers carve one from train, stratified: one train row of a
+    class crashes scikit-learn there, so the gate refuses it first and says how to fix it."""
+    rows = pd.read_csv(bank_csv).assign(part="train")
+    rows.loc[rows.index[::4], "part"] = "test"
+    rare = pd.DataFrame({"utterance": ["how do I close my account"], "intent": ["close"]})
+    pd.concat([rows, rare.assign(part="train")]).to_csv(bank_csv, index=False)
+    base = ["--kind", "text-classification", "--file", str(bank_csv), "--text-col", "utterance"]
+    base += ["--label-col", "intent", "--split-col", "part"]
+    refused = add("--name", "my_bank", *base)
+    assert refused.exit_code == 1
+    assert "--min-class-count 2 --rare-classes" in refused.output.strip().splitlines()[-1]
+    with pytest.raises(ValidationFailed) as failed:
+        add_dataset(load_settings(project), "my_bank", "text-classification", bank_csv,
+                    {"text": "utterance", "label": "intent", "split": "part"},
+                    None, 0.0, "test", "none")  # fmt: skip
+    [failure] = failed.value.report.failures
+    assert failure.problem == (
+        "1 class has fewer than 2 train rows, the least the trainers need: 'close' (1)"
+    )
+    added = add("--name", "my_bank", *base, "--min-class-count", "2")
+    assert added.exit_code == 0, added.output
+    card = (project / "data/raw/my_bank/README.md").read_text()
+    assert "classes under 2 train rows dropped: close (1)" in card
+    assert "close" not in load_settings(project).dataset("my_bank").labels

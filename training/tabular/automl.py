@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
+from autogluon.core.callbacks import AbstractCallback
 from autogluon.tabular import TabularPredictor
 from pydantic import BaseModel, ConfigDict, Field
+
+from training.budget import WallCap
 
 # Columns that identify or date a row, never describe it. Absolute times (`*_ts`, `*_at`,
 # datetime columns) are excluded too: out-of-time test rows lie outside the training range, and
@@ -47,7 +50,14 @@ class AutoMLParams(BaseModel):
     """What `scrm` passes from params.yaml; defaults are the measured churn settings."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    time_limit: int = Field(120, gt=0, description="seconds for the whole AutoGluon fit")
+    # None: no clock inside AutoGluon. The preset's (or `hyperparameters`') fixed model list is
+    # the budget, each model trained to its own stopping rule on dev, so a loaded machine fits
+    # the same models as a quiet one. A number brings back AutoGluon's time budget, under which
+    # models stop early or are skipped as the machine allows (not reproducible).
+    time_limit: int | None = Field(None, gt=0)
+    # Safety cap on the whole fit (seconds), checked before each model: past it the fit fails
+    # with BudgetExceeded instead of returning fewer models.
+    max_seconds: int = Field(900, gt=0)
     presets: str = "medium_quality"
     eval_metric: EvalMetric = "roc_auc"
     problem_type: Literal["binary", "multiclass", "regression"] | None = None
@@ -76,6 +86,18 @@ def feature_columns(frame: pd.DataFrame, label: str) -> list[str]:
     ]
 
 
+class CapCallback(AbstractCallback):
+    """Fails the fit (BudgetExceeded) before the next model once the wall cap has passed."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.cap = WallCap(seconds, "AutoGluon fit", "automl.max_seconds")
+
+    def _before_model_fit(self, trainer: Any, model: Any, **kwargs: Any) -> tuple[bool, bool]:
+        self.cap.check(f"before {model.name}")
+        return False, False
+
+
 def fit_automl(
     train: pd.DataFrame,
     dev: pd.DataFrame,
@@ -88,7 +110,8 @@ def fit_automl(
 
     `dev` is the pipeline's own split (a later cutoff for repurchase), not a random holdout
     AutoGluon would carve; with bagging presets it is the bag holdout. AutoGluon seeds every
-    model with a fixed default, so a fit is repeatable; `seed` varies the bag folds.
+    model with a fixed default and, without `time_limit`, trains every model of its list to the
+    end, so a fit is repeatable; `seed` varies the bag folds. `max_seconds` only fails a runaway.
     """
     features = feature_columns(train, label)
     columns = [*features, label]
@@ -110,6 +133,7 @@ def fit_automl(
         num_cpus=params.num_cpus,
         use_bag_holdout=True,  # ignored unless the preset bags; then dev is the holdout
         ag_args_ensemble={"model_random_seed": seed},
+        callbacks=[CapCallback(params.max_seconds)],
     )
 
 

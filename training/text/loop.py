@@ -1,4 +1,9 @@
-"""One plain torch training loop for every head: AdamW, linear warmup, early stopping, a budget.
+"""One plain torch training loop for every head: AdamW, linear warmup, early stopping, a cap.
+
+The budget of a fit is its epochs (and patience on the dev metric), never the clock: the same
+seed and settings give the same model on a quiet and on a loaded machine. `max_minutes` is only
+a safety cap, and reaching it fails the fit (`BudgetExceeded`) instead of quietly returning a
+model trained for fewer steps.
 
 The loop returns a per-epoch history instead of logging it, and calls `on_epoch(epoch, metrics)`
 after each epoch: the caller decides where metrics go (MLflow) and whether to stop early (an
@@ -22,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from training.budget import BudgetExceeded
 from training.text.data import DEFAULT_PAD_MULTIPLE, Batch, length_buckets
 
 OnEpoch = Callable[[int, dict[str, float]], None]
@@ -36,7 +42,7 @@ class TrainParams:
     warmup_ratio: float = 0.1
     patience: int = 3  # epochs without dev improvement before stopping
     seed: int = 42
-    max_minutes: float = 20.0  # wall budget: training stops mid-epoch when it is spent
+    max_minutes: float = 20.0  # safety cap: past it the fit fails (BudgetExceeded), never stops
     max_grad_norm: float = 1.0
     # Batches are drawn from pools of this many batches sorted by length: little padding,
     # yet still shuffled across epochs.
@@ -52,7 +58,7 @@ class FitResult:
     best_epoch: int = 0
     best_metric: float = float("nan")
     seconds: float = 0.0
-    stopped: str = "epochs"  # epochs | patience | budget
+    stopped: str = "epochs"  # epochs | patience
 
 
 @dataclass(frozen=True)
@@ -64,10 +70,18 @@ class StepProgress:
     step: int  # optimizer steps taken so far in this fit
     steps: int  # planned: epochs x batches per epoch (early stopping ends sooner)
     loss: float  # this batch's mean loss
-    budget_left: float  # seconds left of the wall budget (`max_minutes`)
+    budget_left: float  # seconds left before the safety cap (`max_minutes`)
 
 
 OnStep = Callable[[StepProgress], None]
+
+
+def over_cap(params: TrainParams, epoch: int) -> BudgetExceeded:
+    return BudgetExceeded(
+        f"training passed its safety cap of {params.max_minutes:g} min in epoch {epoch} of "
+        f"{params.epochs}; the budget is epochs, so no model was kept: raise max_minutes "
+        "if this machine is slower, or lower epochs"
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -112,7 +126,7 @@ def train_epoch(
     deadline: float,
     on_loss: Callable[[float], None] | None = None,
 ) -> tuple[float, bool]:
-    """One pass over `batches`: (mean train loss, whether the wall budget ran out mid-epoch)."""
+    """One pass over `batches`: (mean train loss, whether the safety cap passed mid-epoch)."""
     optimizer, scheduler = optimizer_and_schedule
     model.train()
     total, count = 0.0, 0
@@ -160,8 +174,8 @@ def train_loop(
     higher_is_better: bool = True,
     on_step: OnStep | None = None,
 ) -> FitResult:
-    """Train until `epochs`, `patience` epochs without a better dev `metric`, or the budget;
-    the model ends with the weights of its best epoch."""
+    """Train until `epochs` or `patience` epochs without a better dev `metric` (raises
+    `BudgetExceeded` past the `max_minutes` cap); the model ends with its best epoch's weights."""
     seed_everything(params.seed)
     rng = random.Random(params.seed)
     batches = math.ceil(len(lengths) / params.batch_size)
@@ -177,7 +191,7 @@ def train_loop(
             model, order, collate, loss_fn, schedule, params, deadline, report
         )
         if spent:
-            result.stopped = "budget"
+            raise over_cap(params, epoch)
         model.eval()
         with torch.inference_mode():
             metrics = {"train_loss": train_loss, **evaluate(model)}
@@ -190,8 +204,6 @@ def train_loop(
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
-        if result.stopped == "budget":
-            break
         if stale >= params.patience:
             result.stopped = "patience"
             break
