@@ -21,6 +21,7 @@ from typing import Any
 from crm.access import AccessControl
 from crm.channels.mqtt import MqttBridge, bridge_from_settings
 from crm.channels.service import ChannelService, build_channel_service
+from crm.channels.wecom_events import attach_wecom
 from crm.conversation.desk import Desk, RemoteDesk
 from crm.conversation.handler import remote_handler
 from crm.intake.worker import IntakeWorker
@@ -60,6 +61,8 @@ class AppParts:
     insight: Any = None  # crm.insight.profile.ProfileService: the 360 profile and tags
     marketing: Any = None  # crm.marketing.campaigns.Marketing: audiences, campaigns (issue 22)
     marketing_work: Any = None  # crm.marketing.work.MarketingWork: queued launches, outbox
+    kf: Any = None  # crm.channels.wecom_kf.KfService: WeChat Customer Service (issue 28)
+    contacts: Any = None  # crm.channels.wecom_contacts.ContactWays: channel QR codes, tags
 
     def start(self) -> None:
         """Start what runs beside the routes (intake worker, MQTT bridge): needs the replica's
@@ -188,6 +191,7 @@ def build_parts(
     parts.monitor = monitor_gateway(settings, metrics, access.guard)
     if settings.channels.mqtt.enabled:
         parts.mqtt = bridge_from_settings(settings.channels, channels, handler)
+    attach_wecom(parts, cipher)  # WeChat Customer Service, media, contact and tag events
     parts.insight = insight_of(settings, features, channels.identity, cipher, default_features)
     publish_one = lambda event: parts.bus.publish([event])  # noqa: E731 (the bus takes lists)
     parts.marketing = marketing_of(settings, channels, publish_one, parts.insight, cipher)

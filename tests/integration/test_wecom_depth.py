@@ -1,0 +1,276 @@
+"""WeCom depth (issue 28) through the running gateway against a local HTTPS WeCom sink.
+
+The gateway is the real one (crm.parts.build_parts + crm.api.build_api under uvicorn, on a free
+loopback port) over in-process dialogue fakes, so it starts in about a second and can be
+restarted over the same stores; WeCom is played twice: as the caller (encrypted, signed
+callbacks made with the adapter's crypto) and as the API (tests/wecom_sink.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+import uvicorn
+
+from crm.api import build_api
+from crm.channels.wecom import WeComCrypto, cdata, encrypted_request_xml, field, parse_xml
+from crm.channels.wecom_kf import KfStore
+from crm.channels.wecom_media import ACK
+from crm.parts import build_parts
+from tests.channel_setup import WECOM_AES_KEY, WECOM_CORP_ID, WECOM_TOKEN, free_port
+from tests.support import FakeFeatures, LocalConversation, application_settings, issue_test_key
+from tests.unit.test_application import models
+from tests.unit.test_dialogue import intent, make_manager
+from tests.wecom_sink import ACCESS_TOKEN, MEDIA, WeComSink, restore_env, set_env, wecom_env
+
+CRYPTO = WeComCrypto(WECOM_TOKEN, WECOM_AES_KEY, WECOM_CORP_ID)
+KF = "wkAAAAtestkf"
+
+
+@dataclass
+class Gateway:
+    url: str
+    parts: Any
+    key: str
+    server: uvicorn.Server
+    thread: threading.Thread
+    stopped: bool = False
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.parts.stop()
+
+
+def start_gateway(root: Path, sink: WeComSink) -> Gateway:
+    settings = application_settings(root)
+    wecom = settings.channels.wecom.model_copy(update={"api_base": sink.base})
+    channels = settings.channels.model_copy(update={"wecom": wecom})
+    settings = settings.model_copy(update={"channels": channels})
+    manager = make_manager(root, {"查余额": intent("balance"), "转人工": intent("balance")})
+    features = FakeFeatures({"C-100": {"tenure": 12.0}})
+    parts = build_parts(settings, models(), LocalConversation(manager), features, features,
+                        lambda _: features)  # fmt: skip
+    parts.access.guard.clock = lambda: datetime(2026, 12, 7, 10, tzinfo=ZoneInfo("Asia/Shanghai"))
+    key = issue_test_key(settings, "sup", "default", "supervisor", clearance=3,
+                         rate_per_s=1000.0, burst=1000)  # fmt: skip
+    config = uvicorn.Config(build_api(parts), host="127.0.0.1", port=free_port(),
+                            log_level="warning")  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the gateway did not start in 20 s"
+        time.sleep(0.05)
+    return Gateway(f"http://127.0.0.1:{config.port}", parts, key, server, thread)
+
+
+@pytest.fixture(scope="module")
+def sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeComSink]:
+    vendor = WeComSink(tmp_path_factory.mktemp("wecom-sink"))
+    before = set_env(wecom_env(vendor))
+    try:
+        yield vendor
+    finally:
+        restore_env(before)
+        vendor.close()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("wecom-gateway")
+
+
+@pytest.fixture(scope="module")
+def gateway(root: Path, sink: WeComSink) -> Iterator[Gateway]:
+    running = start_gateway(root, sink)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def client_of(gateway: Gateway) -> httpx.Client:
+    return httpx.Client(base_url=gateway.url, headers={"X-API-Key": gateway.key}, timeout=30)
+
+
+def callback(http: httpx.Client, plain: str) -> httpx.Response:
+    body, query = encrypted_request_xml(CRYPTO, plain)
+    return http.post("/v1/channels/wecom/messages", params=query, content=body,
+                     headers={"Content-Type": "text/xml"})  # fmt: skip
+
+
+def kf_event(token: str) -> str:
+    return (f"<xml><ToUserName>{cdata(WECOM_CORP_ID)}</ToUserName><CreateTime>{int(time.time())}"
+            f"</CreateTime><MsgType>{cdata('event')}</MsgType><Event>{cdata('kf_msg_or_event')}"
+            f"</Event><Token>{cdata(token)}</Token><OpenKfId>{cdata(KF)}</OpenKfId></xml>")  # fmt: skip
+
+
+def kf_text(user: str, text: str) -> dict:
+    return {"msgid": f"k{uuid.uuid4().hex[:12]}", "open_kfid": KF, "external_userid": user,
+            "send_time": int(time.time()), "origin": 3, "msgtype": "text",
+            "text": {"content": text}}  # fmt: skip
+
+
+def sent_to(sink: WeComSink, user: str) -> list[str]:
+    return [c["body"]["text"]["content"] for c in sink.to("/cgi-bin/kf/send_msg")
+            if c["body"]["touser"] == user]  # fmt: skip
+
+
+def wait_sent(sink: WeComSink, user: str, count: int, timeout: float = 10.0) -> list[str]:
+    sink.wait(lambda c: len(sent_to(sink, user)) >= count, timeout)
+    return sent_to(sink, user)
+
+
+def states(sink: WeComSink, user: str) -> list[tuple[int, str]]:
+    return [(c["body"]["service_state"], c["body"].get("servicer_userid", ""))
+            for c in sink.to("/cgi-bin/kf/service_state/trans")
+            if c["body"]["external_userid"] == user]  # fmt: skip
+
+
+def app_message(member: str, kind: str, fields: str, msg_id: str | None = None) -> str:
+    msg_id = msg_id or str(int(time.time() * 1000) % 10**9)  # short: no card-like numbers
+    return (f"<xml><ToUserName>{cdata(WECOM_CORP_ID)}</ToUserName><FromUserName>"
+            f"{cdata(member)}</FromUserName><CreateTime>{int(time.time())}</CreateTime>"
+            f"<MsgType>{cdata(kind)}</MsgType>{fields}<MsgId>{msg_id}</MsgId>"
+            f"<AgentID>1000002</AgentID></xml>")  # fmt: skip
+
+
+def passive_text(response: httpx.Response) -> str:
+    """The encrypted passive reply, its signature checked, as the member reads it."""
+    assert response.status_code == 200, response.text
+    if not response.content:
+        return ""
+    envelope = parse_xml(response.content)
+    plain = CRYPTO.decrypt_message(field(envelope, "MsgSignature") or "",
+                                   field(envelope, "TimeStamp") or "",
+                                   field(envelope, "Nonce") or "", response.content)  # fmt: skip
+    return field(parse_xml(plain), "Content") or ""
+
+
+def test_app_media_location_link_menu_and_subscribe_are_answered(
+    root: Path, sink: WeComSink, gateway: Gateway
+) -> None:
+    member = f"li{uuid.uuid4().hex[:6]}"
+    with client_of(gateway) as http:
+        typed = passive_text(callback(http, app_message(member, "text",
+                                                        f"<Content>{cdata('查余额')}</Content>")))
+        image = app_message(member, "image", f"<PicUrl>{cdata('https://x/p')}</PicUrl>"
+                            f"<MediaId>{cdata('MID-1')}</MediaId>", msg_id="770001")
+        answer = passive_text(callback(http, image))
+        assert answer == ACK.format(label="图片")
+        fetched = sink.to("/cgi-bin/media/get")
+        assert [c["query"]["media_id"] for c in fetched] == ["MID-1"]
+        assert fetched[0]["query"]["access_token"] == ACCESS_TOKEN
+        assert passive_text(callback(http, image)) == answer  # WeCom's retry: no second fetch
+        assert len(sink.to("/cgi-bin/media/get")) == 1
+        db = sqlite3.connect(root / "data/events/channels.db")
+        ref, body = db.execute(
+            "SELECT ref, body FROM wecom_media WHERE message_id='770001'").fetchone()
+        db.close()
+        assert b"PNG" not in body.encode() and base64.b64encode(MEDIA).decode() not in body
+        assert gateway.parts.channels.media.read(ref) == ("image/png", MEDIA)
+        voice = app_message(member, "voice", f"<MediaId>{cdata('MID-2')}</MediaId>"
+                            f"<Format>{cdata('amr')}</Format>")  # fmt: skip
+        sink.expire_next = True  # WeCom says the cached token expired: fetched again, once
+        tokens = len(sink.to("/cgi-bin/gettoken"))
+        assert passive_text(callback(http, voice)) == ACK.format(label="语音")
+        assert len(sink.to("/cgi-bin/gettoken")) == tokens + 1
+        assert [c["query"]["media_id"] for c in sink.to("/cgi-bin/media/get")][1:] == ["MID-2"] * 2
+        place = app_message(member, "location", "<Location_X>31.23</Location_X><Location_Y>"
+                            f"121.47</Location_Y><Scale>15</Scale><Label>{cdata('上海')}</Label>")
+        assert passive_text(callback(http, place))  # an answer, not a 422
+        link = app_message(member, "link", f"<Title>{cdata('账单')}</Title><Description>"
+                           f"{cdata('d')}</Description><Url>{cdata('https://x/b')}</Url>")
+        assert passive_text(callback(http, link))
+        menu = app_message(f"{member}b", "event", f"<Event>{cdata('click')}</Event>"
+                           f"<EventKey>{cdata('查余额')}</EventKey>")  # fmt: skip
+        menu_answer = passive_text(callback(http, menu))
+        assert menu_answer == typed  # a menu key reads as typed words (both new members)
+        hello = app_message(member, "event", f"<Event>{cdata('subscribe')}</Event>")
+        assert passive_text(callback(http, hello)) == gateway.parts.settings.channels.wecom.welcome
+        unknown = app_message(member, "miniprogram", "")
+        assert callback(http, unknown).status_code == 422
+
+
+def test_kf_pull_reply_welcome_handoff_state_and_restart(
+    root: Path, sink: WeComSink, gateway: Gateway
+) -> None:
+    user = f"wm{uuid.uuid4().hex[:10]}"
+    welcome = {"msgid": "kevt1", "open_kfid": KF, "origin": 4, "msgtype": "event",
+               "event": {"event_type": "enter_session", "open_kfid": KF,
+                         "external_userid": user, "scene": "qr", "welcome_code": "WC-1"}}  # fmt: skip
+    first = [kf_text(user, "查余额"), kf_text(user, "查余额")]
+    sink.kf_messages += [welcome, *first]
+    with client_of(gateway) as http:
+        linked = http.put(f"/v1/channels/wecom_kf/identities/{user}",
+                          json={"customer_id": "C-kf-1"})  # a known customer (the CRM binds)
+        assert linked.status_code == 200, linked.text
+        acked = callback(http, kf_event("T1"))
+        assert acked.status_code == 200 and acked.content == b""
+        on_event = sink.wait(lambda c: c["path"] == "/cgi-bin/kf/send_msg_on_event")
+        assert on_event["body"]["code"] == "WC-1" and on_event["body"]["msgtype"] == "text"
+        answers = wait_sent(sink, user, 2)
+        assert len(answers) == 2 and all(answers), answers
+        pulls = [c["body"] for c in sink.to("/cgi-bin/kf/sync_msg")]
+        assert [(p["cursor"], p["token"], p["open_kfid"]) for p in pulls] == [
+            ("", "T1", KF), ("2", "T1", KF)]  # page of 2, has_more, then the rest
+        assert states(sink, user) == [(1, "")]  # new session -> answered by the bot
+
+        # A handoff: the queue notice goes out while WeCom allows it, then the pool (2).
+        sink.kf_messages.append(kf_text(user, "转人工"))
+        callback(http, kf_event("T2"))
+        notice = wait_sent(sink, user, 3)[-1]
+        assert "第" in notice, notice
+        sink.wait(lambda c: (2, "") in states(sink, user))
+        queue = http.get("/v1/agent/queue").json()
+        ticket = next(t for t in queue if t["session_key"] == "customer:C-kf-1")
+        agent = "zhangsan"
+        assert http.put(f"/v1/agent/agents/{agent}", json={"skills": ["general"]}).is_success
+        accepted = http.post(f"/v1/agent/tickets/{ticket['id']}/accept",
+                             json={"agent_id": agent})  # fmt: skip
+        assert accepted.status_code == 200, accepted.text
+        assert states(sink, user)[-1] == (3, agent)  # human, served by that WeCom userid
+        said = http.post(f"/v1/agent/tickets/{ticket['id']}/reply",
+                         json={"agent_id": agent, "text": "desk text"})  # fmt: skip
+        assert said.status_code == 200
+        closed = http.post(f"/v1/agent/tickets/{ticket['id']}/close", json={"agent_id": agent})
+        assert closed.status_code == 200, closed.text
+        assert states(sink, user)[-1] == (4, "")
+        assert "desk text" not in sent_to(sink, user)  # state 3: only the servicer may write
+
+    gateway.stop()  # a restart: the cursor is in the channels store, nothing in memory
+    store = KfStore(root / "data/events/channels.db")
+    assert store.cursor(KF) == "4"
+    store.save_cursor(KF, "0")  # and a crash right after handling, before the cursor moved
+    store.close()
+    sink.kf_messages.append(kf_text(user, "查余额"))
+    before = len(sent_to(sink, user))
+    restarted = start_gateway(root, sink)
+    try:
+        with client_of(restarted) as http:
+            callback(http, kf_event("T3"))
+            after = wait_sent(sink, user, before + 1)
+            sink.wait(lambda c: c["body"] and c["body"].get("cursor") == "4"
+                      and c["body"].get("token") == "T3")  # fmt: skip
+            time.sleep(0.5)  # a duplicate send would land now
+            assert len(sent_to(sink, user)) == before + 1, after  # only the new message
+            assert states(sink, user)[-1] == (1, "")  # 4 -> new session -> bot
+    finally:
+        restarted.stop()
