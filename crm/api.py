@@ -76,6 +76,10 @@ def build_api(parts: AppParts) -> FastAPI:
     )
     if parts.insight is not None:
         api.include_router(insight_router(access, parts.insight))
+    if getattr(parts, "contacts", None) is not None:  # WeCom channel QR codes (issue 28)
+        from crm.channels.contact_routes import contact_router
+
+        api.include_router(contact_router(access, parts.contacts))
     if parts.marketing is not None:
         from crm.marketing.routes import marketing_router
 

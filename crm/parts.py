@@ -191,8 +191,8 @@ def build_parts(
     parts.monitor = monitor_gateway(settings, metrics, access.guard)
     if settings.channels.mqtt.enabled:
         parts.mqtt = bridge_from_settings(settings.channels, channels, handler)
-    attach_wecom(parts, cipher)  # WeChat Customer Service, media, contact and tag events
     parts.insight = insight_of(settings, features, channels.identity, cipher, default_features)
+    attach_wecom(parts, cipher)  # WeChat Customer Service, media, channel codes, WeCom events
     publish_one = lambda event: parts.bus.publish([event])  # noqa: E731 (the bus takes lists)
     parts.marketing = marketing_of(settings, channels, publish_one, parts.insight, cipher)
     if parts.marketing is not None:

@@ -108,6 +108,10 @@ class WeComSink:
             config = f"cfg{len(self.calls)}"
             return {"errcode": 0, "config_id": config,
                     "qr_code": f"https://wework.example/qr/{config}.png"}  # fmt: skip
+        if path == "/cgi-bin/externalcontact/add_corp_tag":
+            tags = [{"id": f"et{abs(hash(t['name'])) % 10**6}", "name": t["name"]}
+                    for t in body["tag"]]  # fmt: skip
+            return {"errcode": 0, "tag_group": {"group_id": "grp1", "tag": tags}}
         return {"errcode": 0, "errmsg": "ok", "msgid": f"out{len(self.calls)}"}
 
     def record(self, path: str, query: dict, body: Any) -> None:

@@ -72,6 +72,19 @@ class WeComAppSender:
         failed.errcode = answer.get("errcode")  # type: ignore[attr-defined]
         raise failed
 
+    async def get(self, path: str, params: dict) -> dict:
+        """GET one WeCom API with the cached token (refreshed once as for `call`)."""
+        for refresh in (False, True):
+            token = await self.access_token(refresh)
+            query = {**params, "access_token": token}
+            answer = (await self.client.get(path, params=query)).json()
+            code = answer.get("errcode", 0)
+            if code == 0:
+                return answer
+            if code not in TOKEN_EXPIRED:
+                break
+        raise DeliveryFailed(f"WeCom {path}: {answer.get('errcode')} {answer.get('errmsg')}")
+
     async def download(self, media_id: str) -> tuple[bytes, str]:
         """A temporary media file (`/cgi-bin/media/get`): its bytes and content type. WeCom
         answers errors as JSON; the token is refreshed once as for `call`."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from crm.channels.senders import WeComAppSender
 from crm.channels.wecom import field
+from crm.channels.wecom_contacts import contacts_of
 from crm.channels.wecom_kf import KfAdapter, KfDesk, KfService, KfStore
 from crm.channels.wecom_media import MediaStore
 from crm.messages import MessageHandler, Reply
@@ -63,7 +64,7 @@ def attach_wecom(parts: Any, cipher: Any) -> None:
     kf = KfService(api, channels, KfStore(path), channels.media, wecom.kf_welcome)
     channels.router.routes[KfAdapter.name] = KfAdapter(api.corp_id)
     channels.outbound[KfAdapter.name] = kf.sender
-    contacts = None
+    contacts = contacts_of(parts, api, path)
     channels.events = WeComEvents(wecom.welcome, kf, contacts)
     parts.desk = KfDesk(parts.desk, kf)
     parts.kf, parts.contacts = kf, contacts

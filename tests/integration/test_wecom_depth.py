@@ -44,6 +44,8 @@ class Gateway:
     url: str
     parts: Any
     key: str
+    keys: dict[str, str]
+    features: FakeFeatures
     server: uvicorn.Server
     thread: threading.Thread
     stopped: bool = False
@@ -67,8 +69,11 @@ def start_gateway(root: Path, sink: WeComSink) -> Gateway:
     parts = build_parts(settings, models(), LocalConversation(manager), features, features,
                         lambda _: features)  # fmt: skip
     parts.access.guard.clock = lambda: datetime(2026, 12, 7, 10, tzinfo=ZoneInfo("Asia/Shanghai"))
-    key = issue_test_key(settings, "sup", "default", "supervisor", clearance=3,
-                         rate_per_s=1000.0, burst=1000)  # fmt: skip
+    keys = {name: issue_test_key(settings, f"{name}-key", tenant, role, clearance=3,
+                                 rate_per_s=1000.0, burst=1000)
+            for name, role, tenant in (("supervisor", "supervisor", "default"),
+                                       ("marketer", "marketer", "default"),
+                                       ("other", "marketer", "globex"))}  # fmt: skip
     config = uvicorn.Config(build_api(parts), host="127.0.0.1", port=free_port(),
                             log_level="warning")  # fmt: skip
     server = uvicorn.Server(config)
@@ -78,7 +83,8 @@ def start_gateway(root: Path, sink: WeComSink) -> Gateway:
     while not server.started:
         assert time.monotonic() < deadline, "the gateway did not start in 20 s"
         time.sleep(0.05)
-    return Gateway(f"http://127.0.0.1:{config.port}", parts, key, server, thread)
+    return Gateway(f"http://127.0.0.1:{config.port}", parts, keys["supervisor"], keys, features,
+                   server, thread)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +112,9 @@ def gateway(root: Path, sink: WeComSink) -> Iterator[Gateway]:
         running.stop()
 
 
-def client_of(gateway: Gateway) -> httpx.Client:
-    return httpx.Client(base_url=gateway.url, headers={"X-API-Key": gateway.key}, timeout=30)
+def client_of(gateway: Gateway, role: str = "supervisor") -> httpx.Client:
+    key = gateway.keys[role]
+    return httpx.Client(base_url=gateway.url, headers={"X-API-Key": key}, timeout=30)
 
 
 def callback(http: httpx.Client, plain: str) -> httpx.Response:
@@ -207,6 +214,98 @@ def test_app_media_location_link_menu_and_subscribe_are_answered(
         assert passive_text(callback(http, hello)) == gateway.parts.settings.channels.wecom.welcome
         unknown = app_message(member, "miniprogram", "")
         assert callback(http, unknown).status_code == 422
+
+
+def contact_event(change: str, external: str, extra: str = "") -> str:
+    return (f"<xml><ToUserName>{cdata(WECOM_CORP_ID)}</ToUserName><FromUserName>"
+            f"{cdata('sys')}</FromUserName><CreateTime>{int(time.time())}</CreateTime>"
+            f"<MsgType>{cdata('event')}</MsgType><Event>{cdata('change_external_contact')}"
+            f"</Event><ChangeType>{cdata(change)}</ChangeType><UserID>{cdata('zhangsan')}"
+            f"</UserID><ExternalUserID>{cdata(external)}</ExternalUserID>{extra}</xml>")  # fmt: skip
+
+
+def follow(*tags: tuple[str, str, str]) -> dict:
+    return {"external_contact": {"external_userid": "x", "name": "李雷", "type": 1},
+            "follow_user": [{"userid": "zhangsan", "tags": [
+                {"group_name": g, "tag_name": n, "tag_id": i, "type": 1} for g, n, i in tags]}]}
+
+
+def test_channel_code_attributes_welcomes_tags_and_reports(
+    sink: WeComSink, gateway: Gateway
+) -> None:
+    spec = {"name": "南京路店", "scope": "store:sh-01", "users": ["zhangsan"],
+            "tags": ["门店客户"], "welcome": "欢迎光临南京路店！"}  # fmt: skip
+    with client_of(gateway, "marketer") as http, client_of(gateway, "other") as other:
+        made = http.post("/v1/wecom/contact-ways", json=spec)
+        assert made.status_code == 201, made.text
+        way = made.json()
+        asked = sink.to("/cgi-bin/externalcontact/add_contact_way")[-1]["body"]
+        assert asked["scene"] == 2 and asked["type"] == 1 and asked["user"] == ["zhangsan"]
+        assert asked["state"] == way["state"] and len(way["state"]) <= 30
+        assert way["qr_code"].startswith("https://")
+        assert other.get(f"/v1/wecom/contact-ways/{way['config_id']}").status_code in (403, 404)
+        assert other.get("/v1/wecom/contact-ways").json() == []  # another tenant's: none
+        assert http.post("/v1/wecom/contact-ways", json={**spec, "state": way["state"]}
+                         ).status_code == 409  # fmt: skip
+
+        external = f"wm{uuid.uuid4().hex[:10]}"
+        sink.contacts[external] = follow(("客户等级", "VIP", "etVIP"))
+        added = contact_event("add_external_contact", external,
+                              f"<State>{cdata(way['state'])}</State>"
+                              f"<WelcomeCode>{cdata('WC-9')}</WelcomeCode>")  # fmt: skip
+        assert callback(http, added).status_code == 200
+        welcome = sink.to("/cgi-bin/externalcontact/send_welcome_msg")
+        assert [w["body"] for w in welcome] == [
+            {"welcome_code": "WC-9", "text": {"content": "欢迎光临南京路店！"}}]
+        marked = sink.to("/cgi-bin/externalcontact/mark_tag")[-1]["body"]
+        assert marked["userid"] == "zhangsan" and marked["external_userid"] == external
+        assert len(marked["add_tag"]) == 1
+        callback(http, added)  # WeCom retries the event: no second welcome, no second count
+        assert len(sink.to("/cgi-bin/externalcontact/send_welcome_msg")) == 1
+
+        parts = gateway.parts
+        customer = parts.channels.identity.lookup(WECOM_CORP_ID, "wecom_external", external)
+        tags = {t["tag"]: t["set_by"] for t in parts.insight.tags.current("default", customer)}
+        assert tags == {"门店客户": f"channel_code:{way['config_id']}", "VIP": "wecom:zhangsan"}
+        contact = parts.insight.contacts.get("default", customer)
+        assert contact["wecom_name"] == "李雷" and contact["channel_code"] == "南京路店"
+        report = http.get("/v1/wecom/contact-ways/report").json()
+        assert [(r["config_id"], r["new_customers"]) for r in report] == [(way["config_id"], 1)]
+
+        # Tags edited in WeCom come back; a corp tag deleted in WeCom leaves the profile.
+        sink.contacts[external] = follow(("客户等级", "高净值", "etHNW"))
+        callback(http, contact_event("edit_external_contact", external))
+        tags = {t["tag"] for t in parts.insight.tags.current("default", customer)}
+        assert tags == {"门店客户", "高净值"}
+        deleted = (f"<xml><ToUserName>{cdata(WECOM_CORP_ID)}</ToUserName><MsgType>"
+                   f"{cdata('event')}</MsgType><Event>{cdata('change_external_tag')}</Event>"
+                   f"<Id>{cdata('etHNW')}</Id><TagType>{cdata('tag')}</TagType><ChangeType>"
+                   f"{cdata('delete')}</ChangeType></xml>")  # fmt: skip
+        callback(http, deleted)
+        assert {t["tag"] for t in parts.insight.tags.current("default", customer)} == {"门店客户"}
+
+        # Our automatic tags go out with mark_tag (and keep the code's and WeCom's tags).
+        gateway.features.customers[customer] = {"high_value": 1}
+        with client_of(gateway) as staff:
+            pushed = staff.post(f"/v1/customers/{customer}/tags/recompute")
+        assert pushed.status_code == 200 and pushed.json()["added"] == ["value:high", "vip"], pushed.text
+        out = sink.to("/cgi-bin/externalcontact/mark_tag")[-1]["body"]
+        assert out["external_userid"] == external and len(out["add_tag"]) == 2
+        assert {t["tag"] for t in parts.insight.tags.current("default", customer)} == {
+            "门店客户", "vip", "value:high"}
+
+        changed = http.patch(f"/v1/wecom/contact-ways/{way['config_id']}",
+                             json={"users": ["lisi"], "welcome": "新欢迎语"})  # fmt: skip
+        assert changed.status_code == 200 and changed.json()["welcome"] == "新欢迎语"
+        assert sink.to("/cgi-bin/externalcontact/update_contact_way")[-1]["body"] == {
+            "config_id": way["config_id"], "user": ["lisi"]}
+        assert other.delete(f"/v1/wecom/contact-ways/{way['config_id']}").status_code in (403, 404)
+        removed = http.delete(f"/v1/wecom/contact-ways/{way['config_id']}")
+        assert removed.status_code == 200 and removed.json()["removed"] is True
+        assert sink.to("/cgi-bin/externalcontact/del_contact_way")[-1]["body"] == {
+            "config_id": way["config_id"]}
+        report = http.get("/v1/wecom/contact-ways/report").json()
+        assert report[0]["new_customers"] == 1 and report[0]["removed"] is True
 
 
 def test_kf_pull_reply_welcome_handoff_state_and_restart(
