@@ -72,7 +72,7 @@ def file_eraser(path: Path | None, opener: Callable[[], Any]) -> Eraser:
 def channel_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStore]:
     """The intake log, web chat transcripts and the identity map."""
     from crm import intake
-    from crm.channels import webchat
+    from crm.channels import webchat, wecom_media
     from crm.channels.identity import IdentityMap
     from crm.channels.service import intake_from_settings
 
@@ -92,6 +92,11 @@ def channel_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStor
             file_eraser(channel_db, lambda: webchat.ChatTranscript(
                 channel_db, sessions_of=IdentityMap(channel_db).senders)),  # fmt: skip
             tuple((channel_db, c) for c in webchat.COLUMNS),
+        ),
+        PersonalStore(  # WeCom media files (issue 28); before `identities` like the lines
+            "wecom_media",
+            file_eraser(channel_db, lambda: wecom_media.MediaStore(channel_db, cipher, None, None)),
+            tuple((channel_db, c) for c in wecom_media.COLUMNS),
         ),
         PersonalStore("identities", file_eraser(channel_db, lambda: IdentityMap(channel_db))),
     ]

@@ -60,8 +60,11 @@ class WeComSink:
                 sink.record(url.path, query, None)
                 if url.path == "/cgi-bin/gettoken":
                     good = query == {"corpid": WECOM_CORP_ID, "corpsecret": WECOM_SECRET}
-                    self.reply({"errcode": 0, "access_token": ACCESS_TOKEN, "expires_in": 7200}
-                               if good else {"errcode": 40001, "errmsg": "invalid credential"})  # fmt: skip
+                    self.reply(
+                        {"errcode": 0, "access_token": ACCESS_TOKEN, "expires_in": 7200}
+                        if good
+                        else {"errcode": 40001, "errmsg": "invalid credential"}
+                    )
                 elif query.get("access_token") != ACCESS_TOKEN:
                     self.reply({"errcode": 40014, "errmsg": "invalid access_token"})
                 elif sink.take_expiry():

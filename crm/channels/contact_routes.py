@@ -2,7 +2,7 @@
 
 | route | what |
 |---|---|
-| `POST /v1/wecom/contact-ways` | a code (`add_contact_way`): name, scope, users, tags, welcome, state? |
+| `POST /v1/wecom/contact-ways` | a code (`add_contact_way`): name, scope, users, tags, welcome |
 | `GET /v1/wecom/contact-ways` | the caller's tenant's codes |
 | `GET /v1/wecom/contact-ways/report?since=` | new customers per code (since a Unix time) |
 | `GET/PATCH/DELETE /v1/wecom/contact-ways/{config_id}` | one code; another tenant's is 404 |

@@ -197,8 +197,11 @@ class ContactWays:
             body = {"welcome_code": code, "text": {"content": way["welcome"]}}
             await self.api.call("/cgi-bin/externalcontact/send_welcome_msg", body)
         contact = await self.read_tags(userid, external, customer)
-        profile = {"wecom_name": (contact.get("external_contact") or {}).get("name", ""),
-                   "wecom_staff": userid, "channel_code": way["name"] if way else state}  # fmt: skip
+        profile = {
+            "wecom_name": (contact.get("external_contact") or {}).get("name", ""),
+            "wecom_staff": userid,
+            "channel_code": way["name"] if way else state,
+        }
         contacts = getattr(self.insight, "contacts", None)
         if contacts is not None and first:
             await asyncio.to_thread(contacts.put, self.tenant, customer,

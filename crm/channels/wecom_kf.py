@@ -291,4 +291,3 @@ class KfDesk:
             except Exception as error:  # the desk's answer stands; WeCom's state lags
                 log.warning("kf state for ticket %s not moved: %s", result.get("id"), error)
         return result
-

@@ -22,16 +22,22 @@ from crm.channels.local_db import open_table_db
 from crm.messages import InboundMessage, MessageHandler, Reply
 from privacy.atrest import FieldCipher, data_key
 from privacy.ids import opaque_id
+from privacy.rotation import EncryptedColumn
 
 LABELS = {"image": "图片", "voice": "语音", "file": "文件", "video": "视频"}
 MEDIA_KINDS = frozenset(LABELS)
-ACK = "已收到您的{label}，机器人暂时无法查看{label}内容。请用文字描述您的问题，或回复“转人工”由客服为您查看。"
+# For key rotation and erasure (crm/stores.py): each body sealed with its customer's key.
+COLUMNS = [EncryptedColumn("wecom_media", "body", "wecom.media.{kind}", "{tenant}/{customer_id}")]
+ACK = (
+    "已收到您的{label}，机器人暂时无法查看{label}内容。"
+    "请用文字描述您的问题，或回复“转人工”由客服为您查看。"
+)
 
 
 class MediaStore:
     """Sealed media blobs in the channels' sqlite file, one row per (channel, message id)."""
 
-    def __init__(self, path: Path, cipher: FieldCipher, api: Any, identity: Any):
+    def __init__(self, path: Path, cipher: FieldCipher | None, api: Any, identity: Any):
         self.cipher, self.api, self.identity = cipher, api, identity
         self.lock = threading.Lock()
         self.db = open_table_db(path)
@@ -74,9 +80,7 @@ class MediaStore:
                 message.customer_id,
             )  # fmt: skip
             blob, content_type = await self.api.download(media_id)
-            ref = await asyncio.to_thread(
-                self._save, message, customer, kind, blob, content_type
-            )
+            ref = await asyncio.to_thread(self._save, message, customer, kind, blob, content_type)
         context = {k: v for k, v in message.context.items() if k != "media_id"}
         text = f"[{LABELS.get(kind, kind)}] media:{ref}"
         return message.model_copy(update={"text": text, "context": {**context, "media": ref}})
@@ -85,8 +89,7 @@ class MediaStore:
         """(content type, bytes) of a stored media file; None when unknown or erased."""
         with self.lock:
             row = self.db.execute(
-                "SELECT tenant, customer_id, kind, content_type, body FROM wecom_media"
-                " WHERE ref=?",
+                "SELECT tenant, customer_id, kind, content_type, body FROM wecom_media WHERE ref=?",
                 (ref,),
             ).fetchone()
         if row is None:

@@ -124,9 +124,11 @@ def callback(http: httpx.Client, plain: str) -> httpx.Response:
 
 
 def kf_event(token: str) -> str:
-    return (f"<xml><ToUserName>{cdata(WECOM_CORP_ID)}</ToUserName><CreateTime>{int(time.time())}"
-            f"</CreateTime><MsgType>{cdata('event')}</MsgType><Event>{cdata('kf_msg_or_event')}"
-            f"</Event><Token>{cdata(token)}</Token><OpenKfId>{cdata(KF)}</OpenKfId></xml>")  # fmt: skip
+    return (
+        f"<xml><ToUserName>{cdata(WECOM_CORP_ID)}</ToUserName><CreateTime>{int(time.time())}"
+        f"</CreateTime><MsgType>{cdata('event')}</MsgType><Event>{cdata('kf_msg_or_event')}"
+        f"</Event><Token>{cdata(token)}</Token><OpenKfId>{cdata(KF)}</OpenKfId></xml>"
+    )
 
 
 def kf_text(user: str, text: str) -> dict:
@@ -176,10 +178,15 @@ def test_app_media_location_link_menu_and_subscribe_are_answered(
 ) -> None:
     member = f"li{uuid.uuid4().hex[:6]}"
     with client_of(gateway) as http:
-        typed = passive_text(callback(http, app_message(member, "text",
-                                                        f"<Content>{cdata('查余额')}</Content>")))
-        image = app_message(member, "image", f"<PicUrl>{cdata('https://x/p')}</PicUrl>"
-                            f"<MediaId>{cdata('MID-1')}</MediaId>", msg_id="770001")
+        typed = passive_text(
+            callback(http, app_message(member, "text", f"<Content>{cdata('查余额')}</Content>"))
+        )
+        image = app_message(
+            member,
+            "image",
+            f"<PicUrl>{cdata('https://x/p')}</PicUrl><MediaId>{cdata('MID-1')}</MediaId>",
+            msg_id="770001",
+        )
         answer = passive_text(callback(http, image))
         assert answer == ACK.format(label="图片")
         fetched = sink.to("/cgi-bin/media/get")
@@ -189,7 +196,8 @@ def test_app_media_location_link_menu_and_subscribe_are_answered(
         assert len(sink.to("/cgi-bin/media/get")) == 1
         db = sqlite3.connect(root / "data/events/channels.db")
         ref, body = db.execute(
-            "SELECT ref, body FROM wecom_media WHERE message_id='770001'").fetchone()
+            "SELECT ref, body FROM wecom_media WHERE message_id='770001'"
+        ).fetchone()
         db.close()
         assert b"PNG" not in body.encode() and base64.b64encode(MEDIA).decode() not in body
         assert gateway.parts.channels.media.read(ref) == ("image/png", MEDIA)
@@ -200,11 +208,19 @@ def test_app_media_location_link_menu_and_subscribe_are_answered(
         assert passive_text(callback(http, voice)) == ACK.format(label="语音")
         assert len(sink.to("/cgi-bin/gettoken")) == tokens + 1
         assert [c["query"]["media_id"] for c in sink.to("/cgi-bin/media/get")][1:] == ["MID-2"] * 2
-        place = app_message(member, "location", "<Location_X>31.23</Location_X><Location_Y>"
-                            f"121.47</Location_Y><Scale>15</Scale><Label>{cdata('上海')}</Label>")
+        place = app_message(
+            member,
+            "location",
+            "<Location_X>31.23</Location_X><Location_Y>"
+            f"121.47</Location_Y><Scale>15</Scale><Label>{cdata('上海')}</Label>",
+        )
         assert passive_text(callback(http, place))  # an answer, not a 422
-        link = app_message(member, "link", f"<Title>{cdata('账单')}</Title><Description>"
-                           f"{cdata('d')}</Description><Url>{cdata('https://x/b')}</Url>")
+        link = app_message(
+            member,
+            "link",
+            f"<Title>{cdata('账单')}</Title><Description>"
+            f"{cdata('d')}</Description><Url>{cdata('https://x/b')}</Url>",
+        )
         assert passive_text(callback(http, link))
         menu = app_message(f"{member}b", "event", f"<Event>{cdata('click')}</Event>"
                            f"<EventKey>{cdata('查余额')}</EventKey>")  # fmt: skip
@@ -217,17 +233,27 @@ def test_app_media_location_link_menu_and_subscribe_are_answered(
 
 
 def contact_event(change: str, external: str, extra: str = "") -> str:
-    return (f"<xml><ToUserName>{cdata(WECOM_CORP_ID)}</ToUserName><FromUserName>"
-            f"{cdata('sys')}</FromUserName><CreateTime>{int(time.time())}</CreateTime>"
-            f"<MsgType>{cdata('event')}</MsgType><Event>{cdata('change_external_contact')}"
-            f"</Event><ChangeType>{cdata(change)}</ChangeType><UserID>{cdata('zhangsan')}"
-            f"</UserID><ExternalUserID>{cdata(external)}</ExternalUserID>{extra}</xml>")  # fmt: skip
+    return (
+        f"<xml><ToUserName>{cdata(WECOM_CORP_ID)}</ToUserName><FromUserName>"
+        f"{cdata('sys')}</FromUserName><CreateTime>{int(time.time())}</CreateTime>"
+        f"<MsgType>{cdata('event')}</MsgType><Event>{cdata('change_external_contact')}"
+        f"</Event><ChangeType>{cdata(change)}</ChangeType><UserID>{cdata('zhangsan')}"
+        f"</UserID><ExternalUserID>{cdata(external)}</ExternalUserID>{extra}</xml>"
+    )
 
 
 def follow(*tags: tuple[str, str, str]) -> dict:
-    return {"external_contact": {"external_userid": "x", "name": "李雷", "type": 1},
-            "follow_user": [{"userid": "zhangsan", "tags": [
-                {"group_name": g, "tag_name": n, "tag_id": i, "type": 1} for g, n, i in tags]}]}
+    return {
+        "external_contact": {"external_userid": "x", "name": "李雷", "type": 1},
+        "follow_user": [
+            {
+                "userid": "zhangsan",
+                "tags": [
+                    {"group_name": g, "tag_name": n, "tag_id": i, "type": 1} for g, n, i in tags
+                ],
+            }
+        ],
+    }
 
 
 def test_channel_code_attributes_welcomes_tags_and_reports(
@@ -256,7 +282,8 @@ def test_channel_code_attributes_welcomes_tags_and_reports(
         assert callback(http, added).status_code == 200
         welcome = sink.to("/cgi-bin/externalcontact/send_welcome_msg")
         assert [w["body"] for w in welcome] == [
-            {"welcome_code": "WC-9", "text": {"content": "欢迎光临南京路店！"}}]
+            {"welcome_code": "WC-9", "text": {"content": "欢迎光临南京路店！"}}
+        ]
         marked = sink.to("/cgi-bin/externalcontact/mark_tag")[-1]["body"]
         assert marked["userid"] == "zhangsan" and marked["external_userid"] == external
         assert len(marked["add_tag"]) == 1
@@ -288,22 +315,30 @@ def test_channel_code_attributes_welcomes_tags_and_reports(
         gateway.features.customers[customer] = {"high_value": 1}
         with client_of(gateway) as staff:
             pushed = staff.post(f"/v1/customers/{customer}/tags/recompute")
-        assert pushed.status_code == 200 and pushed.json()["added"] == ["value:high", "vip"], pushed.text
+        assert pushed.status_code == 200 and pushed.json()["added"] == ["value:high", "vip"], (
+            pushed.text
+        )
         out = sink.to("/cgi-bin/externalcontact/mark_tag")[-1]["body"]
         assert out["external_userid"] == external and len(out["add_tag"]) == 2
         assert {t["tag"] for t in parts.insight.tags.current("default", customer)} == {
-            "门店客户", "vip", "value:high"}
+            "门店客户",
+            "vip",
+            "value:high",
+        }
 
         changed = http.patch(f"/v1/wecom/contact-ways/{way['config_id']}",
                              json={"users": ["lisi"], "welcome": "新欢迎语"})  # fmt: skip
         assert changed.status_code == 200 and changed.json()["welcome"] == "新欢迎语"
         assert sink.to("/cgi-bin/externalcontact/update_contact_way")[-1]["body"] == {
-            "config_id": way["config_id"], "user": ["lisi"]}
+            "config_id": way["config_id"],
+            "user": ["lisi"],
+        }
         assert other.delete(f"/v1/wecom/contact-ways/{way['config_id']}").status_code in (403, 404)
         removed = http.delete(f"/v1/wecom/contact-ways/{way['config_id']}")
         assert removed.status_code == 200 and removed.json()["removed"] is True
         assert sink.to("/cgi-bin/externalcontact/del_contact_way")[-1]["body"] == {
-            "config_id": way["config_id"]}
+            "config_id": way["config_id"]
+        }
         report = http.get("/v1/wecom/contact-ways/report").json()
         assert report[0]["new_customers"] == 1 and report[0]["removed"] is True
 
@@ -312,14 +347,25 @@ def test_kf_pull_reply_welcome_handoff_state_and_restart(
     root: Path, sink: WeComSink, gateway: Gateway
 ) -> None:
     user = f"wm{uuid.uuid4().hex[:10]}"
-    welcome = {"msgid": "kevt1", "open_kfid": KF, "origin": 4, "msgtype": "event",
-               "event": {"event_type": "enter_session", "open_kfid": KF,
-                         "external_userid": user, "scene": "qr", "welcome_code": "WC-1"}}  # fmt: skip
+    welcome = {
+        "msgid": "kevt1",
+        "open_kfid": KF,
+        "origin": 4,
+        "msgtype": "event",
+        "event": {
+            "event_type": "enter_session",
+            "open_kfid": KF,
+            "external_userid": user,
+            "scene": "qr",
+            "welcome_code": "WC-1",
+        },
+    }
     first = [kf_text(user, "查余额"), kf_text(user, "查余额")]
     sink.kf_messages += [welcome, *first]
     with client_of(gateway) as http:
-        linked = http.put(f"/v1/channels/wecom_kf/identities/{user}",
-                          json={"customer_id": "C-kf-1"})  # a known customer (the CRM binds)
+        linked = http.put(
+            f"/v1/channels/wecom_kf/identities/{user}", json={"customer_id": "C-kf-1"}
+        )  # a known customer (the CRM binds)
         assert linked.status_code == 200, linked.text
         acked = callback(http, kf_event("T1"))
         assert acked.status_code == 200 and acked.content == b""
@@ -329,7 +375,9 @@ def test_kf_pull_reply_welcome_handoff_state_and_restart(
         assert len(answers) == 2 and all(answers), answers
         pulls = [c["body"] for c in sink.to("/cgi-bin/kf/sync_msg")]
         assert [(p["cursor"], p["token"], p["open_kfid"]) for p in pulls] == [
-            ("", "T1", KF), ("2", "T1", KF)]  # page of 2, has_more, then the rest
+            ("", "T1", KF),
+            ("2", "T1", KF),
+        ]  # page of 2, has_more, then the rest
         assert states(sink, user) == [(1, "")]  # new session -> answered by the bot
 
         # A handoff: the queue notice goes out while WeCom allows it, then the pool (2).
@@ -359,17 +407,22 @@ def test_kf_pull_reply_welcome_handoff_state_and_restart(
     assert store.cursor(KF) == "4"
     store.save_cursor(KF, "0")  # and a crash right after handling, before the cursor moved
     store.close()
-    sink.kf_messages.append(kf_text(user, "查余额"))
+    image = {**kf_text(user, ""), "msgtype": "image", "image": {"media_id": "KF-MEDIA-1"}}
+    del image["text"]
+    sink.kf_messages += [kf_text(user, "查余额"), image]
     before = len(sent_to(sink, user))
     restarted = start_gateway(root, sink)
     try:
         with client_of(restarted) as http:
             callback(http, kf_event("T3"))
-            after = wait_sent(sink, user, before + 1)
+            after = wait_sent(sink, user, before + 2)
             sink.wait(lambda c: c["body"] and c["body"].get("cursor") == "4"
                       and c["body"].get("token") == "T3")  # fmt: skip
             time.sleep(0.5)  # a duplicate send would land now
-            assert len(sent_to(sink, user)) == before + 1, after  # only the new message
+            assert len(sent_to(sink, user)) == before + 2, after  # only the new messages
+            assert after[-1] == ACK.format(label="图片")  # the image: stored, acknowledged
+            fetched = [c["query"]["media_id"] for c in sink.to("/cgi-bin/media/get")]
+            assert fetched.count("KF-MEDIA-1") == 1
             assert states(sink, user)[-1] == (1, "")  # 4 -> new session -> bot
     finally:
         restarted.stop()

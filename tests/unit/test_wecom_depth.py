@@ -1,0 +1,88 @@
+"""WeCom depth (issue 28) without a server: kf message reading, the kf state rules and cursor
+store, callback messages other than text, the media acknowledgement, tags the rules keep."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from crm.channels.wecom import field, message_text, parse_xml
+from crm.channels.wecom_kf import ALLOWED, BOT, ENDED, HUMAN, NEW, POOL, KfStore, text_of
+from crm.channels.wecom_media import ACK, media_reply
+from crm.insight.tags import Tag, TagStore
+from crm.messages import InboundMessage, Reply
+
+
+def test_kf_messages_read_as_words_or_placeholders() -> None:
+    assert text_of({"msgtype": "text", "text": {"content": " 查余额 "}}) == "查余额"
+    place = {"msgtype": "location", "location": {"name": "人民广场", "address": "上海",
+                                                 "latitude": 31.2, "longitude": 121.4}}  # fmt: skip
+    assert text_of(place) == "[位置] 人民广场 上海 (31.2, 121.4)"
+    link = {"msgtype": "link", "link": {"title": "账单", "url": "https://x/b"}}
+    assert text_of(link) == "[链接] 账单 https://x/b"
+    assert text_of({"msgtype": "image", "image": {"media_id": "m"}}) == "[image]"
+
+
+def test_kf_state_rules_are_wecoms() -> None:
+    assert ALLOWED[NEW] >= {BOT, POOL, HUMAN, ENDED} and ALLOWED[BOT] >= {POOL, HUMAN}
+    assert BOT not in ALLOWED[POOL] and POOL not in ALLOWED[HUMAN]  # no way back to the bot
+    assert ALLOWED[ENDED] == set()  # final until the customer writes again
+
+
+def test_kf_cursor_and_state_survive_reopening(tmp_path: Path) -> None:
+    store = KfStore(tmp_path / "c.db")
+    assert store.cursor("wk1") == "" and store.state("wk1", "u") == NEW
+    store.save_cursor("wk1", "c-17")
+    store.set_state("wk1", "u", HUMAN, "zhangsan")
+    store.close()
+    again = KfStore(tmp_path / "c.db")
+    assert again.cursor("wk1") == "c-17" and again.cursor("wk2") == ""
+    assert again.state("wk1", "u") == HUMAN
+    again.close()
+
+
+def xml(kind: str, inner: str) -> object:
+    return parse_xml(f"<xml><MsgType>{kind}</MsgType>{inner}</xml>")
+
+
+def test_callback_messages_beyond_text() -> None:
+    place = xml("location", "<Location_X>31.2</Location_X><Location_Y>121.4</Location_Y>"
+                            "<Label>上海</Label>")  # fmt: skip
+    assert message_text(place, "location") == "[位置] 上海 (31.2, 121.4)"
+    assert message_text(xml("link", "<Title>T</Title><Url>u</Url>"), "link") == "[链接] T u"
+    menu = xml("event", "<Event>click</Event><EventKey>查余额</EventKey>")
+    assert message_text(menu, "event") == "查余额"
+    spoken = xml("voice", "<Recognition>查余额</Recognition><MediaId>m</MediaId>")
+    assert message_text(spoken, "voice") == "查余额"
+    assert message_text(xml("image", "<MediaId>m</MediaId>"), "image") == "[image]"
+    with pytest.raises(ValueError, match="miniprogram"):
+        message_text(xml("miniprogram", ""), "miniprogram")
+    assert field(menu, "Event") == "click"  # type: ignore[arg-type]
+
+
+def test_media_acknowledged_unless_a_human_has_it() -> None:
+    message = InboundMessage(channel="wecom_kf", sender_id="u", text="[图片] media:mX",
+                             message_id="1", context={"msgtype": "image"})  # fmt: skip
+
+    async def bot(_: InboundMessage) -> Reply:
+        return Reply(text="没太明白", intent="fallback")
+
+    async def queued(_: InboundMessage) -> Reply:
+        return Reply(text="", handoff=True)
+
+    acked = asyncio.run(media_reply(bot)(message))
+    assert acked.text == ACK.format(label="图片") and acked.intent == "media"
+    assert asyncio.run(media_reply(queued)(message)) == Reply(text="", handoff=True)
+
+
+def test_rules_keep_tags_set_in_wecom_or_by_a_channel_code(tmp_path: Path) -> None:
+    tags = TagStore(tmp_path / "tags.db")
+    for name, by in (("VIP", "wecom:zhangsan"), ("门店客户", "channel_code:c1"),
+                     ("old", "rule:old")):  # fmt: skip
+        tags.set_manual("default", "c", Tag(name, by, "r"), True)
+    diff = tags.apply("default", "c", [Tag("vip", "rule:vip", "r")])
+    assert diff == {"added": ["vip"], "removed": ["old"]}
+    assert {t["tag"] for t in tags.current("default", "c")} == {"VIP", "门店客户", "vip"}
+    tags.close()
