@@ -86,3 +86,73 @@ def test_rules_keep_tags_set_in_wecom_or_by_a_channel_code(tmp_path: Path) -> No
     assert diff == {"added": ["vip"], "removed": ["old"]}
     assert {t["tag"] for t in tags.current("default", "c")} == {"VIP", "门店客户", "vip"}
     tags.close()
+
+
+class FakeApi:
+    """WeCom's API as KfService calls it: sync_msg pages of one message each, slowly."""
+
+    corp_id = "wwcorp"
+
+    def __init__(self, items: list[dict]):
+        self.items, self.calls, self.active, self.overlap = items, [], 0, False
+
+    async def call(self, path: str, body: dict) -> dict:
+        self.calls.append((path, body))
+        if path != "/cgi-bin/kf/sync_msg":
+            return {"errcode": 0}
+        self.active += 1
+        self.overlap |= self.active > 1
+        await asyncio.sleep(0.01)
+        self.active -= 1
+        start = int(body["cursor"] or 0)
+        page = self.items[start : start + 1]
+        more = start + 1 < len(self.items)
+        return {"errcode": 0, "next_cursor": str(start + len(page)), "has_more": int(more),
+                "msg_list": page}  # fmt: skip
+
+
+def test_kf_pulls_one_at_a_time_and_follows_servicer_state(tmp_path: Path) -> None:
+    from crm.channels.wecom_kf import KfService
+
+    change = {"event_type": "session_status_change", "open_kfid": "wk1",
+              "external_userid": "u", "change_type": 1, "new_servicer_userid": "li"}  # fmt: skip
+    items = [{"msgid": f"e{i}", "origin": 4, "msgtype": "event", "event": change}
+             for i in range(3)]  # fmt: skip
+    api, store = FakeApi(items), KfStore(tmp_path / "kf.db")
+    kf = KfService(api, None, store, None, "")  # type: ignore[arg-type]
+
+    async def handler(_: InboundMessage) -> Reply:
+        return Reply()
+
+    async def both() -> list[int]:
+        return list(await asyncio.gather(kf.pull("wk1", "T", handler),
+                                         kf.pull("wk1", "T", handler)))  # fmt: skip
+
+    seen = asyncio.run(both())
+    assert not api.overlap and sorted(seen) == [0, 3]  # the second found the cursor moved
+    assert store.cursor("wk1") == "3" and store.state("wk1", "u") == HUMAN
+    assert asyncio.run(kf.transfer("wk1", "u", BOT)) is False  # 3 -> 1: WeCom refuses it
+    store.close()
+
+
+def test_wecom_errors_name_their_errcode_and_expired_tokens_are_fetched_again() -> None:
+    import httpx
+
+    from crm.channels.senders import DeliveryFailed, WeComAppSender
+
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        if request.url.path == "/cgi-bin/gettoken":
+            return httpx.Response(200, json={"errcode": 0, "access_token": "t", "expires_in": 7200})
+        if seen.count("/cgi-bin/kf/send_msg") == 1:
+            return httpx.Response(200, json={"errcode": 42001, "errmsg": "expired"})
+        return httpx.Response(200, json={"errcode": 95018, "errmsg": "send msg not allowed"})
+
+    sender = WeComAppSender("wwcorp", "s", transport=httpx.MockTransport(answer))
+    with pytest.raises(DeliveryFailed, match="95018") as failed:
+        asyncio.run(sender.call("/cgi-bin/kf/send_msg", {}))
+    assert failed.value.errcode == 95018  # type: ignore[attr-defined]
+    assert seen == ["/cgi-bin/gettoken", "/cgi-bin/kf/send_msg", "/cgi-bin/gettoken",
+                    "/cgi-bin/kf/send_msg"]  # fmt: skip
