@@ -95,7 +95,7 @@ class AppParts:
 
     def stop(self) -> None:
         self.stop_worker.set()
-        for task in self.tasks:
+        for task in [*self.tasks, *(self.kf.tasks if self.kf is not None else ())]:
             task.cancel()
         if self.mqtt is not None:
             self.mqtt.stop()

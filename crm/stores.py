@@ -75,6 +75,8 @@ def channel_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStor
     from crm.channels import webchat, wecom_media
     from crm.channels.identity import IdentityMap
     from crm.channels.service import intake_from_settings
+    from crm.channels.wecom_contacts import ContactWayStore
+    from crm.channels.wecom_kf import KfStore
 
     channels, channel_db = settings.channels, settings.path(settings.channels.store)
     sqlite_intake = channels.intake.backend == "sqlite"
@@ -97,6 +99,10 @@ def channel_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStor
             "wecom_media",
             file_eraser(channel_db, lambda: wecom_media.MediaStore(channel_db, cipher, None, None)),
             tuple((channel_db, c) for c in wecom_media.COLUMNS),
+        ),
+        PersonalStore("wecom_kf_sessions", file_eraser(channel_db, lambda: KfStore(channel_db))),
+        PersonalStore(
+            "wecom_contact_adds", file_eraser(channel_db, lambda: ContactWayStore(channel_db))
         ),
         PersonalStore("identities", file_eraser(channel_db, lambda: IdentityMap(channel_db))),
     ]

@@ -124,6 +124,13 @@ class ContactWayStore:
             ).fetchone()
         return row[0] if row else None
 
+    def erase(self, customer_id: str, tenant: str | None = None) -> int:
+        """Who came through which code, for this customer (the report counts them no more)."""
+        with self.lock:
+            return self.db.execute(
+                "DELETE FROM contact_adds WHERE customer_id = ?", (customer_id,)
+            ).rowcount
+
     def close(self) -> None:
         self.db.close()
 

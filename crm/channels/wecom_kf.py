@@ -88,6 +88,18 @@ class KfStore:
                 (open_kfid, user, state, servicer, time.time()),
             )
 
+    def erase(self, customer_id: str, tenant: str | None = None) -> int:
+        """The customer's kf session states (their kf sender ids, read from the identity map
+        in the same file: erase before `identities`)."""
+        where = "channel = 'wecom_kf' AND customer_id = ?" + (" AND tenant = ?" if tenant else "")
+        params = (customer_id, tenant) if tenant else (customer_id,)
+        with self.lock:
+            return self.db.execute(
+                "DELETE FROM kf_sessions WHERE external_userid IN (SELECT sender_id FROM"
+                f" identities WHERE {where})",
+                params,
+            ).rowcount
+
     def close(self) -> None:
         self.db.close()
 

@@ -13,6 +13,7 @@ from crm.channels.wecom_kf import ALLOWED, BOT, ENDED, HUMAN, NEW, POOL, KfStore
 from crm.channels.wecom_media import ACK, media_reply
 from crm.insight.tags import Tag, TagStore
 from crm.messages import InboundMessage, Reply
+from privacy import atrest
 
 
 def test_kf_messages_read_as_words_or_placeholders() -> None:
@@ -156,3 +157,38 @@ def test_wecom_errors_name_their_errcode_and_expired_tokens_are_fetched_again() 
     assert failed.value.errcode == 95018  # type: ignore[attr-defined]
     assert seen == ["/cgi-bin/gettoken", "/cgi-bin/kf/send_msg", "/cgi-bin/gettoken",
                     "/cgi-bin/kf/send_msg"]  # fmt: skip
+
+
+def test_erasure_removes_wecom_media_kf_state_and_code_attribution(tmp_path: Path) -> None:
+    import base64 as b64
+
+    from crm.channels.identity import IdentityMap
+    from crm.channels.wecom_contacts import ContactWayStore
+    from crm.channels.wecom_media import MediaStore
+    from crm.stores import channel_stores
+    from tests.support import application_settings
+
+    settings = application_settings(tmp_path)
+    cipher = atrest.open_cipher(tmp_path, settings.privacy)
+    db = settings.path(settings.channels.store)
+    identity = IdentityMap(db)
+    identity.link("wwcorp", "wecom_kf", "wmU", "C-9")
+    kf, codes = KfStore(db), ContactWayStore(db)
+    kf.set_state("wk1", "wmU", HUMAN, "li")
+    codes.record_add("st1", "wmE", "li", "C-9")
+    media = MediaStore(db, cipher, None, identity)
+    message = InboundMessage(tenant="wwcorp", channel="wecom_kf", sender_id="wmU", text="",
+                             message_id="m1", context={"msgtype": "image"})  # fmt: skip
+    ref = media._save(message, "C-9", "image", b"PNGBYTES", "image/png")
+    assert media.read(ref) == ("image/png", b"PNGBYTES")
+    assert b64.b64encode(b"PNGBYTES").decode() not in str(media.db.execute(
+        "SELECT body FROM wecom_media").fetchall())  # fmt: skip
+    stores = {s.name: s for s in channel_stores(settings, cipher)}
+    names = list(stores)
+    assert names.index("wecom_kf_sessions") < names.index("identities")
+    erased = {n: stores[n].erase("C-9", None) for n in names}
+    assert erased["wecom_media"] == erased["wecom_kf_sessions"] == 1
+    assert erased["wecom_contact_adds"] == 1
+    assert media.read(ref) is None and kf.state("wk1", "wmU") == NEW
+    for store in (kf, codes, media, identity):
+        store.close()
