@@ -111,6 +111,8 @@ class WeComSink:
             config = f"cfg{len(self.calls)}"
             return {"errcode": 0, "config_id": config,
                     "qr_code": f"https://wework.example/qr/{config}.png"}  # fmt: skip
+        if path == "/cgi-bin/externalcontact/send_welcome_msg" and body["welcome_code"] == "USED":
+            return {"errcode": 41051, "errmsg": "externaluser has started chatting"}
         if path == "/cgi-bin/externalcontact/add_corp_tag":
             tags = [{"id": f"et{abs(hash(t['name'])) % 10**6}", "name": t["name"]}
                     for t in body["tag"]]  # fmt: skip

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from crm.channels.local_db import open_table_db
+from crm.channels.senders import DeliveryFailed
 from crm.channels.wecom import field
 from crm.insight.tags import Tag
 from privacy.ids import opaque_id
@@ -190,7 +191,10 @@ class ContactWays:
             await self.tag_deleted(field(plain, "Id") or "")
 
     async def added(self, plain: ET.Element) -> None:
-        """Attribute, create the profile, welcome (the code's text), tag (the code's tags)."""
+        """Attribute, create the profile, welcome (the code's text), tag (the code's tags).
+        Counted once per customer and code: WeCom's retries of the event do nothing more. Each
+        step that WeCom refuses is logged and does not stop the others (the welcome code is
+        valid once, for 20 s: there is no retrying it later)."""
         userid, external = field(plain, "UserID") or "", field(plain, "ExternalUserID") or ""
         state, code = field(plain, "State") or "", field(plain, "WelcomeCode") or ""
         if not external:
@@ -200,21 +204,21 @@ class ContactWays:
         first = await asyncio.to_thread(
             self.store.record_add, state or "-", external, userid, customer
         )
-        if way is not None and way["welcome"] and code and first:
+        if not first:
+            return
+        if way is not None and way["welcome"] and code:
             body = {"welcome_code": code, "text": {"content": way["welcome"]}}
-            await self.api.call("/cgi-bin/externalcontact/send_welcome_msg", body)
-        contact = await self.read_tags(userid, external, customer)
-        profile = {
-            "wecom_name": (contact.get("external_contact") or {}).get("name", ""),
-            "wecom_staff": userid,
-            "channel_code": way["name"] if way else state,
-        }
+            await logged(self.api.call("/cgi-bin/externalcontact/send_welcome_msg", body))
+        contact = await logged(self.read_tags(userid, external, customer)) or {}
+        name = (contact.get("external_contact") or {}).get("name", "")
+        code_name = way["name"] if way else state
+        profile = {"wecom_name": name, "wecom_staff": userid, "channel_code": code_name}
         contacts = getattr(self.insight, "contacts", None)
-        if contacts is not None and first:
-            await asyncio.to_thread(contacts.put, self.tenant, customer,
-                                    {k: v for k, v in profile.items() if v})  # fmt: skip
-        if way is not None and way["tags"] and first:
-            await self.mark(userid, external, customer, way)
+        if contacts is not None:
+            fields = {k: v for k, v in profile.items() if v}
+            await asyncio.to_thread(contacts.put, self.tenant, customer, fields)
+        if way is not None and way["tags"]:
+            await logged(self.mark(userid, external, customer, way))
 
     async def mark(self, userid: str, external: str, customer: str, way: dict) -> None:
         """The code's tags on the contact in WeCom (ids made in our group) and in the profile."""
@@ -273,6 +277,15 @@ class ContactWays:
             if set_by.startswith(WECOM_TAG):
                 gone = Tag(name, set_by, "tag deleted in WeCom")
                 await asyncio.to_thread(tags.set_manual, self.tenant, customer, gone, False)
+
+
+async def logged(step: Any) -> Any:
+    """Await one WeCom step; a refusal is logged (None) instead of failing the event."""
+    try:
+        return await step
+    except DeliveryFailed as error:
+        log.warning("WeCom contact event step failed: %s", error)
+        return None
 
 
 def contacts_of(parts: Any, api: Any, path: Path) -> ContactWays | None:

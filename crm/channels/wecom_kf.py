@@ -173,7 +173,11 @@ class KfService:
                             "open_kfid": open_kfid}  # fmt: skip
                     answer = await self.api.call("/cgi-bin/kf/sync_msg", body)
                     for item in answer.get("msg_list") or []:
-                        await self.handle(item, handler)
+                        try:
+                            await self.handle(item, handler)
+                        except DeliveryFailed as error:  # WeCom refused a send: logged, the
+                            # message and our reply stay in the intake log; the pull goes on
+                            log.warning("kf message %s: %s", item.get("msgid"), error)
                         seen += 1
                     if answer.get("next_cursor"):
                         await asyncio.to_thread(
@@ -207,7 +211,10 @@ class KfService:
             if self.media is None:
                 raise DeliveryFailed("kf media arrived but no media store is configured")
             media_id = (item.get(kind) or {}).get("media_id", "")
-            message = await self.media.keep(message, media_id)
+            try:
+                message = await self.media.keep(message, media_id)
+            except DeliveryFailed as error:  # logged without its file rather than lost
+                log.warning("kf media %s not fetched: %s", item["msgid"], error)
             handler = media_reply(handler)
         state = await asyncio.to_thread(self.store.state, open_kfid, user)
         if state == ENDED:  # the customer writes again: WeCom opened a new session

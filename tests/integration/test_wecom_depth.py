@@ -296,8 +296,16 @@ def test_channel_code_attributes_welcomes_tags_and_reports(
         assert tags == {"门店客户": f"channel_code:{way['config_id']}", "VIP": "wecom:zhangsan"}
         contact = parts.insight.contacts.get("default", customer)
         assert contact["wecom_name"] == "李雷" and contact["channel_code"] == "南京路店"
+        late = f"wm{uuid.uuid4().hex[:10]}"  # a welcome WeCom refuses: the rest still happens
+        sink.contacts[late] = follow()
+        state_xml = f"<State>{cdata(way['state'])}</State>"
+        refused = contact_event(
+            "add_external_contact", late, state_xml + "<WelcomeCode>USED</WelcomeCode>"
+        )
+        assert callback(http, refused).status_code == 200
+        assert sink.to("/cgi-bin/externalcontact/mark_tag")[-1]["body"]["external_userid"] == late
         report = http.get("/v1/wecom/contact-ways/report").json()
-        assert [(r["config_id"], r["new_customers"]) for r in report] == [(way["config_id"], 1)]
+        assert [(r["config_id"], r["new_customers"]) for r in report] == [(way["config_id"], 2)]
 
         # Tags edited in WeCom come back; a corp tag deleted in WeCom leaves the profile.
         sink.contacts[external] = follow(("客户等级", "高净值", "etHNW"))
@@ -340,7 +348,7 @@ def test_channel_code_attributes_welcomes_tags_and_reports(
             "config_id": way["config_id"]
         }
         report = http.get("/v1/wecom/contact-ways/report").json()
-        assert report[0]["new_customers"] == 1 and report[0]["removed"] is True
+        assert report[0]["new_customers"] == 2 and report[0]["removed"] is True
 
 
 def test_kf_pull_reply_welcome_handoff_state_and_restart(
