@@ -80,6 +80,10 @@ def build_api(parts: AppParts) -> FastAPI:
         from crm.channels.contact_routes import contact_router
 
         api.include_router(contact_router(access, parts.contacts))
+    if getattr(parts, "sop", None) is not None:  # SOP task plans (issue 28)
+        from crm.marketing.sop_routes import sop_router
+
+        api.include_router(sop_router(access, parts.sop))
     if parts.marketing is not None:
         from crm.marketing.routes import marketing_router
 

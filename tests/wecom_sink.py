@@ -31,6 +31,7 @@ class WeComSink:
         self.calls: list[dict[str, Any]] = []
         self.kf_messages: list[dict] = []  # what kf/sync_msg serves, in order
         self.contacts: dict[str, dict] = {}  # external_userid -> externalcontact/get answer
+        self.mass_results: dict[str, list[dict]] = {}  # msgid -> get_groupmsg_send_result
         self.page, self.expire_next = page, False
         self.changed = threading.Condition()
         cert, key = tls_files(folder)
@@ -113,6 +114,11 @@ class WeComSink:
                     "qr_code": f"https://wework.example/qr/{config}.png"}  # fmt: skip
         if path == "/cgi-bin/externalcontact/send_welcome_msg" and body["welcome_code"] == "USED":
             return {"errcode": 41051, "errmsg": "externaluser has started chatting"}
+        if path == "/cgi-bin/externalcontact/add_msg_template":
+            return {"errcode": 0, "fail_list": [], "msgid": f"msgGRP{len(self.calls)}"}
+        if path == "/cgi-bin/externalcontact/get_groupmsg_send_result":
+            sent = self.mass_results.get(body["msgid"], [])
+            return {"errcode": 0, "next_cursor": "", "send_list": sent}
         if path == "/cgi-bin/externalcontact/add_corp_tag":
             tags = [{"id": f"et{abs(hash(t['name'])) % 10**6}", "name": t["name"]}
                     for t in body["tag"]]  # fmt: skip

@@ -28,6 +28,7 @@ from crm.api import build_api
 from crm.channels.wecom import WeComCrypto, cdata, encrypted_request_xml, field, parse_xml
 from crm.channels.wecom_kf import KfStore
 from crm.channels.wecom_media import ACK
+from crm.conversation.understanding import Analysis
 from crm.parts import build_parts
 from tests.channel_setup import WECOM_AES_KEY, WECOM_CORP_ID, WECOM_TOKEN, free_port
 from tests.support import FakeFeatures, LocalConversation, application_settings, issue_test_key
@@ -64,7 +65,9 @@ def start_gateway(root: Path, sink: WeComSink) -> Gateway:
     wecom = settings.channels.wecom.model_copy(update={"api_base": sink.base})
     channels = settings.channels.model_copy(update={"wecom": wecom})
     settings = settings.model_copy(update={"channels": channels})
-    manager = make_manager(root, {"查余额": intent("balance"), "转人工": intent("balance")})
+    upset = Analysis("unknown", 0.3, False, "negative", 0.99, ())  # not understood, upset
+    known = {"查余额": intent("balance"), "转人工": intent("balance"), "太差劲了": upset}
+    manager = make_manager(root, known)
     features = FakeFeatures({"C-100": {"tenure": 12.0}})
     parts = build_parts(settings, models(), LocalConversation(manager), features, features,
                         lambda _: features)  # fmt: skip
@@ -351,6 +354,70 @@ def test_channel_code_attributes_welcomes_tags_and_reports(
         assert report[0]["new_customers"] == 2 and report[0]["removed"] is True
 
 
+def test_sop_plan_steps_completion_and_negative_follow_up(
+    root: Path, sink: WeComSink, gateway: Gateway
+) -> None:
+    code = {"name": "SOP 新客", "users": ["zhangsan"], "tags": ["新客SOP"], "welcome": ""}
+    plan = {"name": "新客7天", "segment_tag": "新客SOP", "on_negative": "请致电安抚",
+            "steps": [{"day": 0, "kind": "mass", "text": "欢迎礼包"},
+                      {"day": 3, "kind": "reminder", "text": "介绍理财产品"}]}  # fmt: skip
+    with client_of(gateway, "marketer") as http, client_of(gateway, "other") as other:
+        way = http.post("/v1/wecom/contact-ways", json=code).json()
+        external = f"wm{uuid.uuid4().hex[:10]}"
+        sink.contacts[external] = follow()
+        state = f"<State>{cdata(way['state'])}</State>"
+        assert callback(http, contact_event("add_external_contact", external, state)).is_success
+        made = http.post("/v1/wecom/sop/plans", json=plan)
+        assert made.status_code == 201, made.text
+        plan_id = made.json()["id"]
+        assert other.get(f"/v1/wecom/sop/plans/{plan_id}/tasks").status_code in (403, 404)
+
+        assert http.post("/v1/wecom/sop/run").status_code == 200
+        mass = sink.to("/cgi-bin/externalcontact/add_msg_template")[-1]["body"]
+        assert mass == {"chat_type": "single", "external_userid": [external],
+                        "sender": "zhangsan", "text": {"content": "欢迎礼包"}}  # fmt: skip
+        tasks = http.get(f"/v1/wecom/sop/plans/{plan_id}/tasks").json()
+        assert tasks["counts"] == {"sent": 1}  # day 3 is not due yet
+        msgid = tasks["tasks"][0]["msgid"]
+        sink.mass_results[msgid] = [{"external_userid": external, "userid": "zhangsan",
+                                     "status": 1, "send_time": int(time.time())}]  # fmt: skip
+        http.post("/v1/wecom/sop/run")
+        assert http.get(f"/v1/wecom/sop/plans/{plan_id}/tasks").json()["counts"] == {"done": 1}
+        asked = sink.to("/cgi-bin/externalcontact/get_groupmsg_send_result")[-1]["body"]
+        assert asked["msgid"] == msgid and asked["userid"] == "zhangsan"
+
+        db = sqlite3.connect(root / "data/events/channels.db")  # three days later
+        db.execute("UPDATE sop_enrolments SET enrolled_at = enrolled_at - 3 * 86400")
+        db.commit()
+        db.close()
+        http.post("/v1/wecom/sop/run")
+        reminder = sink.to("/cgi-bin/message/send")[-1]["body"]
+        assert reminder["touser"] == "zhangsan" and "介绍理财产品" in reminder["text"]["content"]
+        tasks = http.get(f"/v1/wecom/sop/plans/{plan_id}/tasks").json()
+        assert tasks["counts"] == {"done": 1, "open": 1}
+        task_id = next(t["id"] for t in tasks["tasks"] if t["status"] == "open")
+        assert other.post(f"/v1/wecom/sop/tasks/{task_id}/done").status_code in (403, 404)
+        done = http.post(f"/v1/wecom/sop/tasks/{task_id}/done")
+        assert done.status_code == 200 and done.json()["status"] == "done", done.text
+        assert http.post(f"/v1/wecom/sop/tasks/{task_id}/done").status_code == 409
+        http.post("/v1/wecom/sop/run")  # a run repeated creates nothing twice
+        assert len(http.get(f"/v1/wecom/sop/plans/{plan_id}/tasks").json()["tasks"]) == 2
+
+        # The same customer on WeChat Customer Service, upset: a follow-up for zhangsan.
+        customer = gateway.parts.channels.identity.lookup(WECOM_CORP_ID, "wecom_external", external)
+        kf_user = f"wm{uuid.uuid4().hex[:10]}"
+        with client_of(gateway) as staff:
+            linked = staff.put(f"/v1/channels/wecom_kf/identities/{kf_user}",
+                               json={"customer_id": customer})  # fmt: skip
+            assert linked.status_code == 200, linked.text
+        sink.kf_messages.append(kf_text(kf_user, "太差劲了"))
+        callback(http, kf_event("T-SOP"))
+        follow_up = sink.wait(lambda c: c["path"] == "/cgi-bin/message/send"
+                              and "请致电安抚" in c["body"]["text"]["content"])  # fmt: skip
+        assert follow_up["body"]["touser"] == "zhangsan"
+        sink.wait(lambda c: (2, "") in states(sink, kf_user))  # and the kf session queued
+
+
 def test_kf_pull_reply_welcome_handoff_state_and_restart(
     root: Path, sink: WeComSink, gateway: Gateway
 ) -> None:
@@ -369,6 +436,7 @@ def test_kf_pull_reply_welcome_handoff_state_and_restart(
         },
     }
     first = [kf_text(user, "查余额"), kf_text(user, "查余额")]
+    base, pulled = len(sink.kf_messages), len(sink.to("/cgi-bin/kf/sync_msg"))  # earlier tests'
     sink.kf_messages += [welcome, *first]
     with client_of(gateway) as http:
         linked = http.put(
@@ -381,10 +449,10 @@ def test_kf_pull_reply_welcome_handoff_state_and_restart(
         assert on_event["body"]["code"] == "WC-1" and on_event["body"]["msgtype"] == "text"
         answers = wait_sent(sink, user, 2)
         assert len(answers) == 2 and all(answers), answers
-        pulls = [c["body"] for c in sink.to("/cgi-bin/kf/sync_msg")]
+        pulls = [c["body"] for c in sink.to("/cgi-bin/kf/sync_msg")][pulled:]
         assert [(p["cursor"], p["token"], p["open_kfid"]) for p in pulls] == [
-            ("", "T1", KF),
-            ("2", "T1", KF),
+            (str(base or ""), "T1", KF),
+            (str(base + 2), "T1", KF),
         ]  # page of 2, has_more, then the rest
         assert states(sink, user) == [(1, "")]  # new session -> answered by the bot
 
@@ -412,8 +480,8 @@ def test_kf_pull_reply_welcome_handoff_state_and_restart(
 
     gateway.stop()  # a restart: the cursor is in the channels store, nothing in memory
     store = KfStore(root / "data/events/channels.db")
-    assert store.cursor(KF) == "4"
-    store.save_cursor(KF, "0")  # and a crash right after handling, before the cursor moved
+    assert store.cursor(KF) == str(base + 4)
+    store.save_cursor(KF, str(base))  # and a crash after handling, before the cursor moved
     store.close()
     image = {**kf_text(user, ""), "msgtype": "image", "image": {"media_id": "KF-MEDIA-1"}}
     del image["text"]
@@ -424,7 +492,7 @@ def test_kf_pull_reply_welcome_handoff_state_and_restart(
         with client_of(restarted) as http:
             callback(http, kf_event("T3"))
             after = wait_sent(sink, user, before + 2)
-            sink.wait(lambda c: c["body"] and c["body"].get("cursor") == "4"
+            sink.wait(lambda c: c["body"] and c["body"].get("cursor") == str(base + 4)
                       and c["body"].get("token") == "T3")  # fmt: skip
             time.sleep(0.5)  # a duplicate send would land now
             assert len(sent_to(sink, user)) == before + 2, after  # only the new messages
