@@ -77,6 +77,7 @@ def channel_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStor
     from crm.channels.service import intake_from_settings
     from crm.channels.wecom_contacts import ContactWayStore
     from crm.channels.wecom_kf import KfStore
+    from crm.marketing.sop import SopStore
 
     channels, channel_db = settings.channels, settings.path(settings.channels.store)
     sqlite_intake = channels.intake.backend == "sqlite"
@@ -104,6 +105,7 @@ def channel_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStor
         PersonalStore(
             "wecom_contact_adds", file_eraser(channel_db, lambda: ContactWayStore(channel_db))
         ),
+        PersonalStore("wecom_sop_tasks", file_eraser(channel_db, lambda: SopStore(channel_db))),
         PersonalStore("identities", file_eraser(channel_db, lambda: IdentityMap(channel_db))),
     ]
 

@@ -192,3 +192,29 @@ def test_erasure_removes_wecom_media_kf_state_and_code_attribution(tmp_path: Pat
     assert media.read(ref) is None and kf.state("wk1", "wmU") == NEW
     for store in (kf, codes, media, identity):
         store.close()
+
+
+def test_sop_mass_messages_stop_at_the_months_days(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from crm.marketing.sop import CHINA, SopService, SopStore, month_limit
+
+    feb = datetime(2027, 2, 10, 12, tzinfo=CHINA).timestamp()
+    start, days = month_limit(feb)
+    assert days == 28 and datetime.fromtimestamp(start, CHINA).day == 1
+    store, api = SopStore(tmp_path / "sop.db"), FakeApi([])
+    sop = SopService(api, store, None, None, None)
+    for n in range(29):
+        store.add_task({"plan_id": "p", "customer_id": "c", "step": f"s{n}", "kind": "mass",
+                        "staff": "li", "text": "t", "status": "pending"})  # fmt: skip
+    tasks = store.tasks()
+    for task in tasks[:28]:
+        store.update(task["id"], status="sent", created_at=feb)
+    asyncio.run(sop.mass(tasks[28]["id"], "c", ("wmX", "li"), "t", feb))
+    assert store.tasks("id = ?", (tasks[28]["id"],))[0]["status"] == "limit"
+    assert api.calls == []  # nothing asked of WeCom beyond the limit
+    store.update(tasks[0]["id"], created_at=start - 1)  # one of them was last month
+    asyncio.run(sop.mass(tasks[28]["id"], "c", ("wmX", "li"), "t", feb))
+    assert store.tasks("id = ?", (tasks[28]["id"],))[0]["status"] == "sent"
+    assert api.calls[0][1]["external_userid"] == ["wmX"] and store.erase("c") == 29
+    store.close()
