@@ -22,10 +22,13 @@ from crm.access import AccessControl
 from crm.channels.senders import DeliveryFailed
 from crm.channels.wecom_contacts import ContactWays
 from privacy.abac import Resource
-from serving.http import ERRORS
+from serving.http import ERRORS, ErrorResponse
 
 CONFIG_ID = PathParam(min_length=1, max_length=64, pattern=r"^[\w-]+$")
 USERID = r"^[\w.@-]{1,64}$"
+
+# A state clash (409) and a refusal by WeCom (502), besides the usual answers.
+RESPONSES = {**ERRORS, **{code: {"model": ErrorResponse} for code in (409, 502)}}
 
 
 class ContactWaySpec(BaseModel):
@@ -54,7 +57,7 @@ def checked_users(users: list[str] | None) -> None:
 
 
 def contact_router(access: AccessControl, ways: ContactWays) -> APIRouter:
-    router = APIRouter(prefix="/v1/wecom/contact-ways", tags=["wecom"], responses=ERRORS)
+    router = APIRouter(prefix="/v1/wecom/contact-ways", tags=["wecom"], responses=RESPONSES)
 
     def way_resource(request: Request) -> Resource | None:
         cid = str(request.path_params.get("config_id", ""))

@@ -22,11 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from crm.access import AccessControl
 from crm.marketing.sop import SopService
 from privacy.abac import Resource
-from serving.http import ERRORS
+from serving.http import ERRORS, ErrorResponse
 
 PLAN_ID = PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")
 TASK_ID = PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")  # one each: FastAPI
 # binds a Path() object to the first parameter name it serves
+
+# A state clash (409), besides the usual answers.
+RESPONSES = {**ERRORS, **{code: {"model": ErrorResponse} for code in (409,)}}
 
 
 class SopStep(BaseModel):
@@ -45,7 +48,7 @@ class SopPlan(BaseModel):
 
 
 def sop_router(access: AccessControl, sop: SopService) -> APIRouter:
-    router = APIRouter(prefix="/v1/wecom/sop", tags=["wecom"], responses=ERRORS)
+    router = APIRouter(prefix="/v1/wecom/sop", tags=["wecom"], responses=RESPONSES)
 
     def plan_resource(request: Request) -> Resource | None:
         plan = sop.store.plan(str(request.path_params.get("plan_id", "")))
