@@ -76,6 +76,14 @@ def build_api(parts: AppParts) -> FastAPI:
     )
     if parts.insight is not None:
         api.include_router(insight_router(access, parts.insight))
+    if getattr(parts, "contacts", None) is not None:  # WeCom channel QR codes (issue 28)
+        from crm.channels.contact_routes import contact_router
+
+        api.include_router(contact_router(access, parts.contacts))
+    if getattr(parts, "sop", None) is not None:  # SOP task plans (issue 28)
+        from crm.marketing.sop_routes import sop_router
+
+        api.include_router(sop_router(access, parts.sop))
     if parts.marketing is not None:
         from crm.marketing.routes import marketing_router
 

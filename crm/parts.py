@@ -21,6 +21,7 @@ from typing import Any
 from crm.access import AccessControl
 from crm.channels.mqtt import MqttBridge, bridge_from_settings
 from crm.channels.service import ChannelService, build_channel_service
+from crm.channels.wecom_events import attach_wecom
 from crm.conversation.desk import Desk, RemoteDesk
 from crm.conversation.handler import remote_handler
 from crm.intake.worker import IntakeWorker
@@ -60,6 +61,9 @@ class AppParts:
     insight: Any = None  # crm.insight.profile.ProfileService: the 360 profile and tags
     marketing: Any = None  # crm.marketing.campaigns.Marketing: audiences, campaigns (issue 22)
     marketing_work: Any = None  # crm.marketing.work.MarketingWork: queued launches, outbox
+    kf: Any = None  # crm.channels.wecom_kf.KfService: WeChat Customer Service (issue 28)
+    contacts: Any = None  # crm.channels.wecom_contacts.ContactWays: channel QR codes, tags
+    sop: Any = None  # crm.marketing.sop.SopService: SOP task plans over WeCom (issue 28)
 
     def start(self) -> None:
         """Start what runs beside the routes (intake worker, MQTT bridge): needs the replica's
@@ -73,6 +77,16 @@ class AppParts:
         if self.marketing_work is not None:  # queued launches, the marketing consumer's outbox
             work = self.marketing_work.run(self.stop_worker)
             self.tasks.append(asyncio.get_running_loop().create_task(work))
+        if self.sop is not None:  # SOP steps as they fall due (issue 28)
+            self.tasks.append(asyncio.get_running_loop().create_task(self.run_sop()))
+
+    async def run_sop(self, every_s: float = 60.0) -> None:
+        while not self.stop_worker.is_set():
+            await asyncio.sleep(every_s)
+            try:
+                await self.sop.run()  # type: ignore[union-attr]
+            except Exception:  # a vendor or store hiccup must not end the runs for good
+                log.exception("SOP run failed")
 
     async def run_marketing(self, every_s: float = 60.0) -> None:
         while not self.stop_worker.is_set():
@@ -92,7 +106,7 @@ class AppParts:
 
     def stop(self) -> None:
         self.stop_worker.set()
-        for task in self.tasks:
+        for task in [*self.tasks, *(self.kf.tasks if self.kf is not None else ())]:
             task.cancel()
         if self.mqtt is not None:
             self.mqtt.stop()
@@ -189,12 +203,32 @@ def build_parts(
     if settings.channels.mqtt.enabled:
         parts.mqtt = bridge_from_settings(settings.channels, channels, handler)
     parts.insight = insight_of(settings, features, channels.identity, cipher, default_features)
+    attach_wecom(parts, cipher)  # WeChat Customer Service, media, channel codes, WeCom events
+    sop_of(parts)
     publish_one = lambda event: parts.bus.publish([event])  # noqa: E731 (the bus takes lists)
     parts.marketing = marketing_of(settings, channels, publish_one, parts.insight, cipher)
     if parts.marketing is not None:
         guard_opt_outs(parts)
         marketing_work_of(parts)
     return parts
+
+
+def sop_of(parts: AppParts) -> None:
+    """SOP plans when channel codes are on (they know each customer's WeCom staff member);
+    negative-sentiment handoffs then start the plans' follow-ups."""
+    from crm.marketing.sop import SopService, SopStore
+
+    if parts.contacts is None:
+        return
+    settings = parts.settings
+    store = SopStore(settings.root / settings.channels.store)
+    contacts = parts.contacts
+    parts.sop = SopService(contacts.api, store, parts.insight.tags, contacts.identity,
+                           contacts.store)  # fmt: skip
+    parts.handler = parts.sop.watch(parts.handler)
+    for holder in (parts.worker, parts.mqtt):
+        if holder is not None:
+            holder.handler = parts.handler
 
 
 def marketing_work_of(parts: AppParts) -> None:

@@ -72,9 +72,12 @@ def file_eraser(path: Path | None, opener: Callable[[], Any]) -> Eraser:
 def channel_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStore]:
     """The intake log, web chat transcripts and the identity map."""
     from crm import intake
-    from crm.channels import webchat
+    from crm.channels import webchat, wecom_media
     from crm.channels.identity import IdentityMap
     from crm.channels.service import intake_from_settings
+    from crm.channels.wecom_contacts import ContactWayStore
+    from crm.channels.wecom_kf import KfStore
+    from crm.marketing.sop import SopStore
 
     channels, channel_db = settings.channels, settings.path(settings.channels.store)
     sqlite_intake = channels.intake.backend == "sqlite"
@@ -93,6 +96,16 @@ def channel_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStor
                 channel_db, sessions_of=IdentityMap(channel_db).senders)),  # fmt: skip
             tuple((channel_db, c) for c in webchat.COLUMNS),
         ),
+        PersonalStore(  # WeCom media files (issue 28); before `identities` like the lines
+            "wecom_media",
+            file_eraser(channel_db, lambda: wecom_media.MediaStore(channel_db, cipher, None, None)),
+            tuple((channel_db, c) for c in wecom_media.COLUMNS),
+        ),
+        PersonalStore("wecom_kf_sessions", file_eraser(channel_db, lambda: KfStore(channel_db))),
+        PersonalStore(
+            "wecom_contact_adds", file_eraser(channel_db, lambda: ContactWayStore(channel_db))
+        ),
+        PersonalStore("wecom_sop_tasks", file_eraser(channel_db, lambda: SopStore(channel_db))),
         PersonalStore("identities", file_eraser(channel_db, lambda: IdentityMap(channel_db))),
     ]
 

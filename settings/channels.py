@@ -25,6 +25,10 @@ class WeComSettings(Strict):
     # A signed callback older or newer than this is refused (replay window; WeCom retries a
     # callback within seconds). Seen signatures are remembered for twice the window.
     max_skew_s: float = Field(300.0, gt=0)
+    # Passive answer to an app's subscribe / enter_agent event ("" says nothing).
+    welcome: str = "您好，我是智能助手，请问有什么可以帮您？"
+    # WeChat Customer Service: said on enter_session with its welcome_code ("" says nothing).
+    kf_welcome: str = "您好，欢迎咨询！请直接输入您的问题，需要人工时回复“转人工”。"
 
 
 class DingTalkSettings(Strict):

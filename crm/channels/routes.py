@@ -30,9 +30,12 @@ from crm.channels.feedback_routes import add_feedback_route
 from crm.channels.router import UnsupportedChannel
 from crm.channels.service import ChannelService
 from crm.channels.webchat_routes import add_web_chat_routes
+from crm.channels.wecom import field
+from crm.channels.wecom_media import media_reply
 from crm.messages import (
     ChannelAuthError,
     ChannelNotConfigured,
+    InboundMessage,
     MessageHandler,
     RawRequest,
 )
@@ -137,13 +140,34 @@ def add_message_routes(
             adapter = service.adapter(channel)
             raw = await raw_request(request, service.max_body_bytes)
             grant = getattr(request.state, "chat_grant", None)
-            message = adapter.accept(raw, grant) if grant is not None else adapter.accept(raw)
-            outcome = await service.submit(message, handler)
+            if channel == "wecom":
+                plain, nonce = adapter.open(raw)
+                if field(plain, "MsgType") == "event" and field(plain, "Event") != "click":
+                    answer = await wecom_event(service, adapter, plain, nonce, handler)
+                    return Response(answer.body, answer.status_code, media_type=answer.media_type)
+                message = adapter.message_of(plain, nonce)
+            else:
+                message = adapter.accept(raw, grant) if grant is not None else adapter.accept(raw)
+            answer_with = handler
+            if message.context.get("media_id"):  # stored sealed, answered by an acknowledgement
+                message = await service.keep_media(message)
+                answer_with = media_reply(handler)
+            outcome = await service.submit(message, answer_with)
         except (UnsupportedChannel, ChannelAuthError, ChannelNotConfigured, ValueError,
                 PermissionError) as error:  # fmt: skip
             raise http_error(error) from None
         answer = adapter.respond(outcome.message, outcome.reply)
         return Response(answer.body, answer.status_code, media_type=answer.media_type)
+
+
+async def wecom_event(
+    service: ChannelService, adapter: Any, plain: Any, nonce: str, handler: MessageHandler
+) -> Any:
+    """kf pulls, contact and tag events (empty 200); subscribe/enter_agent: a welcome."""
+    reply = await service.wecom_event(plain, handler)
+    member = InboundMessage(channel="wecom", sender_id=field(plain, "FromUserName") or "",
+                            text="", message_id="event", context={"nonce": nonce})  # fmt: skip
+    return adapter.respond(member, reply)
 
 
 def add_identity_route(

@@ -54,6 +54,53 @@ class WeComAppSender:
                 self.token = (answer["access_token"], time.time() + answer["expires_in"] - 300)
             return self.token[0]
 
+    async def call(self, path: str, body: dict) -> dict:
+        """POST one WeCom API (`/cgi-bin/...`) with the cached token; a token WeCom calls
+        invalid or expired (40014, 42001) is fetched again once. DeliveryFailed on any other
+        non-zero errcode (its code and message in the text, `.errcode` set)."""
+        for refresh in (False, True):
+            token = await self.access_token(refresh)
+            answer = (
+                await self.client.post(path, params={"access_token": token}, json=body)
+            ).json()
+            code = answer.get("errcode", 0)
+            if code == 0:
+                return answer
+            if code not in TOKEN_EXPIRED:
+                break
+        failed = DeliveryFailed(f"WeCom {path}: {answer.get('errcode')} {answer.get('errmsg')}")
+        failed.errcode = answer.get("errcode")  # type: ignore[attr-defined]
+        raise failed
+
+    async def get(self, path: str, params: dict) -> dict:
+        """GET one WeCom API with the cached token (refreshed once as for `call`)."""
+        for refresh in (False, True):
+            token = await self.access_token(refresh)
+            query = {**params, "access_token": token}
+            answer = (await self.client.get(path, params=query)).json()
+            code = answer.get("errcode", 0)
+            if code == 0:
+                return answer
+            if code not in TOKEN_EXPIRED:
+                break
+        raise DeliveryFailed(f"WeCom {path}: {answer.get('errcode')} {answer.get('errmsg')}")
+
+    async def download(self, media_id: str) -> tuple[bytes, str]:
+        """A temporary media file (`/cgi-bin/media/get`): its bytes and content type. WeCom
+        answers errors as JSON; the token is refreshed once as for `call`."""
+        for refresh in (False, True):
+            token = await self.access_token(refresh)
+            answer = await self.client.get(
+                "/cgi-bin/media/get", params={"access_token": token, "media_id": media_id}
+            )
+            kind = answer.headers.get("content-type", "application/octet-stream")
+            if not kind.startswith(("application/json", "text/plain")):
+                return answer.content, kind
+            error = answer.json()
+            if error.get("errcode") not in TOKEN_EXPIRED:
+                break
+        raise DeliveryFailed(f"WeCom media/get: {error.get('errcode')} {error.get('errmsg')}")
+
     async def __call__(self, sender_id: str, text: str, role: str, context: dict) -> None:
         agent_id = context.get("agent_id") or self.agent_id
         if not agent_id:
@@ -64,19 +111,7 @@ class WeComAppSender:
             "agentid": int(agent_id),
             "text": {"content": text},
         }
-        for refresh in (False, True):
-            token = await self.access_token(refresh)
-            answer = (
-                await self.client.post(
-                    "/cgi-bin/message/send", params={"access_token": token}, json=body
-                )
-            ).json()
-            code = answer.get("errcode", 0)
-            if code == 0:
-                return
-            if code not in TOKEN_EXPIRED:
-                break
-        raise DeliveryFailed(f"WeCom message/send: {answer.get('errcode')} {answer.get('errmsg')}")
+        await self.call("/cgi-bin/message/send", body)
 
 
 class DingTalkWebhookSender:

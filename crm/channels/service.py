@@ -14,6 +14,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from crm.channels.dingtalk import DingTalkAdapter
 from crm.channels.identity import IdentityMap
@@ -76,6 +77,20 @@ class ChannelService:
         self.outbound: dict[str, Sender] = {}
         self.sockets: dict[str, set[LiveSocket]] = {}  # web chat session -> open sockets
         self.loop: asyncio.AbstractEventLoop | None = None
+        # WeCom callback events (MsgType=event: kf_msg_or_event, external contact and tag
+        # changes) and media storage; set by the gateway (crm/channels/wecom_events.py).
+        self.events: Callable[[Any, MessageHandler], Awaitable[Reply | None]] | None = None
+        self.media: Any = None  # crm.channels.wecom_media.MediaStore
+
+    async def wecom_event(self, plain: Any, handler: MessageHandler) -> Reply | None:
+        """A decrypted WeCom event; acknowledged (empty 200) unless it is answered."""
+        return await self.events(plain, handler) if self.events is not None else None
+
+    async def keep_media(self, message: InboundMessage) -> InboundMessage:
+        """Fetch and seal a media message's file; ValueError (422) when none can be kept."""
+        if self.media is None:
+            raise ValueError(f"{message.context.get('msgtype')} messages need SCRM_WECOM_SECRET")
+        return await self.media.keep(message, message.context["media_id"])
 
     def adapter(self, channel: str) -> ChannelAdapter:
         if channel in self.unconfigured:

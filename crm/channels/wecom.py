@@ -25,6 +25,7 @@ from xml.sax.saxutils import escape
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from crm.channels.wecom_media import MEDIA_KINDS
 from crm.messages import ChannelAuthError, ChannelResponse, InboundMessage, RawRequest
 from crm.messages import Reply as ReplyModel
 from privacy.replay import ReplayCache
@@ -128,6 +129,24 @@ def field(root: ET.Element, name: str) -> str | None:
     return node.text if node is not None and node.text is not None else None
 
 
+def message_text(plain: ET.Element, kind: str) -> str:
+    """The words of a callback message; media kinds get a placeholder until fetched."""
+    if kind == "text":
+        return (field(plain, "Content") or "").strip()
+    if kind == "voice" and field(plain, "Recognition"):
+        return (field(plain, "Recognition") or "").strip()
+    if kind == "location":
+        where = field(plain, "Label") or ""
+        return f"[位置] {where} ({field(plain, 'Location_X')}, {field(plain, 'Location_Y')})"
+    if kind == "link":
+        return f"[链接] {field(plain, 'Title') or ''} {field(plain, 'Url') or ''}".strip()
+    if kind in MEDIA_KINDS:
+        return f"[{kind}]"
+    if kind == "event" and (field(plain, "Event") or "").lower() == "click":
+        return (field(plain, "EventKey") or "").strip()  # a menu item: its key as words
+    raise ValueError(f"WeCom MsgType {kind or '?'} is not handled")
+
+
 def text_reply_xml(to_user: str, from_corp: str, content: str, created: int) -> str:
     return (
         f"<xml><ToUserName>{cdata(to_user)}</ToUserName><FromUserName>{cdata(from_corp)}"
@@ -174,7 +193,8 @@ class WeComAdapter:
         self.check_time(ts)
         return self.crypto.verify_url(sig, ts, nonce, echostr.replace(" ", "+"))
 
-    def accept(self, request: RawRequest) -> InboundMessage:
+    def open(self, request: RawRequest) -> tuple[ET.Element, str]:
+        """Check time, signature, corp id and replay; the decrypted message and the nonce."""
         sig, ts, nonce = self._query(request, "msg_signature", "timestamp", "nonce")
         self.check_time(ts)
         outer = parse_xml(request.body)
@@ -185,18 +205,27 @@ class WeComAdapter:
             raise ChannelAuthError("WeCom ToUserName is not this corp id")
         if not self.replays.admit(f"{sig}:{nonce}", request.body):
             raise ChannelAuthError("WeCom msg_signature already used with another body")
+        return plain, nonce
+
+    def accept(self, request: RawRequest) -> InboundMessage:
+        return self.message_of(*self.open(request))
+
+    def message_of(self, plain: ET.Element, nonce: str) -> InboundMessage:
+        """A customer message (text, voice with recognition, location, link, or a media kind
+        whose `media_id` is in the context for the route to fetch); ValueError (422) else."""
         kind = field(plain, "MsgType") or ""
         sender = field(plain, "FromUserName")
         if not sender:
             raise ValueError("WeCom message has no FromUserName")
         created = field(plain, "CreateTime") or "0"
-        if kind == "text":
-            text = (field(plain, "Content") or "").strip()
-        elif kind == "voice" and field(plain, "Recognition"):
-            text = (field(plain, "Recognition") or "").strip()
-        else:
-            raise ValueError(f"WeCom MsgType {kind or '?'} is not handled; text only")
-        if not text:
+        context = {"agent_id": field(plain, "AgentID") or "", "nonce": nonce, "msgtype": kind}
+        text = message_text(plain, kind)
+        if kind in MEDIA_KINDS and not (kind == "voice" and field(plain, "Recognition")):
+            media_id = field(plain, "MediaId")
+            if not media_id:
+                raise ValueError(f"WeCom {kind} message has no MediaId")
+            context["media_id"] = media_id
+        elif not text:
             raise ValueError("WeCom message has empty Content")
         # Events carry no MsgId; WeCom's docs dedupe those on FromUserName + CreateTime.
         message_id = field(plain, "MsgId") or f"{sender}-{created}"
@@ -206,7 +235,7 @@ class WeComAdapter:
             sender_id=sender,
             text=text,
             message_id=message_id,
-            context={"agent_id": field(plain, "AgentID") or "", "nonce": nonce},
+            context=context,
         )
 
     def respond(self, message: InboundMessage, reply: ReplyModel | None) -> ChannelResponse:

@@ -37,6 +37,10 @@ OPS = {
 }
 
 
+# Tags the rules never remove: set by a user, by staff in WeCom, or by a channel QR code.
+KEPT = ("user:", "wecom:", "channel_code:")
+
+
 @dataclass(frozen=True)
 class Tag:
     tag: str
@@ -165,7 +169,7 @@ class TagStore:
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def apply(self, tenant: str, customer_id: str, automatic: list[Tag]) -> dict[str, list[str]]:
-        """Make the automatic tags what `automatic` says; manual (user:) tags stay."""
+        """Make the automatic tags what `automatic` says; manual (KEPT) tags stay."""
         now = datetime.now(UTC).isoformat()
         wanted = {t.tag: t for t in automatic}
         with self.lock:
@@ -174,7 +178,7 @@ class TagStore:
                 have = {r["tag"]: r for r in self.current(tenant, customer_id)}
                 added = [t for t in wanted if t not in have]
                 removed = [t for t, r in have.items()
-                           if t not in wanted and not r["set_by"].startswith("user:")]  # fmt: skip
+                           if t not in wanted and not r["set_by"].startswith(KEPT)]  # fmt: skip
                 for name in added:
                     self._write(tenant, customer_id, wanted[name], "add", now)
                 for name in removed:

@@ -99,6 +99,8 @@ def wecom_pusher(client: WeComTagClient, identity: Any):
 
     def push(tenant: str, customer_id: str, diff: dict[str, list[str]]) -> dict[str, Any]:
         contacts = [s for c, s in identity.identities(tenant, customer_id) if c == "wecom"]
+        # Customers who came through a channel QR code (crm/channels/wecom_contacts.py).
+        contacts += identity.senders("wecom_external", customer_id)
         if not contacts:
             return {"wecom": "no WeCom contact linked"}
         if not diff["added"] and not diff["removed"]:

@@ -142,12 +142,16 @@ def test_wecom_vendor_retry_is_answered_from_the_log_not_handled_twice(setup) ->
     assert texts == ["收到：查余额", "收到：查余额"] and len(dialogue.seen) == 1
 
 
-def test_wecom_non_text_message_is_422(setup) -> None:
+def test_wecom_unhandled_message_type_is_422(setup) -> None:
+    """Image, voice, file, location, link and menu clicks are handled (issue 28,
+    tests/integration/test_wecom_depth.py); other types, or an image without its MediaId, are
+    refused before anything is stored."""
     client, service, _ = setup
     crypto = WeComCrypto(TOKEN, AES_KEY, CORP)
-    plain = wecom_text("a", "x", "1").replace("[text]", "[image]")
-    answer = post_wecom(client, crypto, plain)
-    assert answer.status_code == 422 and "image" in answer.json()["detail"]
+    for kind, detail in (("miniprogram", "miniprogram"), ("image", "MediaId")):
+        plain = wecom_text("a", "x", "1").replace("[text]", f"[{kind}]")
+        answer = post_wecom(client, crypto, plain)
+        assert answer.status_code == 422 and detail in answer.json()["detail"]
     assert service.intake.counts()["done"] == 0
 
 

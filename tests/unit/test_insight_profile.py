@@ -157,6 +157,9 @@ def test_wecom_tag_push_creates_missing_tags_then_marks_the_contact(tmp_path: Pa
         def identities(self, tenant, customer_id):
             return [("wecom", "wmEXT1"), ("web_chat", "s1")] if customer_id == "c1" else []
 
+        def senders(self, channel, customer_id, tenant=None):  # channel-code customers
+            return []
+
     push = wecom_pusher(client, Identity())
     assert push("t", "c1", {"added": ["vip"], "removed": []})["wecom"][0]["added"] == ["vip"]
     push("t", "c1", {"added": ["vip"], "removed": ["unknown_to_wecom"]})
