@@ -28,7 +28,7 @@ DATASET = "edu_synthetic_kt"
 N_STUDENTS = 1000
 SPLIT_SHARES = {"train": 0.7, "dev": 0.15, "test": 0.15}
 OUTPUT_DIR = "data/education"
-EXPERIMENT = "edu_knowledge_tracing"
+EXPERIMENT = REGISTERED = "edu_knowledge_tracing"
 VIEW = "student_skill_practice"
 SOURCE_MD = """# edu_synthetic_kt: SYNTHETIC knowledge-tracing data (seeded simulator, issue 27)
 
@@ -167,11 +167,39 @@ def log_runs(settings: Settings, result: dict[str, Any], dataset: str) -> dict[s
             if family == "dkt":
                 mlflow.log_params({k: v for k, v in vars(model.config).items() if k != "history"})
                 mlflow.log_metric("dev_best_auc", max(model.config.history))
-                out = settings.path(OUTPUT_DIR) / "dkt.pt"
-                torch.save(model.net.state_dict(), out)
-                mlflow.log_artifact(str(out))
+                info = mlflow.pytorch.log_model(
+                    model.net,
+                    name="model",
+                    serialization_format="pickle",
+                    pip_requirements=[f"torch=={torch.__version__}"],
+                )
+                runs["dkt_model_uri"] = info.model_uri
             runs[family] = run.info.run_id
     return runs
+
+
+def promote(settings: Settings, result: dict, runs: dict, test: pd.DataFrame) -> dict:
+    """The shared gate: DKT is registered as `edu_knowledge_tracing`; champion only if the
+    data passed validation, it beats PFA on the test students, and it beats the champion
+    (rescored on the same students)."""
+    import mlflow
+
+    from pipelines.promotion import promote_evaluated
+    from training.education.tracing import DKT, ordered, scores
+
+    test = ordered(test)  # the order DKT.predict answers in
+    y = test["correct"].to_numpy()
+
+    def score_champion(uri: str) -> float:
+        return scores(y, DKT.from_net(mlflow.pytorch.load_model(uri)).predict(test))["auc"]
+
+    auc = result["test"]
+    blockers = [] if auc["dkt"]["auc"] > auc["pfa"]["auc"] else ["DKT does not beat PFA"]
+    evaluation = {"model_uri": runs["dkt_model_uri"], "run_id": runs["dkt"], "test": auc["dkt"]}
+    return promote_evaluated(settings, evaluation, name=REGISTERED, dataset=DATASET,
+                             metric="auc", candidate_score=auc["dkt"]["auc"],
+                             score_champion=score_champion, blockers=blockers,
+                             out_file=settings.path(OUTPUT_DIR) / "promotion.json")  # fmt: skip
 
 
 def train(settings: Settings, dkt: DKTConfig | None = None) -> dict[str, Any]:
@@ -182,6 +210,7 @@ def train(settings: Settings, dkt: DKTConfig | None = None) -> dict[str, Any]:
     settings.path(OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
     result = compare(frame, len(skills), dkt or DKTConfig(seed=settings.seed))
     runs = log_runs(settings, result, DATASET)
+    promotion = promote(settings, result, runs, frame[frame["split"] == "test"])
     test = result["test"]
     summary = {
         "dataset": DATASET,
@@ -192,6 +221,7 @@ def train(settings: Settings, dkt: DKTConfig | None = None) -> dict[str, Any]:
         "order_holds": test["dkt"]["auc"] > test["pfa"]["auc"] > test["skill_baseline"]["auc"],
         "feast": feast,
         "mlflow_runs": runs,
+        "promotion": {k: promotion.get(k) for k in ("alias", "version", "reason")},
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_json(settings.path(OUTPUT_DIR) / "tracing.json", summary)

@@ -162,7 +162,7 @@ def run(settings: Settings) -> dict[str, Any]:
     finally:
         store.close()
     summary = {key: trained[key] for key in ("dataset", "synthetic", "students", "answers",
-               "test", "order_holds", "mlflow_runs", "seconds")}  # fmt: skip
+               "test", "order_holds", "mlflow_runs", "promotion", "seconds")}  # fmt: skip
     summary |= {"prerequisites": prerequisites, "paths": paths, "graph": graph}
     write_json(settings.path(OUTPUT_DIR) / "education.json", summary)
     return summary

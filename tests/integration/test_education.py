@@ -40,6 +40,7 @@ def test_edu_run_trains_gates_and_writes_the_figures(tmp_path: Path):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     test = result["test"]
     assert result["synthetic"] and result["order_holds"]
+    assert result["promotion"] == {"alias": "champion", "version": "1", "reason": "no champion yet"}
     assert test["dkt"]["auc"] > test["pfa"]["auc"] > test["skill_baseline"]["auc"] > 0.6
     assert json.loads((root / "data/validation/edu_synthetic_kt.json").read_text())["success"]
     gains = result["paths"]["true_gain"]

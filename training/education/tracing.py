@@ -109,18 +109,9 @@ def tensors(seqs: list, n_skills: int):
 
 
 def _network(n_skills: int, hidden: int):
-    import torch
+    from training.education.dkt_net import DKTNet
 
-    class Net(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lstm = torch.nn.LSTM(2 * n_skills, hidden, batch_first=True)
-            self.out = torch.nn.Linear(hidden, n_skills)
-
-        def forward(self, x):  # (batch, steps, 2K) -> logits (batch, steps, K)
-            return self.out(self.lstm(x)[0])
-
-    return Net()
+    return DKTNet(n_skills, hidden)
 
 
 class DKT:
@@ -167,6 +158,13 @@ class DKT:
                 break
         self.net.load_state_dict(best_state)
         return self
+
+    @classmethod
+    def from_net(cls, net) -> DKT:
+        """A tracer around a trained (e.g. registered, reloaded) network."""
+        model = cls()
+        model.net, model.n_skills = net, net.n_skills
+        return model
 
     def all_skills(self, frame: pd.DataFrame) -> list[np.ndarray]:
         """Per student: (steps + 1, skills) P(correct) before each answer and after the last."""
