@@ -18,6 +18,7 @@ and says so:
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from crm.insight import schema
 from privacy.ids import LETTERS
 from settings import Settings
 from training.education import simulator
-from training.education.paths import parents_of, policies
+from training.education.paths import parents_of, policies, recommend
 from training.education.prerequisites import compare_to_truth, learn_prerequisites
 
 CHECK_EVERY = 5
@@ -113,6 +114,25 @@ def mastery_table(frame: pd.DataFrame, dkt: Any, skill_ids: list[str]) -> pd.Dat
     return table.assign(class_id=[class_of(i) for i in range(len(table))])
 
 
+def console_files(folder: Path, frame: pd.DataFrame, mastery: pd.DataFrame, edges: list,
+                  models: dict, names: dict[str, str]) -> None:  # fmt: skip
+    """What the teacher pages read (crm/console/education.py): mastery with each student's
+    recommended next skill, the skills and learned prerequisites, the answers."""
+    ids = list(names)
+    parents = parents_of(edges, len(ids))
+    effect = models["pfa"].practice_gain()
+    chosen = [ids[recommend(row.to_numpy(), parents, effect)] for _, row in mastery[ids].iterrows()]
+    mastery.assign(next_skill=chosen).to_parquet(folder / "mastery.parquet")
+    skills = {
+        "ids": ids,
+        "names": names,
+        "parents": {ids[k]: [ids[p] for p in ps] for k, ps in enumerate(parents) if ps},
+    }
+    (folder / "skills.json").write_text(json.dumps(skills, ensure_ascii=False), encoding="utf-8")
+    columns = ["student_id", "skill_id", "correct", "answered_at"]
+    frame[columns].astype({"skill_id": str}).to_parquet(folder / "history.parquet", index=False)
+
+
 def write_ability_graph(store: Any, frame: pd.DataFrame, mastery: pd.DataFrame,
                         edges: list, skill_names: dict[str, str]) -> dict[str, int]:  # fmt: skip
     """Skills, learned prerequisites, students (mastery JSON) and what each practised."""
@@ -154,7 +174,8 @@ def run(settings: Settings) -> dict[str, Any]:
     prerequisites = prerequisite_eval(frame, len(skill_ids), facts["edges"])
     paths = path_eval(frame, models, prerequisites["edges"], facts, settings.seed)
     mastery = mastery_table(frame, models["dkt"], skill_ids)
-    mastery.to_parquet(settings.path(OUTPUT_DIR) / "mastery.parquet")
+    console_files(settings.path(OUTPUT_DIR), frame, mastery, prerequisites["edges"], models,
+                  {k: str(names[k]) for k in skill_ids})  # fmt: skip
     store = open_graph(settings)
     try:
         graph = write_ability_graph(store, frame, mastery, prerequisites["edges"],

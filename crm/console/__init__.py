@@ -22,6 +22,7 @@ def mount_console(api: FastAPI, parts: Any) -> None:
     """The console's routes, its static files and the cookie middleware on `api`."""
     from crm.console.analytics import Analytics, analytics_router
     from crm.console.business import business_router
+    from crm.console.education import Classroom, education_router
     from crm.console.kpis import EventLog
     from crm.console.live import live_router
     from crm.console.sessions import ConsoleCookieAuth, SessionStore, key_still_valid
@@ -50,6 +51,7 @@ def mount_console(api: FastAPI, parts: Any) -> None:
     api.include_router(analytics_router(console, Analytics(log, parts.desk), parts.channels))
     api.include_router(work_router(console, parts.insight, parts.features))
     api.include_router(business_router(console, parts, log))
+    api.include_router(education_router(console, Classroom(settings.path("data/education"))))
     kb_dir = settings.path(settings.dialogue.knowledge.kb_dir)
     api.include_router(suggest_router(access, parts.desk, Suggester(kb_dir)))
     api.include_router(live_router(console, parts.desk, sessions,
