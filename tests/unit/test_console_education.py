@@ -50,12 +50,12 @@ def school(tmp_path: Path):
                 "agent": ("li", "default", "agent", 3),
                 "other_school": ("tx", "globex", "teacher", 3)}.items()}  # fmt: skip
     with TestClient(build_api(parts)) as client:
-        yield client, keys
+        yield client, keys, parts
     parts.stop()
 
 
 def test_teacher_sees_heatmap_at_risk_and_drills_down(school):
-    client, keys = school
+    client, keys, parts = school
     sign_in(client, keys["teacher"])
     page = client.get("/console/classes?class_id=class-aa")
     assert page.status_code == 200
@@ -74,7 +74,7 @@ def test_teacher_sees_heatmap_at_risk_and_drills_down(school):
 
 @pytest.mark.parametrize("who", ["teacher_low", "agent", "other_school"])
 def test_minors_data_needs_a_clearance_3_teacher_of_the_school(school, who):
-    client, keys = school
+    client, keys, parts = school
     sign_in(client, keys[who])
     assert client.get("/console/classes").status_code == 403
     # Another tenant's student does not exist for the caller (404, as for customers).
@@ -83,3 +83,48 @@ def test_minors_data_needs_a_clearance_3_teacher_of_the_school(school, who):
     )
     if who == "agent":  # no rule lets an agent read students: the page is not offered
         assert 'data-nav="classes"' not in client.get("/console/login").text
+
+
+def record_consent(derived_db: Path, guardian: str, granted: bool) -> None:
+    """A consent.changed event applied by the real ConsentLedger."""
+    import sqlite3
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from crm.insight.consent import ConsentLedger
+
+    derived_db.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(derived_db)
+    ledger = ConsentLedger()
+    ledger.setup(db)
+    event = SimpleNamespace(type="consent.changed", tenant="default", customer_id=guardian,
+                            purpose="guardian_progress", granted=granted,
+                            at=datetime(2026, 9, 1, tzinfo=UTC), source="school form")  # fmt: skip
+    ledger.apply(db, [(0, event)])
+    db.commit()
+    db.close()
+
+
+def test_weekly_parent_message_goes_only_to_consenting_reachable_guardians(school):
+    client, keys, parts = school
+    folder = parts.settings.path("data/education")
+    guardians = {"abc": {"guardian_id": "gdnaaa", "channel": "web_chat"},
+                 "abd": {"guardian_id": "gdnbbb", "channel": "web_chat"},
+                 "abe": {"guardian_id": "gdnccc", "channel": "web_chat"}}  # fmt: skip
+    (folder / "guardians.json").write_text(json.dumps(guardians), encoding="utf-8")
+    derived = parts.settings.path(parts.settings.events.derived_db)
+    record_consent(derived, "gdnaaa", True)
+    record_consent(derived, "gdnbbb", True)  # consented, but never reachable on web chat
+    record_consent(derived, "gdnccc", False)
+    parts.channels.identity.link("default", "web_chat", "sessaaa", "gdnaaa")
+    headers = {"Authorization": f"Bearer {keys['teacher']}"}
+    sent = client.post("/v1/education/classes/class-aa/weekly", headers=headers)
+    assert sent.status_code == 200, sent.text
+    assert {o["student"]: o["status"] for o in sent.json()["outcomes"]} == {
+        "abc": "sent", "abd": "unreachable", "abe": "no_consent"}  # fmt: skip
+    lines = parts.channels.transcript.recent("sessaaa")
+    assert len(lines) == 1 and "已掌握 2/2 个知识点" in lines[0]["text"]
+    assert "abc" not in lines[0]["text"] and "class-aa" not in lines[0]["text"]
+    assert "建议下一步练习：addition" in lines[0]["text"]
+    low = {"Authorization": f"Bearer {keys['teacher_low']}"}
+    assert client.post("/v1/education/classes/class-aa/weekly", headers=low).status_code == 403
