@@ -117,7 +117,8 @@ def mastery_table(frame: pd.DataFrame, dkt: Any, skill_ids: list[str]) -> pd.Dat
 def console_files(folder: Path, frame: pd.DataFrame, mastery: pd.DataFrame, edges: list,
                   models: dict, names: dict[str, str]) -> None:  # fmt: skip
     """What the teacher pages read (crm/console/education.py): mastery with each student's
-    recommended next skill, the skills and learned prerequisites, the answers."""
+    recommended next skill, the skills and learned prerequisites, the answers; and the PFA
+    coefficients the bus consumer updates mastery with (crm/insight/mastery.py)."""
     ids = list(names)
     parents = parents_of(edges, len(ids))
     effect = models["pfa"].practice_gain()
@@ -129,6 +130,11 @@ def console_files(folder: Path, frame: pd.DataFrame, mastery: pd.DataFrame, edge
         "parents": {ids[k]: [ids[p] for p in ps] for k, ps in enumerate(parents) if ps},
     }
     (folder / "skills.json").write_text(json.dumps(skills, ensure_ascii=False), encoding="utf-8")
+    pfa = models["pfa"].model
+    coef, k = pfa.coef_[0], len(ids)
+    online = {s: [float(pfa.intercept_[0] + coef[i]), float(coef[k + i]), float(coef[2 * k + i])]
+              for i, s in enumerate(ids)}  # fmt: skip
+    (folder / "pfa.json").write_text(json.dumps(online), encoding="utf-8")
     columns = ["student_id", "skill_id", "correct", "answered_at"]
     frame[columns].astype({"skill_id": str}).to_parquet(folder / "history.parquet", index=False)
 

@@ -113,3 +113,43 @@ def test_ability_graph_holds_skills_prerequisites_and_mastery(tmp_path: Path):
     finally:
         store.close()
     assert class_of(29) == "class-aa" and class_of(30) == "class-ab"
+
+
+def test_answers_on_the_bus_update_mastery_in_the_graph(tmp_path: Path):
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from crm.insight import schema
+    from crm.insight.graph import EmbeddedGraph
+    from crm.insight.mastery import MasteryUpdater, pfa_mastery
+    from crm.insight.updater import GraphUpdater
+    from events.schemas import AnswerRecorded
+
+    store = EmbeddedGraph(tmp_path / "g.lbdb")
+    store.ensure_schema()
+    db = sqlite3.connect(":memory:")
+    updater = MasteryUpdater(store, {"3": [-1.0, 1.0, -0.5]})
+    updater.setup(db)
+    at = datetime(2026, 9, 2, tzinfo=UTC)
+    answers = [AnswerRecorded(customer_id="stu", skill_id="3", correct=c, at=at)
+               for c in (True, True, False)] + [
+               AnswerRecorded(customer_id="stu", skill_id="99", correct=True, at=at)]  # fmt: skip
+    try:
+        schema.upsert_nodes(store, "Student", [{"id": "stu", "class_id": "class-aa",
+                                                "mastery": json.dumps({"1": 0.8})}])  # fmt: skip
+        ops = updater.apply(db, list(enumerate(answers)))
+        assert [op[2:4] for op in ops] == [(1, 0), (2, 0), (2, 1)]  # unknown skill 99 ignored
+        updater.after_commit(ops)
+        updater.after_commit(ops)  # a replayed write changes nothing
+        row = store.run("MATCH (n:Student {id: 'stu'}) RETURN n.mastery AS m, n.class_id AS c")
+        expected = round(pfa_mastery([-1.0, 1.0, -0.5], 2, 1), 3)
+        assert json.loads(row[0]["m"]) == {"1": 0.8, "3": expected} and row[0]["c"] == "class-aa"
+        edge = store.run("MATCH (:Student)-[r:PRACTISED]->(s:Skill) RETURN r.weight AS w, "
+                         "r.confidence AS p, s.id AS s")  # fmt: skip
+        assert edge == [{"w": 3.0, "p": expected, "s": "skill-3"}]
+        graph_db = sqlite3.connect(":memory:")
+        customers = GraphUpdater(store)
+        customers.setup(graph_db)
+        assert customers.apply(graph_db, list(enumerate(answers))) == []  # students: no customers
+    finally:
+        store.close()
