@@ -34,8 +34,10 @@ def write_classroom(folder: Path) -> None:
                  ).to_parquet(folder / "history.parquet")  # fmt: skip
 
 
-@pytest.fixture
-def school(tmp_path: Path):
+@pytest.fixture(scope="module")
+def school(tmp_path_factory: pytest.TempPathFactory):
+    """One app for the module (building it is most of these tests' time)."""
+    tmp_path = tmp_path_factory.mktemp("school")
     settings = application_settings(tmp_path)
     write_classroom(settings.path("data/education"))
     manager = make_manager(tmp_path, {"查余额": intent("balance")})
