@@ -151,6 +151,36 @@ def build_feast(settings: Settings, frame: pd.DataFrame) -> dict[str, Any]:
     return {"rows": len(source), "source": str(path), "online": VIEW}
 
 
+COUNTS = ["prior_successes", "prior_failures"]
+
+
+def feast_training_set(settings: Settings, frame: pd.DataFrame) -> pd.DataFrame:
+    """The PFA inputs as a point-in-time join from Feast's offline store (each answer gets
+    the counts as of its time), checked against the same counts computed in memory: a
+    difference is train/serve skew and stops training."""
+    from features.education import prior_counts
+    from features.store import inside, open_store
+
+    keys = pd.DataFrame(
+        {
+            "student_id": frame["student_id"].astype(str),
+            "skill_id": frame["skill_id"].astype(str),
+            "event_timestamp": pd.to_datetime(frame["answered_at"], utc=True),
+        }
+    )
+    store = open_store(settings.feature_repo, settings.online_store)
+    with inside(store):
+        joined = store.get_historical_features(
+            entity_df=keys, features=[f"{VIEW}:{c}" for c in COUNTS]
+        ).to_df()
+    joined["event_timestamp"] = pd.to_datetime(joined["event_timestamp"], utc=True)
+    counts = keys.merge(joined, on=["student_id", "skill_id", "event_timestamp"], how="left")
+    expected = prior_counts(frame)[COUNTS].reset_index(drop=True)
+    if len(counts) != len(frame) or not counts[COUNTS].astype("int64").equals(expected):
+        raise ValueError(f"{VIEW}: Feast's point-in-time counts differ from the answers")
+    return frame.assign(**{c: counts[c].astype("int64").to_numpy() for c in COUNTS})
+
+
 def log_runs(settings: Settings, result: dict[str, Any], dataset: str) -> dict[str, str]:
     """One MLflow run per family (params, test AUC/accuracy); DKT's weights as an artifact."""
     import mlflow
@@ -207,6 +237,7 @@ def train(settings: Settings, dkt: DKTConfig | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     frame, skills = tracing_frame(load_validated(settings))
     feast = build_feast(settings, frame)
+    frame = feast_training_set(settings, frame)  # PFA trains on what Feast serves
     settings.path(OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
     result = compare(frame, len(skills), dkt or DKTConfig(seed=settings.seed))
     runs = log_runs(settings, result, DATASET)

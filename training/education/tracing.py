@@ -51,7 +51,9 @@ class PFA:
     """Logistic regression on skill one-hot and per-skill log prior successes/failures."""
 
     def design(self, frame: pd.DataFrame) -> np.ndarray:
-        counts = prior_counts(frame)
+        """Counts from the frame when it carries them (a Feast training set), else computed."""
+        given = {"prior_successes", "prior_failures"} <= set(frame.columns)
+        counts = frame if given else prior_counts(frame)
         onehot = np.eye(self.n_skills)[frame["skill"].to_numpy()]
         wins = np.log1p(counts["prior_successes"].to_numpy())[:, None] * onehot
         fails = np.log1p(counts["prior_failures"].to_numpy())[:, None] * onehot
