@@ -233,13 +233,16 @@ def promote(settings: Settings, result: dict, runs: dict, test: pd.DataFrame) ->
 
 
 def train(settings: Settings, dkt: DKTConfig | None = None) -> dict[str, Any]:
-    """Gate -> Feast -> three families on the student split -> MLflow; figures to JSON."""
+    """Gate -> Feast -> three families on the student split -> MLflow; figures to JSON.
+    DKT uses `scrm edu tune`'s best params when there are any."""
     started = time.perf_counter()
     frame, skills = tracing_frame(load_validated(settings))
     feast = build_feast(settings, frame)
     frame = feast_training_set(settings, frame)  # PFA trains on what Feast serves
     settings.path(OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
-    result = compare(frame, len(skills), dkt or DKTConfig(seed=settings.seed))
+    from pipelines.education_tune import tuned_config
+
+    result = compare(frame, len(skills), dkt or tuned_config(settings))
     runs = log_runs(settings, result, DATASET)
     promotion = promote(settings, result, runs, frame[frame["split"] == "test"])
     test = result["test"]

@@ -44,6 +44,23 @@ def edu_train(results_fp: ResultsFp = None) -> None:
     emit({k: v for k, v in result.items() if k not in ("models", "frame")}, results_fp)
 
 
+@edu_app.command("tune")
+@friendly_errors
+def edu_tune(
+    trials: Annotated[int, typer.Option(help="Optuna trials (each one DKT fit).", min=1)] = 8,
+    results_fp: ResultsFp = None,
+) -> None:
+    """Optuna over the DKT's hidden units and learning rate on the dev students; the best go
+    to data/education/dkt_tuned.json, used by `edu train` and `edu run`."""
+    from pipelines.education_tune import tune
+
+    config = settings()
+    with stage("edu tune", config.root) as current:
+        result = gated(lambda: tune(config, trials))
+        current.headline("best_dev_auc", result["best_dev_auc"])
+    emit(result, results_fp)
+
+
 @edu_app.command("run")
 @friendly_errors
 def edu_run(results_fp: ResultsFp = None) -> None:

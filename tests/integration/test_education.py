@@ -101,3 +101,28 @@ def test_eval_csv_scores_a_user_file_locally_and_writes_nothing(tmp_path: Path):
     assert not (root / "mlruns").exists() and not (root / "data/education").exists()
     missing = run([str(BIN / "scrm"), "edu", "eval-csv", "nowhere.csv"], cwd=root, check=False)
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
+
+
+def test_optuna_search_scores_trials_on_dev_and_its_params_feed_training(tmp_path: Path):
+    import numpy as np
+
+    from pipelines.education_tune import TUNED, search, tuned_config
+    from tests.support import settings_at
+    from training.education.simulator import simulate
+    from training.education.tracing import ordered
+
+    frame = simulate(150, seed=2)["interactions"]
+    split = np.where(frame["student"] < 110, "train", "dev")
+    frame = ordered(frame.assign(student_id=frame["student"].astype(str), skill=frame["skill_id"],
+                                 order=frame["order_id"], split=split))  # fmt: skip
+    train, dev = frame[frame["split"] == "train"], frame[frame["split"] == "dev"]
+    seen = []
+    study = search(train, dev, 12, trials=2, seed=0, on_trial=lambda t, v: seen.append(v))
+    assert len(study.trials) == 2 and set(study.best_params) == {"hidden", "lr"}
+    assert study.best_value == max(seen) and 0.6 < study.best_value < 1
+    settings = settings_at(tmp_path)
+    assert tuned_config(settings).hidden == 32  # nothing tuned yet: the defaults
+    settings.path(TUNED).parent.mkdir(parents=True)
+    settings.path(TUNED).write_text(json.dumps({"hidden": 16, "lr": 0.02}), encoding="utf-8")
+    config = tuned_config(settings)
+    assert (config.hidden, config.lr, config.seed) == (16, 0.02, settings.seed)
