@@ -145,6 +145,14 @@ class ConsentChanged(EventBase):
     granted: bool
 
 
+class AnswerRecorded(EventBase):
+    """A student's answer (education scenario, issue 27); `customer_id` is the student."""
+
+    type: Literal["answer.recorded"] = "answer.recorded"
+    skill_id: str = Field(min_length=1, max_length=64)
+    correct: bool
+
+
 class ErasureRequested(EventBase):
     type: Literal["erasure.requested"] = "erasure.requested"
     requested_by: str = Field("", max_length=64)
@@ -165,7 +173,7 @@ class CampaignEvent(EventBase):
 Event = Annotated[
     MessageReceived | ReplySent | PredictionMade | TurnRecorded | Handoff | AgentReplied
     | FeedbackGiven | CustomerUpdated | TagChanged | ConsentChanged | ErasureRequested
-    | CampaignEvent,
+    | CampaignEvent | AnswerRecorded,
     Field(discriminator="type"),
 ]  # fmt: skip
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -184,6 +192,7 @@ EVENT_TYPES: tuple[str, ...] = tuple(
         ConsentChanged,
         ErasureRequested,
         CampaignEvent,
+        AnswerRecorded,
     )  # fmt: skip
     for t in model.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
 )

@@ -14,7 +14,12 @@ from features.data_sources import (
     scores_batch_source,
     scores_push,
 )
-from features.entities import customer
+from features.education_views import (
+    knowledge_tracing_v1,
+    practice_source,
+    student_skill_practice,
+)
+from features.entities import customer, skill, student
 from features.feature_services import (
     churn_model_v1,
     conversation_context_v1,
@@ -65,6 +70,11 @@ ALL = [
     hillstrom_source,
     hillstrom_customers,
     uplift_hillstrom_v1,
+    student,
+    skill,
+    practice_source,
+    student_skill_practice,
+    knowledge_tracing_v1,
 ]
 SERVICES = {
     service.name: service
@@ -75,5 +85,6 @@ SERVICES = {
         conversation_context_v1,
         customer_insight_v1,
         uplift_hillstrom_v1,
+        knowledge_tracing_v1,
     )
 }

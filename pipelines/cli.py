@@ -29,6 +29,7 @@ from pipelines.commands import (  # noqa: E402
     channels,
     config,
     data,
+    education,
     events,
     features,
     insight,
@@ -64,6 +65,7 @@ app.add_typer(events.simulate_app, name="simulate")
 app.add_typer(monitor.monitor_app, name="monitor")
 app.add_typer(insight.insight_app, name="insight")
 app.add_typer(loop.loop_app, name="loop")
+app.add_typer(education.edu_app, name="edu")
 
 if __name__ == "__main__":
     app()

@@ -9,6 +9,8 @@
 | transactions        | invoice_no, stock_code, item, quantity,         |
 |                     | invoiced_at, unit_price, amount, customer_id,   |
 |                     | country                                         |
+| interactions        | student_id, skill_id, correct (0/1), order,     |
+|                     | split (one per student), [skill_name, answered_at] |
 
 Loading never drops or fixes rows unless the spec says so (`drop_leaks`, `repairs`, counted
 in the validation report): whatever is wrong with the content must reach the Great
@@ -36,6 +38,7 @@ REQUIRED = {
     "sequence-labelling": ["tokens", "tags"],
     "tabular": ["label"],
     "transactions": [],
+    "interactions": ["student_id", "skill_id", "correct", "order"],
 }
 TRANSACTION_COLUMNS = {
     "InvoiceNo": "invoice_no",
@@ -153,6 +156,11 @@ def typed(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
             frame["customer_id"] = frame["customer_id"].replace("", np.nan)
     if spec.kind == "sequence-labelling":
         frame["text"] = frame["tokens"].map("".join)
+    if spec.kind == "interactions":
+        for column in ("correct", "order"):
+            frame[column] = pd.to_numeric(frame[column].str.strip(), errors="coerce")
+        frame["student_id"] = frame["student_id"].replace("", np.nan)
+        frame["skill_id"] = frame["skill_id"].replace("", np.nan)
     return frame
 
 

@@ -177,12 +177,14 @@ def conversations(settings: Settings, store: Any) -> None:
 
 
 def update_from_bus(settings: Settings, follow: bool = False) -> int:
-    """Run the GraphUpdater (and ConsentLedger) consumers over the project's bus into the
-    configured graph: until caught up (returns the events read), or for ever with `follow`.
-    With the embedded engine this process is the graph's one writer while it runs."""
+    """Run the GraphUpdater and ConsentLedger consumers (and MasteryUpdater once `scrm edu run`
+    wrote its coefficients) over the project's bus into the configured graph: until caught up
+    (returns the events read), or for ever with `follow`. With the embedded engine this
+    process is the graph's one writer while it runs."""
     import asyncio
 
     from crm.insight.consent import ConsentLedger
+    from crm.insight.mastery import MasteryUpdater, load_coefficients
     from crm.insight.updater import GraphUpdater
     from crm.streams.runner import StreamRunner
     from events.open import open_bus
@@ -194,6 +196,8 @@ def update_from_bus(settings: Settings, follow: bool = False) -> int:
         bus = await open_bus(settings.events, settings.root)
         try:
             consumers = [GraphUpdater(store), ConsentLedger()]
+            if pfa := load_coefficients(settings.path("data/education/pfa.json")):
+                consumers.append(MasteryUpdater(store, pfa))
             runner = StreamRunner(bus, derived_path(settings), consumers,
                                   batch=settings.events.batch)  # fmt: skip
             if follow:

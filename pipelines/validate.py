@@ -136,6 +136,9 @@ def with_helpers(frame: pd.DataFrame, spec: DatasetSpec, labels: list[str]) -> p
             bio_problem(list(t), list(g), types)
             for t, g in zip(frame["tokens"], frame["tags"], strict=True)
         ]
+    if spec.kind == "interactions" and {"student_id", "split"} <= set(frame.columns):
+        # Knowledge tracing is evaluated on unseen students: each sits in exactly one split.
+        helpers["_splits_per_student"] = frame.groupby("student_id")["split"].transform("nunique")
     return frame.assign(**helpers)
 
 
@@ -263,12 +266,28 @@ def transactions_suite(spec: DatasetSpec, labels: list[str]) -> list:
     ]
 
 
+def interactions_suite(spec: DatasetSpec, labels: list[str]) -> list:
+    import great_expectations.expectations as gxe
+
+    return [
+        *common(spec, ["student_id", "skill_id", "correct", "order"]),
+        gxe.ExpectColumnValuesToNotBeNull(column="student_id"),
+        gxe.ExpectColumnValuesToNotBeNull(column="skill_id"),
+        gxe.ExpectColumnValuesToBeInSet(column="correct", value_set=[0, 1]),
+        gxe.ExpectColumnValuesToNotBeNull(column="correct"),
+        gxe.ExpectColumnValuesToNotBeNull(column="order"),
+        gxe.ExpectColumnValuesToBeUnique(column="order"),
+        no_leak("_splits_per_student"),
+    ]
+
+
 SUITES = {
     "text-classification": text_classification_suite,
     "text-pair": text_pair_suite,
     "sequence-labelling": sequence_labelling_suite,
     "tabular": tabular_suite,
     "transactions": transactions_suite,
+    "interactions": interactions_suite,
 }
 
 

@@ -20,8 +20,10 @@ from typing import Any, Literal
 import jwt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-ROLES = ("customer", "agent", "supervisor", "marketer", "data_scientist", "admin", "ops")
-Role = Literal["customer", "agent", "supervisor", "marketer", "data_scientist", "admin", "ops"]
+ROLES = ("customer", "agent", "supervisor", "marketer", "data_scientist", "admin", "ops", "teacher")
+Role = Literal[
+    "customer", "agent", "supervisor", "marketer", "data_scientist", "admin", "ops", "teacher"
+]
 KEY_PREFIX = "scrm_"
 
 

@@ -24,7 +24,14 @@ class DataSettings(Strict):
     reports_dir: str
 
 
-Kind = Literal["text-classification", "text-pair", "sequence-labelling", "tabular", "transactions"]
+Kind = Literal[
+    "text-classification",
+    "text-pair",
+    "sequence-labelling",
+    "tabular",
+    "transactions",
+    "interactions",
+]
 KINDS: tuple[str, ...] = Kind.__args__
 
 

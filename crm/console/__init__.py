@@ -22,8 +22,10 @@ def mount_console(api: FastAPI, parts: Any) -> None:
     """The console's routes, its static files and the cookie middleware on `api`."""
     from crm.console.analytics import Analytics, analytics_router
     from crm.console.business import business_router
+    from crm.console.education import Classroom, education_router
     from crm.console.kpis import EventLog
     from crm.console.live import live_router
+    from crm.console.parents import parents_router
     from crm.console.sessions import ConsoleCookieAuth, SessionStore, key_still_valid
     from crm.console.shell import (
         HERE,
@@ -53,6 +55,10 @@ def mount_console(api: FastAPI, parts: Any) -> None:
     api.include_router(analytics_router(console, Analytics(log, parts.desk), parts.channels))
     api.include_router(work_router(console, parts.insight, parts.features))
     api.include_router(business_router(console, parts, log))
+    classroom = Classroom(settings.path("data/education"))
+    api.include_router(education_router(console, classroom))
+    api.include_router(parents_router(access, classroom, parts.channels,
+                                      settings.path(settings.events.derived_db)))  # fmt: skip
     kb_dir = settings.path(settings.dialogue.knowledge.kb_dir)
     api.include_router(suggest_router(access, parts.desk, Suggester(kb_dir)))
     api.include_router(live_router(console, parts.desk, sessions,

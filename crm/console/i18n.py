@@ -89,3 +89,18 @@ def translate(lang: str, key: str) -> str:
 
 def lang_of(value: str | None) -> str:
     return value if value in LANGS else "zh"
+
+
+# The education scenario's teacher pages (issue 27).
+EN |= {
+    "classes": "Classes", "class": "Class", "student": "Student", "mastery": "Mastery",
+    "at_risk": "Students at risk", "mean_mastery": "Mean mastery", "weak_skills": "Weak skills",
+    "history": "Recent answers", "correct": "Correct", "prerequisites": "Prerequisites",
+    "next_skill": "Practise next", "synthetic_note": "Synthetic students (simulated data).",
+}  # fmt: skip
+ZH |= {
+    "classes": "班级学情", "class": "班级", "student": "学生", "mastery": "掌握度",
+    "at_risk": "需关注的学生", "mean_mastery": "平均掌握度", "weak_skills": "薄弱知识点",
+    "history": "最近作答", "correct": "正确", "prerequisites": "前置知识点",
+    "next_skill": "建议下一步练习", "synthetic_note": "模拟学生（合成数据）。",
+}  # fmt: skip

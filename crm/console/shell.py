@@ -40,6 +40,7 @@ PAGES = (
     ("marketing", "/console/marketing", "campaign.manage"),
     ("models", "/console/models", "model.promote"),
     ("alerts", "/console/alerts", "ops.read"),
+    ("classes", "/console/classes", "student.read"),
 )
 ACTION = {name: action for name, _, action in PAGES}
 

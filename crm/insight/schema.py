@@ -20,6 +20,10 @@ NODES: dict[str, dict[str, str]] = {
     "Channel": {"id": "STRING", "name": "STRING"},
     "Tag": {"id": "STRING", "name": "STRING"},
     "Segment": {"id": "STRING", "name": "STRING"},
+    # The education scenario's ability graph (issue 27): mastery is a JSON object
+    # {skill id: P(correct)} from the knowledge tracer, `class_id` the teacher's class.
+    "Student": {"id": "STRING", "class_id": "STRING", "mastery": "STRING"},
+    "Skill": {"id": "STRING", "name": "STRING"},
 }
 # relationship -> (from label, to label)
 RELATIONS: dict[str, tuple[str, str]] = {
@@ -33,6 +37,9 @@ RELATIONS: dict[str, tuple[str, str]] = {
     "OWNED_BY": ("Customer", "Agent"),
     "HAS_TAG": ("Customer", "Tag"),
     "IN_SEGMENT": ("Customer", "Segment"),
+    "PREREQUISITE_OF": ("Skill", "Skill"),
+    # weight: answers on the skill; confidence: the tracer's P(correct) (mastery).
+    "PRACTISED": ("Student", "Skill"),
 }
 # Relations between two people, read symmetrically (either direction means the same).
 PEOPLE = ("COLLEAGUE", "HOUSEHOLD", "REFERRED_BY")

@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS graph_talk_counts (
 );
 """
 TALK = ("turn.recorded", "message.received")
+# Events about someone who is not a customer: a student's answer (crm/insight/mastery.py).
+NOT_CUSTOMERS = ("answer.recorded",)
 
 
 class GraphUpdater:
@@ -46,6 +48,8 @@ class GraphUpdater:
         """Fold the batch into the counts; return the graph operations to run after commit."""
         ops: list[tuple[str, dict[str, Any]]] = []
         for _, event in batch:
+            if event.type in NOT_CUSTOMERS:
+                continue
             ops.append(("customer", {"id": event.customer_id, "tenant": event.tenant}))
             if event.type in TALK:
                 db.execute(
