@@ -88,19 +88,20 @@ def summary(rows: list[tuple[float, str, int, float]]) -> dict[str, Any]:
 Fault = Callable[[], Awaitable[dict[str, float]]]  # injects, repairs; returns monotonic marks
 
 
-def recovery(samples: Samples, marks: dict[str, float]) -> dict[str, Any]:
-    """What the users saw from the fault (`injected`) on: how long until the first answered
-    request (2xx), how many failed meanwhile and how long the slowest failure took."""
+def recovery(samples: Samples, marks: dict[str, float], kind: str = "chat") -> dict[str, Any]:
+    """What the customers saw from the fault (`injected`) on, on the `kind` requests (chat
+    turns: the other kinds may not touch the part that failed): how many failed, with which
+    statuses, how long the slowest failure took, and when a turn was answered again after
+    the last failure (`recovered_s`, from the injection)."""
     since = marks["injected"] - samples.started
-    after = [r for r in samples.rows if r[0] >= since]
-    first_ok = next((r[0] for r in after if 200 <= r[2] < 300), None)
-    failed = [r for r in after if first_ok is None or r[0] < first_ok]
-    failed = [r for r in failed if not 200 <= r[2] < 300]
+    rows = [r for r in samples.rows if r[0] >= since and r[1].startswith(kind)]
+    failed = [r for r in rows if not 200 <= r[2] < 300]
+    last = max((r[0] for r in failed), default=since)
+    back = next((r[0] for r in rows if 200 <= r[2] < 300 and r[0] >= last), None)
     return {**{k: round(v - marks["injected"], 2) for k, v in marks.items()},
-            "first_ok_after_s": None if first_ok is None else round(first_ok - since, 2),
-            "failed_meanwhile": len(failed),
-            "statuses_meanwhile": dict(Counter(str(r[2]) for r in failed)),
-            "slowest_failure_ms": round(max((r[3] for r in failed), default=0.0), 1)}  # fmt: skip
+            "failed": len(failed), "statuses": dict(Counter(str(r[2]) for r in failed)),
+            "slowest_failure_ms": round(max((r[3] for r in failed), default=0.0), 1),
+            "recovered_s": None if back is None else round(back - since, 2)}  # fmt: skip
 
 
 async def drive(traffic: Traffic, config: SoakConfig, samples: Samples,

@@ -116,14 +116,8 @@ class SoakApp:
 
     def unfinished(self) -> int:
         """Messages the intake log holds but has not answered (pending or processing)."""
-        path = self.settings.path(self.settings.channels.intake.path)
-        if self.intake.get("backend", "sqlite") != "sqlite" or not path.exists():
-            return 0
-        with sqlite3.connect(path) as db:
-            (left,) = db.execute(
-                "SELECT COUNT(*) FROM intake WHERE state IN ('pending', 'processing')"
-            ).fetchone()
-        return left
+        states = Counter(state for state, _, _ in intake_rows(self)[0].values())
+        return states["pending"] + states["processing"]
 
     def drain(self, timeout_s: float) -> float:
         """Wait until the intake worker has answered everything logged; returns seconds."""
@@ -133,6 +127,41 @@ class SoakApp:
         return time.monotonic() - started
 
 
+Row = tuple[str, bool, str | None]  # state, has a reply, customer id
+
+
+def intake_rows(app: SoakApp) -> tuple[dict[tuple[str, str], Row], int]:
+    """The intake log's messages by (channel, message id), and its dead letters' count."""
+    settings, config = app.settings, app.settings.channels.intake
+    if config.backend == "redis" or app.intake.get("backend") == "redis":
+        import redis
+
+        client = redis.Redis.from_url(app.intake.get("redis_url", config.redis_url),
+                                      decode_responses=True)  # fmt: skip
+        stream = app.intake.get("stream", config.stream)
+        states, replies = client.hgetall(f"{stream}:state"), client.hgetall(f"{stream}:replies")
+        rows = {
+            (fields["channel"], fields["message_id"]):
+                (states.get(ref, "?"), ref in replies, fields.get("customer_id") or None)
+            for ref, fields in client.xrange(stream)
+        }  # fmt: skip
+        dead = client.xlen(f"{stream}:dead") if client.exists(f"{stream}:dead") else 0
+        client.close()
+        return rows, dead
+    path = settings.path(config.path)
+    if not path.exists():
+        return {}, 0
+    with sqlite3.connect(path) as db:
+        rows = {
+            (channel, mid): (state, bool(has_reply), customer)
+            for channel, mid, state, has_reply, customer in db.execute(
+                "SELECT channel, message_id, state, reply IS NOT NULL, customer_id FROM intake"
+            )
+        }
+        (dead,) = db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()
+    return rows, dead
+
+
 def reconcile(app: SoakApp, sent: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
     """Every message the soak sent, against the stores: `sent` maps (channel, intake id) to
     {"accepted": the client saw a 2xx}; each customer's turn events are counted against the
@@ -140,15 +169,11 @@ def reconcile(app: SoakApp, sent: dict[tuple[str, str], dict[str, Any]]) -> dict
     the client but not answered (no row, not done, or no reply); duplicated: a transcript line
     or a turn event more than once (one row per message: the log's key is unique)."""
     settings = app.settings
-    with sqlite3.connect(settings.path(settings.channels.intake.path)) as db:
-        rows, owner = {}, {}
-        for channel, mid, state, has_reply, customer in db.execute(
-            "SELECT channel, message_id, state, reply IS NOT NULL, customer_id FROM intake"
-        ):
-            rows[(channel, mid)], owner[(channel, mid)] = (state, has_reply), customer
-        dead = db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+    found, dead = intake_rows(app)
+    rows = {key: (state, reply) for key, (state, reply, _) in found.items()}
+    owner = {key: customer for key, (_, _, customer) in found.items()}
     logged = {key for key in sent if key in rows}
-    answered = {key for key in logged if rows[key] == ("done", 1)}
+    answered = {key for key in logged if rows[key] == ("done", True)}
     accepted = {key for key, what in sent.items() if what["accepted"]}
     lost = sorted(f"{c}/{m}" for c, m in accepted - answered)
     with sqlite3.connect(settings.path(settings.channels.store)) as db:

@@ -33,6 +33,7 @@ from crm.channels.webchat_routes import add_web_chat_routes
 from crm.messages import (
     ChannelAuthError,
     ChannelNotConfigured,
+    IntakeUnavailable,
     MessageHandler,
     RawRequest,
 )
@@ -140,7 +141,7 @@ def add_message_routes(
             message = adapter.accept(raw, grant) if grant is not None else adapter.accept(raw)
             outcome = await service.submit(message, handler)
         except (UnsupportedChannel, ChannelAuthError, ChannelNotConfigured, ValueError,
-                PermissionError) as error:  # fmt: skip
+                PermissionError, IntakeUnavailable) as error:  # fmt: skip
             raise http_error(error) from None
         answer = adapter.respond(outcome.message, outcome.reply)
         return Response(answer.body, answer.status_code, media_type=answer.media_type)

@@ -91,10 +91,10 @@ def test_kill_9_of_the_application_mid_traffic_loses_nothing(app: SoakApp) -> No
     record("kill_application", result)
     assert_reconciled(result)
     fault = result["fault"]
-    assert fault["failed_meanwhile"] > 0  # it really was down under traffic
-    assert set(fault["statuses_meanwhile"]) <= {"0", "503"}  # refused, not a 500
+    assert fault["failed"] > 0  # it really was down under traffic
+    assert set(fault["statuses"]) <= {"0", "503"}  # refused, never a 500
     assert fault["slowest_failure_ms"] < 2000  # failed fast, no hang
-    assert fault["first_ok_after_s"] < 10
+    assert fault["recovered_s"] < 10
 
 
 REDIS = shutil.which("redis-server")
@@ -136,6 +136,7 @@ def test_a_redis_restart_under_the_intake_log_loses_nothing(tmp_path: Path) -> N
         redis[0].wait(10)
     record("restart_redis", result)
     fault = result["fault"]
-    assert set(fault["statuses_meanwhile"]) <= {"0", "503"}, fault
-    assert fault["slowest_failure_ms"] < 5000
-    assert_reconciled(result)
+    assert fault["failed"] > 0 and set(fault["statuses"]) == {"503"}, fault  # with a reason
+    assert fault["slowest_failure_ms"] < 2000  # fails fast while Redis is away
+    assert fault["recovered_s"] < 10
+    assert_reconciled(result)  # every turn refused meanwhile was resent and accepted once
