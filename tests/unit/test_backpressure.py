@@ -89,3 +89,37 @@ def test_a_timeout_is_a_503_with_retry_after_over_http() -> None:
     assert busy.status_code == 503 and "busy" in busy.json()["detail"]
     assert slow.headers["Retry-After"] == busy.headers["Retry-After"] == "2"
     assert models.pending == {"intent": 0}
+
+
+
+def test_a_message_the_intake_log_cannot_store_is_a_503_with_retry_after(tmp_path) -> None:
+    """Redis away or the disk full: the message is not accepted, and the vendor (or the web chat
+    client) is told so at once, to resend the same id; once the log is back it is accepted."""
+    from crm.channels.errors import http_error
+    from crm.channels.service import build_channel_service
+    from crm.messages import InboundMessage, IntakeUnavailable, Reply
+    from tests.support import settings_at
+
+    service = build_channel_service(settings_at(tmp_path).channels, tmp_path, None)
+    write = service.intake.write_batch
+
+    def down(items, completions):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6390. Connection refused.")
+
+    async def handler(message):
+        return Reply(text="余额 100")
+
+    message = InboundMessage(channel="web_chat", sender_id="s1", text="查余额", message_id="m-1")
+    service.intake.write_batch = down  # type: ignore[method-assign]
+    try:
+        asyncio.run(service.submit(message, handler))
+        raise AssertionError("accepted without being stored")
+    except IntakeUnavailable as error:
+        refused = http_error(error)
+    assert refused.status_code == 503 and refused.headers == {"Retry-After": "1"}
+    assert "intake log is unavailable (ConnectionError)" in refused.detail
+    assert service.intake.counts()["pending"] == 0  # nothing stored
+    service.intake.write_batch = write  # type: ignore[method-assign]
+    outcome = asyncio.run(service.submit(message, handler))  # the resend, log back
+    assert outcome.reply.text == "余额 100" and service.intake.counts()["done"] == 1
+    service.close()
