@@ -4,7 +4,9 @@
   XADDs the message; a vendor retry gets the first entry's id back. Durability is Redis's:
   run it with `appendonly yes` (`appendfsync always` for sqlite FULL's guarantee).
 - `claim`: XAUTOCLAIM entries whose lease (pending idle time) expired, then XREADGROUP new ones
-  in the consumer group; the attempt count is the entry's delivery count.
+  in the consumer group; the attempt count is the entry's delivery count. An entry the gateway
+  is answering inline (appended with `claim_as`: `processing`, in `<stream>:inline_at`) is left
+  alone until its lease has passed, or the worker would answer it a second time (issue 26).
 - `complete`: store the reply and state, XACK. `fail`: leave it pending, so it is reclaimed
   after the lease; at `max_attempts` it is copied to `<stream>:dead` and acknowledged.
 
@@ -35,8 +37,9 @@ if id then return {0, id} end
 id = redis.call('XADD', KEYS[1], '*', 'message', ARGV[1], 'tenant', ARGV[3],
   'customer_id', ARGV[4], 'data_key', ARGV[5], 'channel', ARGV[6], 'message_id', ARGV[7])
 redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
-redis.call('HSET', KEYS[3], id, 'pending')
+redis.call('HSET', KEYS[3], id, ARGV[8])
 redis.call('HSET', KEYS[4], id, ARGV[3])
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[5], id, ARGV[9]) end
 return {1, id}
 """
 
@@ -61,6 +64,7 @@ class RedisStreamIntake:
         self.replies = f"{stream}:replies"
         self.dead = f"{stream}:dead"
         self.tenants = f"{stream}:tenant"
+        self.inline_at = f"{stream}:inline_at"  # entries the gateway answers inline: since when
         self._append = self.redis.register_script(APPEND)
         try:
             self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
@@ -69,8 +73,8 @@ class RedisStreamIntake:
                 raise
 
     def append(self, message: InboundMessage, claim_as: str | None = None) -> Accepted:
-        # Stream entries are owned only once read by the group: inline processing is not a
-        # claim here (claimed=False); the worker skips entries already completed inline.
+        # Stream entries are owned only once read by the group: an inline append marks the entry
+        # processing since now, which the worker leaves alone for a lease (then it is fair game).
         key = data_key(message.tenant, message.customer_id)
         new, ref = self._append(
             keys=[
@@ -78,6 +82,7 @@ class RedisStreamIntake:
                 f"{self.stream}:seen:{key_of(message)}",
                 self.states,
                 self.tenants,
+                self.inline_at,
             ],
             args=[
                 seal_opt(self.cipher, message.model_dump_json(), MESSAGE, key),
@@ -87,6 +92,8 @@ class RedisStreamIntake:
                 key,
                 message.channel,
                 message.message_id,
+                "processing" if claim_as else "pending",
+                time.time() if claim_as else "",
             ],
         )
         if new:
@@ -121,6 +128,11 @@ class RedisStreamIntake:
     def append_many(self, messages: Iterable[InboundMessage]) -> int:
         return sum(self.append(message).new for message in messages)
 
+    def _answering(self, ref: str) -> bool:
+        """The gateway appended `ref` to answer it inline less than a lease ago."""
+        since = float(self.redis.hget(self.inline_at, ref) or 0)
+        return time.time() - since < self.policy.lease_s
+
     def _attempts(self, ref: str) -> int:
         pending = self.redis.xpending_range(self.stream, self.group, ref, ref, 1)
         return int(pending[0]["times_delivered"]) if pending else 1
@@ -146,6 +158,8 @@ class RedisStreamIntake:
             if state in ("done", "dead"):  # completed inline by the gateway
                 self.redis.xack(self.stream, self.group, ref)
                 continue
+            if state == "processing" and self._answering(ref):
+                continue  # still pending for the group: XAUTOCLAIM offers it after the lease
             attempts = self._attempts(ref)
             if attempts > self.policy.max_attempts:
                 self._bury(ref, fields, attempts - 1, "lease expired too often")
@@ -167,6 +181,7 @@ class RedisStreamIntake:
             if body is not None:
                 pipe.hset(self.replies, ref, body)
             pipe.hset(self.states, ref, "done")
+            pipe.hdel(self.inline_at, ref)
             pipe.xack(self.stream, self.group, ref)
             pipe.execute()
 
@@ -176,7 +191,12 @@ class RedisStreamIntake:
             entry = self.redis.xrange(self.stream, ref, ref, count=1)
             self._bury(ref, entry[0][1] if entry else {"message": "{}"}, attempts, error)
             return True
-        self.redis.hset(self.states, ref, "pending")  # reclaimed once the lease expires
+        if self.redis.hget(self.states, ref) == "done":  # answered meanwhile: keep it so
+            return False
+        with self.redis.pipeline() as pipe:
+            pipe.hset(self.states, ref, "pending")  # reclaimed once the lease expires
+            pipe.hdel(self.inline_at, ref)
+            pipe.execute()
         return False
 
     def _bury(self, ref: str, fields: dict, attempts: int, error: str) -> None:
@@ -264,7 +284,7 @@ class RedisStreamIntake:
 
     def drop(self) -> None:
         """Delete the stream and its side keys (tests use a unique stream name)."""
-        keys = [self.stream, self.states, self.replies, self.dead, self.tenants]
+        keys = [self.stream, self.states, self.replies, self.dead, self.tenants, self.inline_at]
         keys += list(self.redis.scan_iter(f"{self.stream}:seen:*"))
         self.redis.delete(*keys)
 
