@@ -43,6 +43,15 @@ if ARGV[9] ~= '' then redis.call('HSET', KEYS[5], id, ARGV[9]) end
 return {1, id}
 """
 
+# Set an entry's state unless it is already final: the gateway may complete an entry between a
+# worker's read of its state and its write (issue 26), and an answer must never be undone.
+SET_UNLESS_FINAL = """
+local state = redis.call('HGET', KEYS[1], ARGV[1])
+if state == 'done' or state == 'dead' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
 
 class RedisStreamIntake:
     group = "workers"
@@ -66,6 +75,7 @@ class RedisStreamIntake:
         self.tenants = f"{stream}:tenant"
         self.inline_at = f"{stream}:inline_at"  # entries the gateway answers inline: since when
         self._append = self.redis.register_script(APPEND)
+        self._set_unless_final = self.redis.register_script(SET_UNLESS_FINAL)
         try:
             self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
         except redis.ResponseError as error:
@@ -169,7 +179,9 @@ class RedisStreamIntake:
             except DecryptError:  # the customer was erased
                 self._bury(ref, fields, attempts, ERASED)
                 continue
-            self.redis.hset(self.states, ref, "processing")
+            if not self._set_unless_final(keys=[self.states], args=[ref, "processing"]):
+                self.redis.xack(self.stream, self.group, ref)  # answered inline meanwhile
+                continue
             claimed.append(Claimed(ref, InboundMessage.model_validate_json(body), attempts))
         return claimed
 
@@ -191,12 +203,9 @@ class RedisStreamIntake:
             entry = self.redis.xrange(self.stream, ref, ref, count=1)
             self._bury(ref, entry[0][1] if entry else {"message": "{}"}, attempts, error)
             return True
-        if self.redis.hget(self.states, ref) == "done":  # answered meanwhile: keep it so
-            return False
-        with self.redis.pipeline() as pipe:
-            pipe.hset(self.states, ref, "pending")  # reclaimed once the lease expires
-            pipe.hdel(self.inline_at, ref)
-            pipe.execute()
+        # reclaimed once the lease expires; an entry answered meanwhile stays answered
+        self._set_unless_final(keys=[self.states], args=[ref, "pending"])
+        self.redis.hdel(self.inline_at, ref)
         return False
 
     def _bury(self, ref: str, fields: dict, attempts: int, error: str) -> None:

@@ -86,8 +86,8 @@ def test_kill_9_of_the_application_mid_traffic_loses_nothing(app: SoakApp) -> No
         await asyncio.to_thread(app.start)
         return {"injected": injected, "healthy": time.monotonic()}
 
-    config = SoakConfig(seconds=16, rate=25, customers=12, retry_s=30, drain_s=30)
-    result = asyncio.run(soak_async(app, config, kill_and_restart, fault_at_s=5))
+    config = SoakConfig(seconds=12, rate=25, customers=12, retry_s=30, drain_s=30)
+    result = asyncio.run(soak_async(app, config, kill_and_restart, fault_at_s=4))
     record("kill_application", result)
     assert_reconciled(result)
     fault = result["fault"]
@@ -128,8 +128,8 @@ def test_a_redis_restart_under_the_intake_log_loses_nothing(tmp_path: Path) -> N
         return {"injected": injected, "restarted": time.monotonic()}
 
     try:
-        config = SoakConfig(seconds=16, rate=25, customers=12, retry_s=30, drain_s=30)
-        result = asyncio.run(soak_async(app, config, restart_redis, fault_at_s=5))
+        config = SoakConfig(seconds=12, rate=25, customers=12, retry_s=30, drain_s=30)
+        result = asyncio.run(soak_async(app, config, restart_redis, fault_at_s=4))
     finally:
         app.stop()
         redis[0].terminate()
@@ -140,3 +140,32 @@ def test_a_redis_restart_under_the_intake_log_loses_nothing(tmp_path: Path) -> N
     assert fault["slowest_failure_ms"] < 2000  # fails fast while Redis is away
     assert fault["recovered_s"] < 10
     assert_reconciled(result)  # every turn refused meanwhile was resent and accepted once
+
+
+def test_a_full_disk_under_the_local_stores_refuses_with_503_and_loses_nothing(
+    app: SoakApp,
+) -> None:
+    """The disk of the local log fills up for 4 s. No root, no loop mount: the application's
+    file-size limit (RLIMIT_FSIZE, set on the running process with prlimit) is lowered to just
+    above its largest store file, so a write that grows a file past it fails with EFBIG, as
+    on a full disk; then it is lifted (space freed)."""
+    import psutil
+
+    async def fill_then_free() -> dict[str, float]:
+        process = psutil.Process(app.process.pid)
+        files = [p for p in app.root.rglob("*") if p.is_file()]
+        limit = max(p.stat().st_size for p in files) + 64 * 1024
+        injected = time.monotonic()
+        process.rlimit(psutil.RLIMIT_FSIZE, (limit, psutil.RLIM_INFINITY))
+        await asyncio.sleep(4.0)
+        process.rlimit(psutil.RLIMIT_FSIZE, (psutil.RLIM_INFINITY, psutil.RLIM_INFINITY))
+        return {"injected": injected, "freed": time.monotonic()}
+
+    config = SoakConfig(seconds=12, rate=25, customers=12, retry_s=30, drain_s=30)
+    result = asyncio.run(soak_async(app, config, fill_then_free, fault_at_s=4))
+    record("disk_full", result)
+    fault = result["fault"]
+    assert fault["failed"] > 0 and set(fault["statuses"]) == {"503"}, fault  # with a reason
+    assert fault["slowest_failure_ms"] < 2000
+    assert fault["recovered_s"] < fault["freed"] + 2  # answered again once space is back
+    assert_reconciled(result)
