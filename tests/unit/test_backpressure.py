@@ -91,7 +91,6 @@ def test_a_timeout_is_a_503_with_retry_after_over_http() -> None:
     assert models.pending == {"intent": 0}
 
 
-
 def test_a_message_the_intake_log_cannot_store_is_a_503_with_retry_after(tmp_path) -> None:
     """Redis away or the disk full: the message is not accepted, and the vendor (or the web chat
     client) is told so at once, to resend the same id; once the log is back it is accepted."""
