@@ -16,7 +16,7 @@ MLFLOW_DB := sqlite:///$(CURDIR)/mlruns/mlflow.db
 UI_PORT ?= 5000
 FEAST_UI_PORT ?= 8888
 
-.PHONY: help install run pipeline serve stop step ui feast-ui test test-fast fuzz lint lock clean monitoring-deps monitor console-deps
+.PHONY: help install run pipeline serve stop step ui feast-ui test test-fast fuzz soak lint lock clean monitoring-deps monitor console-deps
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ test-fast: $(STAMP) monitoring-deps  ## unit tests only: no servers, no dvc repr
 fuzz: $(STAMP)  ## schemathesis + hostile input on every route and role, 10 examples each (issue 26)
 	SCRM_FUZZ_EXAMPLES=$${SCRM_FUZZ_EXAMPLES:-10} SCRM_FUZZ_RESULTS=bench/results/api_fuzz.json \
 	  $(BIN)/pytest -q -p no:cacheprovider tests/unit/test_api_fuzz.py
+
+soak: $(STAMP)  ## bounded soak, 3 min of mixed traffic at 30 req/s, reconciled (issue 26): bench/results/soak.json
+	$(BIN)/python bench/soak.py --seconds $${SOAK_SECONDS:-180} --rate $${SOAK_RATE:-30} --out bench/results/soak.json
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -52,6 +52,11 @@ class TooLarge(ValueError):
     """A message longer than the gateway accepts (413), refused before anything is stored."""
 
 
+class IntakeUnavailable(Exception):
+    """The intake log could not store a message (Redis away, disk full): it is not accepted,
+    and the caller hears so at once (503 + Retry-After) and retries with the same id."""
+
+
 class ChannelNotConfigured(Exception):
     """The channel is known but its secrets are missing from the environment (503)."""
 

@@ -3,7 +3,9 @@
 `ModelClient` is what every caller of the models holds (the model routes, the conversation, the
 benchmarks): one object over the deployment handles, so a timeout, a replica that died or a
 model that is not loaded yet becomes a `ServingError` (503, 404, 422) with one readable line,
-never a hang or a stack trace.
+never a hang or a stack trace. Calls waiting on one model are bounded (`max_pending`): past
+that a caller is refused at once with 503 and Retry-After, so a slow model cannot pile requests
+up in the gateway's memory (issue 26, backpressure).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class ModelClient:
         self.settings = settings
         self.tenant_of = tenant_of
         self.observe = observe
+        self.pending: dict[str, int] = {}  # calls awaiting each model right now
 
     def __contains__(self, model: str) -> bool:
         return model in self.handles
@@ -48,21 +51,34 @@ class ModelClient:
     async def bounded(self, response: Any, model: str, timeout_s: float | None = None) -> Any:
         """Await a handle call for at most the configured timeout; failures become 503s."""
         timeout_s = timeout_s or self.settings.handle_timeout_s
+        retry = self.settings.retry_after_s
         try:
             return await asyncio.wait_for(_result(response), timeout_s)
         except TimeoutError:
             response.cancel()
-            raise ServingError(503, f"model {model} did not answer within {timeout_s:g}s") from None
+            detail = f"model {model} did not answer within {timeout_s:g}s"
+            raise ServingError(503, detail, retry) from None
         except ServingError:
             raise
         except Exception as error:
             cause = root_cause(error)
             name = type(cause).__name__
             if name == "ModelUnavailable":
-                raise ServingError(503, str(cause).splitlines()[-1]) from None
+                raise ServingError(503, str(cause).splitlines()[-1], retry) from None
             if name in ("MissingFeatures", "CannotExplain"):
                 raise ServingError(422, str(cause).splitlines()[-1]) from None
-            raise ServingError(503, f"model {model} failed ({name}); retry later") from None
+            raise ServingError(503, f"model {model} failed ({name}); retry later", retry) from None
+
+    def admit(self, model: str) -> None:
+        """Count one more call waiting on `model`, or refuse it when `max_pending` wait."""
+        waiting = self.pending.get(model, 0)
+        if waiting >= self.settings.max_pending:
+            raise ServingError(
+                503,
+                f"model {model} is busy: {waiting} requests waiting; retry later",
+                self.settings.retry_after_s,
+            )
+        self.pending[model] = waiting + 1
 
     def handle(self, model: str) -> Any:
         if model not in self.handles:
@@ -88,10 +104,14 @@ class ModelClient:
         now, tenant = time.time(), self.tenant_of()  # the prediction log keeps whose it was
         for i, item in enumerate(items):
             item.update(id=rid if len(items) == 1 else f"{rid}:{i}", sent_at=now, tenant=tenant)
-        if len(items) == 1 and self.settings.batching:
-            answers = [await self.bounded(handle.predict.remote(items[0]), model)]
-        else:
-            answers = await self.bounded(handle.predict_many.remote(items), model)
+        self.admit(model)
+        try:
+            if len(items) == 1 and self.settings.batching:
+                answers = [await self.bounded(handle.predict.remote(items[0]), model)]
+            else:
+                answers = await self.bounded(handle.predict_many.remote(items), model)
+        finally:
+            self.pending[model] -= 1
         for answer in answers:
             if self.observe is not None:
                 self.observe(model, answer)

@@ -27,10 +27,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 class ServingError(Exception):
     """A request answered with `status` and a message (plus the request id)."""
 
-    def __init__(self, status: int, detail: str):
+    def __init__(self, status: int, detail: str, retry_after_s: int | None = None):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.retry_after_s = retry_after_s  # a 503 worth retrying says when (Retry-After)
 
 
 def readable(errors: list[dict[str, Any]]) -> str:
@@ -96,9 +97,11 @@ def install_http_basics(api: FastAPI, metrics: Metrics) -> None:
 
     @api.exception_handler(ServingError)
     async def serving_error(request: Request, error: ServingError) -> JSONResponse:
+        retry = error.retry_after_s
         return JSONResponse(
             status_code=error.status,
             content={"detail": error.detail, "request_id": request_id(request)},
+            headers={"Retry-After": str(retry)} if retry is not None else None,
         )
 
 

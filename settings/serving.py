@@ -62,6 +62,10 @@ class ServingSettings(Strict):
     max_items: int = Field(64, gt=0, description="Most items in one multi-item request.")
     # Upper bound of one handle call from the gateway to a model: a stuck replica -> 503.
     handle_timeout_s: float = Field(10.0, gt=0)
+    # Backpressure (issue 26): at most this many calls of one gateway replica wait on one
+    # model; the next is refused at once (503 + Retry-After) instead of queueing in memory.
+    max_pending: int = Field(256, gt=0)
+    retry_after_s: int = Field(1, gt=0, description="Retry-After of a 503 from a model.")
     # An HTTP request to the gateway is cancelled after this (504). Enforced by the gateway,
     # not by Serve's proxy `request_timeout_s`, which would close every WebSocket at that age.
     http_request_timeout_s: float = Field(30.0, gt=0)

@@ -16,6 +16,7 @@ import uvicorn
 
 from crm.api import build_api
 from crm.parts import build_parts
+from crm.streams.recorder import BusRecorder
 from events.embedded import EmbeddedBus
 from events.schemas import FeedbackGiven, Handoff, MessageReceived, TurnRecorded
 from tests.channel_setup import free_port
@@ -45,19 +46,41 @@ class ConsoleServer:
         self.parts.stop()
 
 
-def start_console(root: Path) -> ConsoleServer:
+def start_console(
+    root: Path,
+    customers: tuple[str, ...] = (),
+    record_turns: bool = False,
+    port: int = 0,
+    start_worker: bool = False,
+    intake: dict | None = None,
+) -> ConsoleServer:
+    """`customers`: more known customers than C-100; `record_turns`: the dialogue publishes
+    its turns on the bus as the Conversation deployment does; `start_worker`: the intake worker
+    runs beside the routes as in a gateway replica (the soak and its faults need both);
+    `intake`: settings of the intake log over params.yaml's (a short lease, the Redis backend)."""
     settings = application_settings(root)
+    if intake:
+        channels = settings.channels.model_copy(
+            update={"intake": settings.channels.intake.model_copy(update=intake)}
+        )
+        settings = settings.model_copy(update={"channels": channels})
     manager = make_manager(root, {"查余额": intent("balance"), "转人工": intent("balance")})
-    features = FakeFeatures({CUSTOMER: {"tenure": 12.0, "monetary_90d": 10.0}})
+    known = {c: {"tenure": 3.0, "monetary_90d": 1.0} for c in customers}
+    features = FakeFeatures({**known, CUSTOMER: {"tenure": 12.0, "monetary_90d": 10.0}})
     parts = build_parts(settings, models(), LocalConversation(manager), features, features,
                         lambda _: features)  # fmt: skip
+    if record_turns:
+        manager.record_event = BusRecorder(parts.bus.publish, "default")
     # Service hours: agents may read customer data whatever the clock says when tests run.
     parts.access.guard.clock = lambda: datetime(2026, 12, 7, 10, tzinfo=ZoneInfo("Asia/Shanghai"))
     keys = {role: issue_test_key(settings, sub, "default", role, clearance=level,
                                  rate_per_s=1000.0, burst=1000)
             for role, (sub, level) in ROLES.items()}  # fmt: skip
-    port = free_port()
-    config = uvicorn.Config(build_api(parts), host="127.0.0.1", port=port, log_level="warning")
+    port = port or free_port()
+    api = build_api(parts)
+    if start_worker:  # on uvicorn's loop, as Gateway.__init__ does on the replica's
+        api.router.on_startup.append(parts.start)
+    config = uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -8,7 +8,9 @@ from fastapi import HTTPException
 from pydantic import ValidationError
 
 from crm.channels.router import UnsupportedChannel
-from crm.messages import ChannelAuthError, ChannelNotConfigured, TooLarge
+from crm.messages import ChannelAuthError, ChannelNotConfigured, IntakeUnavailable, TooLarge
+
+RETRY_AFTER_S = 1  # a message the intake log could not store: the vendor's retry is welcome
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {"application/json": {"example": {"detail": text}}}}
@@ -40,6 +42,8 @@ def http_error(error: Exception) -> HTTPException:
         return HTTPException(403, str(error))
     if isinstance(error, ChannelNotConfigured):
         return HTTPException(503, str(error))
+    if isinstance(error, IntakeUnavailable):
+        return HTTPException(503, str(error), headers={"Retry-After": str(RETRY_AFTER_S)})
     if isinstance(error, ValidationError):
         return HTTPException(422, readable(error))
     if isinstance(error, ValueError):

@@ -36,6 +36,7 @@ from crm.messages import (
     ChannelAuthError,
     ChannelNotConfigured,
     InboundMessage,
+    IntakeUnavailable,
     MessageHandler,
     RawRequest,
 )
@@ -154,7 +155,7 @@ def add_message_routes(
                 answer_with = media_reply(handler)
             outcome = await service.submit(message, answer_with)
         except (UnsupportedChannel, ChannelAuthError, ChannelNotConfigured, ValueError,
-                PermissionError) as error:  # fmt: skip
+                PermissionError, IntakeUnavailable) as error:  # fmt: skip
             raise http_error(error) from None
         answer = adapter.respond(outcome.message, outcome.reply)
         return Response(answer.body, answer.status_code, media_type=answer.media_type)

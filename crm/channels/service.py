@@ -26,6 +26,7 @@ from crm.intake import GroupCommitter, IntakeLog, RetryPolicy, open_intake
 from crm.messages import (
     ChannelNotConfigured,
     InboundMessage,
+    IntakeUnavailable,
     MessageHandler,
     Reply,
     TooLarge,
@@ -108,7 +109,14 @@ class ChannelService:
         self.loop = asyncio.get_running_loop()
         message = await asyncio.to_thread(self.identity.apply, message, True)
         inline = self.mode == "inline"
-        accepted = await self.committer.append(message, "gateway" if inline else None)
+        try:
+            accepted = await self.committer.append(message, "gateway" if inline else None)
+        except Exception as error:  # not logged, so not accepted: say so, never a 500
+            log.warning("intake log refused %s: %r", message.channel, error)
+            raise IntakeUnavailable(
+                f"message not accepted: the intake log is unavailable ({type(error).__name__});"
+                " retry with the same message id"
+            ) from None
         if not accepted.new:
             return Outcome(message, accepted.reply, duplicate=True)
         if message.channel == WebChatAdapter.name:

@@ -24,7 +24,7 @@ from starlette.websockets import WebSocketDisconnect
 from crm.channels.errors import ERRORS, readable
 from crm.channels.service import ChannelService
 from crm.channels.webchat import SessionMismatch, WebChatAdapter
-from crm.messages import MessageHandler
+from crm.messages import IntakeUnavailable, MessageHandler
 from privacy.hostile import HostileText, check_json_text
 from settings.channels import WebChatSettings
 
@@ -163,6 +163,8 @@ async def _socket_turn(
         return {"type": "error", "status": 422, "detail": readable(error)}
     except ValueError as error:
         return {"type": "error", "status": 422, "detail": str(error)}
+    except IntakeUnavailable as error:  # not stored: the client resends the same message id
+        return {"type": "error", "status": 503, "detail": str(error)}
     return {
         "type": "reply",
         **adapter.reply_body(outcome.message, outcome.reply),

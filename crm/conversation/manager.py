@@ -9,6 +9,7 @@ the ticket, and a waiting customer is told their place in the queue.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from crm.conversation.sessions import (
 )
 from crm.conversation.understanding import Analysis, Understanding
 from crm.streams.signals import Rating, rating_of
+from privacy.ids import LETTERS
 from settings.dialogue import DialogueConfig
 
 log = logging.getLogger(__name__)
@@ -283,8 +285,11 @@ class DialogueManager:
         try:
             detailed = getattr(self.record_event, "record_turn", None)
             if detailed is not None:  # the bus recorder: the turn with what judged it
+                detail = turn_detail(session, analysis, answer)
+                if event_id := turn_event_id(turn):
+                    detail["event_id"] = event_id
                 detailed(session.customer_id, turn.channel, intent, sentiment, handoff,
-                         detail=turn_detail(session, analysis, answer))  # fmt: skip
+                         detail=detail)  # fmt: skip
             else:
                 self.record_event(session.customer_id, turn.channel, intent, sentiment, handoff)
         except Exception:  # a lost aggregate must not cost the customer their reply
@@ -335,6 +340,17 @@ class DialogueManager:
                 session.ticket_id = None
             self._tell(session, reply(notice, session.language), "system")
             return ticket
+
+
+def turn_event_id(turn: Turn) -> str | None:
+    """The event id of a turn that carries its channel message id: derived from (tenant,
+    channel, message id), so when the intake worker redelivers a message whose turn was already
+    recorded (the process died before the log marked it done) the bus drops the second copy by
+    id instead of counting the turn twice (issue 26). Letters only (privacy/ids.py)."""
+    if not turn.message_id:
+        return None
+    key = f"{turn.tenant or ''}|{turn.channel}|{turn.message_id}".encode()
+    return "".join(LETTERS[b % len(LETTERS)] for b in hashlib.sha256(key).digest()[:28])
 
 
 def turn_detail(session: Session, analysis: Analysis | None, answer: Reply) -> dict:

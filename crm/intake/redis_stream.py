@@ -4,7 +4,9 @@
   XADDs the message; a vendor retry gets the first entry's id back. Durability is Redis's:
   run it with `appendonly yes` (`appendfsync always` for sqlite FULL's guarantee).
 - `claim`: XAUTOCLAIM entries whose lease (pending idle time) expired, then XREADGROUP new ones
-  in the consumer group; the attempt count is the entry's delivery count.
+  in the consumer group; the attempt count is the entry's delivery count. An entry the gateway
+  is answering inline (appended with `claim_as`: `processing`, in `<stream>:inline_at`) is left
+  alone until its lease has passed, or the worker would answer it a second time (issue 26).
 - `complete`: store the reply and state, XACK. `fail`: leave it pending, so it is reclaimed
   after the lease; at `max_attempts` it is copied to `<stream>:dead` and acknowledged.
 
@@ -35,9 +37,19 @@ if id then return {0, id} end
 id = redis.call('XADD', KEYS[1], '*', 'message', ARGV[1], 'tenant', ARGV[3],
   'customer_id', ARGV[4], 'data_key', ARGV[5], 'channel', ARGV[6], 'message_id', ARGV[7])
 redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
-redis.call('HSET', KEYS[3], id, 'pending')
+redis.call('HSET', KEYS[3], id, ARGV[8])
 redis.call('HSET', KEYS[4], id, ARGV[3])
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[5], id, ARGV[9]) end
 return {1, id}
+"""
+
+# Set an entry's state unless it is already final: the gateway may complete an entry between a
+# worker's read of its state and its write (issue 26), and an answer must never be undone.
+SET_UNLESS_FINAL = """
+local state = redis.call('HGET', KEYS[1], ARGV[1])
+if state == 'done' or state == 'dead' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
 """
 
 
@@ -61,7 +73,9 @@ class RedisStreamIntake:
         self.replies = f"{stream}:replies"
         self.dead = f"{stream}:dead"
         self.tenants = f"{stream}:tenant"
+        self.inline_at = f"{stream}:inline_at"  # entries the gateway answers inline: since when
         self._append = self.redis.register_script(APPEND)
+        self._set_unless_final = self.redis.register_script(SET_UNLESS_FINAL)
         try:
             self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
         except redis.ResponseError as error:
@@ -69,8 +83,8 @@ class RedisStreamIntake:
                 raise
 
     def append(self, message: InboundMessage, claim_as: str | None = None) -> Accepted:
-        # Stream entries are owned only once read by the group: inline processing is not a
-        # claim here (claimed=False); the worker skips entries already completed inline.
+        # Stream entries are owned only once read by the group: an inline append marks the entry
+        # processing since now, which the worker leaves alone for a lease (then it is fair game).
         key = data_key(message.tenant, message.customer_id)
         new, ref = self._append(
             keys=[
@@ -78,6 +92,7 @@ class RedisStreamIntake:
                 f"{self.stream}:seen:{key_of(message)}",
                 self.states,
                 self.tenants,
+                self.inline_at,
             ],
             args=[
                 seal_opt(self.cipher, message.model_dump_json(), MESSAGE, key),
@@ -87,6 +102,8 @@ class RedisStreamIntake:
                 key,
                 message.channel,
                 message.message_id,
+                "processing" if claim_as else "pending",
+                time.time() if claim_as else "",
             ],
         )
         if new:
@@ -121,6 +138,11 @@ class RedisStreamIntake:
     def append_many(self, messages: Iterable[InboundMessage]) -> int:
         return sum(self.append(message).new for message in messages)
 
+    def _answering(self, ref: str) -> bool:
+        """The gateway appended `ref` to answer it inline less than a lease ago."""
+        since = float(self.redis.hget(self.inline_at, ref) or 0)
+        return time.time() - since < self.policy.lease_s
+
     def _attempts(self, ref: str) -> int:
         pending = self.redis.xpending_range(self.stream, self.group, ref, ref, 1)
         return int(pending[0]["times_delivered"]) if pending else 1
@@ -146,6 +168,8 @@ class RedisStreamIntake:
             if state in ("done", "dead"):  # completed inline by the gateway
                 self.redis.xack(self.stream, self.group, ref)
                 continue
+            if state == "processing" and self._answering(ref):
+                continue  # still pending for the group: XAUTOCLAIM offers it after the lease
             attempts = self._attempts(ref)
             if attempts > self.policy.max_attempts:
                 self._bury(ref, fields, attempts - 1, "lease expired too often")
@@ -155,7 +179,9 @@ class RedisStreamIntake:
             except DecryptError:  # the customer was erased
                 self._bury(ref, fields, attempts, ERASED)
                 continue
-            self.redis.hset(self.states, ref, "processing")
+            if not self._set_unless_final(keys=[self.states], args=[ref, "processing"]):
+                self.redis.xack(self.stream, self.group, ref)  # answered inline meanwhile
+                continue
             claimed.append(Claimed(ref, InboundMessage.model_validate_json(body), attempts))
         return claimed
 
@@ -167,6 +193,7 @@ class RedisStreamIntake:
             if body is not None:
                 pipe.hset(self.replies, ref, body)
             pipe.hset(self.states, ref, "done")
+            pipe.hdel(self.inline_at, ref)
             pipe.xack(self.stream, self.group, ref)
             pipe.execute()
 
@@ -176,7 +203,9 @@ class RedisStreamIntake:
             entry = self.redis.xrange(self.stream, ref, ref, count=1)
             self._bury(ref, entry[0][1] if entry else {"message": "{}"}, attempts, error)
             return True
-        self.redis.hset(self.states, ref, "pending")  # reclaimed once the lease expires
+        # reclaimed once the lease expires; an entry answered meanwhile stays answered
+        self._set_unless_final(keys=[self.states], args=[ref, "pending"])
+        self.redis.hdel(self.inline_at, ref)
         return False
 
     def _bury(self, ref: str, fields: dict, attempts: int, error: str) -> None:
@@ -264,7 +293,7 @@ class RedisStreamIntake:
 
     def drop(self) -> None:
         """Delete the stream and its side keys (tests use a unique stream name)."""
-        keys = [self.stream, self.states, self.replies, self.dead, self.tenants]
+        keys = [self.stream, self.states, self.replies, self.dead, self.tenants, self.inline_at]
         keys += list(self.redis.scan_iter(f"{self.stream}:seen:*"))
         self.redis.delete(*keys)
 

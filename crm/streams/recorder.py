@@ -83,8 +83,9 @@ class BusRecorder:
                 **(detail or {}),
             )  # fmt: skip
         ]
-        if handoff:
-            events.append(Handoff(**common, type="handoff.requested", reason=intent))
+        if handoff:  # a derived turn id (a redelivered message) derives the handoff's too
+            same = {"event_id": f"{detail['event_id']}h"} if "event_id" in (detail or {}) else {}
+            events.append(Handoff(**common, **same, type="handoff.requested", reason=intent))
         self._publish(events)
 
     def record_feedback(

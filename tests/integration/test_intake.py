@@ -297,3 +297,26 @@ def test_redis_stream_intake_dedups_retries_and_dead_letters() -> None:
     finally:
         intake.drop()
         intake.close()
+
+
+def test_redis_worker_leaves_a_message_the_gateway_answers_inline_alone() -> None:
+    """Found by the soak (issue 26): the worker read an entry the gateway was answering inline
+    and answered it again; its failed delivery then set the answered entry back to pending."""
+    from crm.intake.redis_stream import RedisStreamIntake
+
+    policy = RetryPolicy(lease_s=0.3, max_attempts=3, backoff_s=0)
+    intake = RedisStreamIntake(redis_url(), f"scrm:test:intake:{uuid.uuid4().hex}", policy)
+    try:
+        answered = intake.append(msg(1), claim_as="gateway")
+        intake.append(msg(2), claim_as="gateway")  # the gateway dies answering this one
+        assert intake.claim("worker", 10) == []  # both are being answered inline
+        intake.complete(answered.ref, Reply(text="ok"))
+        assert not intake.fail(answered.ref, "a late failure")  # cannot undo an answer
+        time.sleep(0.35)
+        (late,) = intake.claim("worker", 10)  # past the lease: the worker takes over
+        assert late.message.message_id == "m-0002"
+        intake.complete(late.ref, Reply(text="later"))
+        assert intake.counts() == {"pending": 0, "processing": 0, "done": 2, "dead": 0}
+    finally:
+        intake.drop()
+        intake.close()
