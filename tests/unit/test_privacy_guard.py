@@ -38,7 +38,7 @@ CUSTOMERS = {  # customer id -> (tenant, owning login)
 SESSIONS = SessionTokens({"t1": b"s" * 32}, "t1")
 CONVERSATIONS = {"conv-a1": "c-a1", "conv-g1": "c-g1"}
 CLEARANCE = {"customer": 2, "agent": 2, "supervisor": 3, "marketer": 1, "data_scientist": 1,
-             "admin": 3, "ops": 0}  # fmt: skip
+             "admin": 3, "ops": 0, "teacher": 3}  # fmt: skip
 
 
 def token(role: str, tenant: str = "acme", sub: str | None = None, **claims) -> dict:
@@ -196,6 +196,7 @@ ALLOWED_OWN = {
     "data_scientist": {"predict", "promote model"},
     "admin": {"promote model", "admin keys", "read audit"},
     "ops": set(),  # alerts only (issue 20): none of these routes
+    "teacher": set(),  # students' mastery only (issue 27): none of these routes
 }
 OBJECT_ROUTES = {"read profile", "write profile", "read conversation", "predict", "promote model"}
 
