@@ -147,9 +147,7 @@ def sqlite_concurrent(folder: Path, n: int, callers: int) -> dict:
     }
 
 
-def sqlite_async(
-    folder: Path, n: int, concurrency: int, cipher: FieldCipher | None = None
-) -> dict:
+def sqlite_async(folder: Path, n: int, concurrency: int, cipher: FieldCipher | None = None) -> dict:
     """The gateway's path: coroutines awaiting `GroupCommitter.append` (one event loop)."""
     import asyncio
 

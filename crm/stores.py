@@ -92,8 +92,12 @@ def channel_stores(settings: Settings, cipher: FieldCipher) -> list[PersonalStor
         ),
         PersonalStore(
             "web_chat_lines",  # before `identities`: it erases the customer's sessions whole
-            file_eraser(channel_db, lambda: webchat.ChatTranscript(
-                channel_db, sessions_of=IdentityMap(channel_db).senders)),  # fmt: skip
+            file_eraser(
+                channel_db,
+                lambda: webchat.ChatTranscript(
+                    channel_db, sessions_of=IdentityMap(channel_db).senders
+                ),
+            ),  # fmt: skip
             tuple((channel_db, c) for c in webchat.COLUMNS),
         ),
         PersonalStore(  # WeCom media files (issue 28); before `identities` like the lines

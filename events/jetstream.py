@@ -36,6 +36,7 @@ async def _log_error(error: Exception) -> None:
     """nats-py's default prints a traceback per failed (re)connect: one line is enough."""
     log.warning("nats: %s: %s", type(error).__name__, error)
 
+
 # Events per envelope at most; a delivery's position is stream sequence x SCALE + line.
 ENVELOPE_MAX = 1000
 SCALE = 1024
@@ -192,9 +193,7 @@ class JetStreamBus(EventBus):
 
 
 class JetStreamConsumer(Consumer):
-    def __init__(
-        self, name: str, partitions: tuple[int, ...], subs: dict[int, Any], epoch: Epoch
-    ):
+    def __init__(self, name: str, partitions: tuple[int, ...], subs: dict[int, Any], epoch: Epoch):
         self.name, self.partitions, self.subs = name, partitions, subs
         self.epoch, self.opened_in = epoch, epoch.value
         self.lines_per_message = 100.0  # a guess until the first fetch: ask little

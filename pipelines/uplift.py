@@ -111,8 +111,11 @@ def eval_uplift(
             progress.update(advance=1, info=f"{outcome}/{task} seed {seed}")
     return {
         "dataset": f"{DATASET} ({len(data.arm)} customers, 3 randomised arms)",
-        "features": {**source, "view": VIEW,
-                     "join": "features.store.training_set (point in time, DuckDB offline)"},
+        "features": {
+            **source,
+            "view": VIEW,
+            "join": "features.store.training_set (point in time, DuckDB offline)",
+        },
         "model": "one logistic regression over the arms with arm interactions; "
         "features chosen by 3-fold CV Qini on the training part",
         "baseline": "sklift TwoModels, two scaled logistic regressions (shared README recipe)",

@@ -17,6 +17,8 @@ ENTITY_KINDS = {"name": "name", "address": "address", "PER": "name", "LOC": "add
 
 # 6+ digits, optionally split by single spaces or hyphens (138 0013 8000, 6222-0200-...).
 DIGIT_RUN = re.compile(r"\d(?:[ \-]?\d){5,}")
+
+
 def mask_digits(text: str) -> str:
     """Replace every digit of a 6+ digit run with `*`; shorter numbers (prices, dates) stay."""
     return DIGIT_RUN.sub(lambda m: re.sub(r"\d", "*", m.group()), text)

@@ -98,9 +98,7 @@ def read_params(root: Path) -> dict[str, Any]:
     return raw
 
 
-def load_settings(
-    root: Path | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """The settings tree of the project at `root` (default: found from the cwd)."""
     root = (root or find_root()).resolve()
     raw = merged(read_params(root), env_overrides(environ))

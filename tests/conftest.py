@@ -28,8 +28,17 @@ BIN = Path(sys.executable).parent
 # The live gateway accepts HS256 tokens signed with this (tests only; never a real secret).
 TEST_JWT_SECRET = "scrm-test-suite-hs256-secret-0123456789"
 COPIED = [
-    "dvc.yaml", "params.yaml", "MLproject", "settings", "events", "features", "training", "serving",
-    "crm", "privacy", "pipelines",
+    "dvc.yaml",
+    "params.yaml",
+    "MLproject",
+    "settings",
+    "events",
+    "features",
+    "training",
+    "serving",
+    "crm",
+    "privacy",
+    "pipelines",
 ]
 
 

@@ -160,9 +160,7 @@ class WeComAdapter:
 
     name = "wecom"
 
-    def __init__(
-        self, token: str, encoding_aes_key: str, corp_id: str, max_skew_s: float = 300.0
-    ):
+    def __init__(self, token: str, encoding_aes_key: str, corp_id: str, max_skew_s: float = 300.0):
         self.crypto = WeComCrypto(token, encoding_aes_key, corp_id)
         self.corp_id = corp_id
         self.tenant = corp_id  # messages carry the corp id as their tenant

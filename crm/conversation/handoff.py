@@ -33,6 +33,7 @@ def owner_of(session_key: str) -> str:
     """The data key of a session's customer (sessions.py binds to the bare customer id)."""
     return session_key.removeprefix("customer:") if session_key.startswith("customer:") else ""
 
+
 ValueOf = Callable[[str], float | None]
 
 

@@ -84,9 +84,7 @@ def open_session(cipher: FieldCipher | None, body: str, owner: str | None) -> Se
 class SqliteSessionStore:
     """One row per session with an expiry time; expired rows read as absent and are purged."""
 
-    def __init__(
-        self, path: Path, ttl_s: int, clock=time.time, cipher: FieldCipher | None = None
-    ):
+    def __init__(self, path: Path, ttl_s: int, clock=time.time, cipher: FieldCipher | None = None):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(path)
         self.ttl_s, self.clock, self.cipher = ttl_s, clock, cipher

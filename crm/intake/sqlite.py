@@ -216,9 +216,7 @@ class SqliteIntake:
         with self._transaction() as db:
             self._complete(db, ref, reply, time.time())
 
-    def _complete(
-        self, db: sqlite3.Connection, ref: str, reply: Reply | None, now: float
-    ) -> None:
+    def _complete(self, db: sqlite3.Connection, ref: str, reply: Reply | None, now: float) -> None:
         body = None
         key = self._owners.pop(ref, None)
         if reply is not None and self.cipher is not None:

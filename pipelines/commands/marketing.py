@@ -65,8 +65,10 @@ def eval_marketing_command(
     ] = False,
     served: Annotated[
         int,
-        typer.Option(help="Also run the campaign through the gateway on a loopback port, "
-                     "over this many customers (0: skip; 400 takes ~40 s)."),
+        typer.Option(
+            help="Also run the campaign through the gateway on a loopback port, "
+            "over this many customers (0: skip; 400 takes ~40 s)."
+        ),
     ] = 0,
     results_fp: ResultsFp = None,
 ) -> None:

@@ -163,8 +163,11 @@ def test_a_lone_surrogate_is_refused_and_the_prediction_log_keeps_writing(
 
 def test_deeply_nested_json_is_a_4xx_not_a_500(client, victims) -> None:
     body = b'{"text": "hi", "x": ' + b"[" * 3000 + b"]" * 3000 + b"}"
-    deep = client.post(MESSAGES, content=body, headers={**victims["chat_b"]["headers"],
-                                                        "content-type": "application/json"})
+    deep = client.post(
+        MESSAGES,
+        content=body,
+        headers={**victims["chat_b"]["headers"], "content-type": "application/json"},
+    )
     assert deep.status_code == 422 and "nested" in deep.json()["detail"]
 
 
@@ -218,12 +221,16 @@ def test_a_400_digit_dingtalk_timestamp_is_401_not_500(client) -> None:
 def test_an_old_correctly_signed_wecom_request_is_refused(client) -> None:
     """Was: a correctly signed WeCom request 30 days old was accepted."""
     old = str(int(time.time()) - 30 * 86400)
-    plain = (f"<xml><ToUserName>{cdata(WECOM_CORP_ID)}</ToUserName><FromUserName>"
-             f"{cdata('old-user')}</FromUserName><CreateTime>{old}</CreateTime><MsgType>"
-             f"{cdata('text')}</MsgType><Content>{cdata('hi')}</Content><MsgId>42</MsgId></xml>")
+    plain = (
+        f"<xml><ToUserName>{cdata(WECOM_CORP_ID)}</ToUserName><FromUserName>"
+        f"{cdata('old-user')}</FromUserName><CreateTime>{old}</CreateTime><MsgType>"
+        f"{cdata('text')}</MsgType><Content>{cdata('hi')}</Content><MsgId>42</MsgId></xml>"
+    )
     encrypted = CRYPTO.encrypt(plain)
-    body = (f"<xml><ToUserName>{cdata(WECOM_CORP_ID)}</ToUserName>"
-            f"<Encrypt>{cdata(encrypted)}</Encrypt></xml>")
+    body = (
+        f"<xml><ToUserName>{cdata(WECOM_CORP_ID)}</ToUserName>"
+        f"<Encrypt>{cdata(encrypted)}</Encrypt></xml>"
+    )
     query = {"msg_signature": signature(WECOM_TOKEN, old, "n0nce", encrypted),
              "timestamp": old, "nonce": "n0nce"}  # fmt: skip
     answer = wecom_post(client, body.encode(), query)

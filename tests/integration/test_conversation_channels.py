@@ -452,9 +452,7 @@ def test_a_task_started_on_wecom_continues_on_web_chat(client: httpx.Client) -> 
     chat = {"X-Chat-Session": opened.json()["session_token"]}
 
     def web(text: str) -> dict:
-        answer = client.post(
-            "/v1/channels/web_chat/messages", json={"text": text}, headers=chat
-        )
+        answer = client.post("/v1/channels/web_chat/messages", json={"text": text}, headers=chat)
         assert answer.status_code == 200, answer.text
         return answer.json()
 

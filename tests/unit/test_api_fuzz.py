@@ -131,8 +131,16 @@ def first_admitted(client: Any, case: Any, keys: dict) -> dict:
     the route, not stop at 403), supervisor's when none does."""
     if case.operation.path == "/v1/channels/{channel}/messages":
         return CHAT  # the web chat takes its session token (vendors sign; they answer 401)
-    for role in ("admin", "supervisor", "marketer", "agent", "ops", "data_scientist", "teacher",
-                 "customer"):
+    for role in (
+        "admin",
+        "supervisor",
+        "marketer",
+        "agent",
+        "ops",
+        "data_scientist",
+        "teacher",
+        "customer",
+    ):
         answer = case.call(session=client, headers=keys[role])
         if answer.status_code not in (401, 403):
             return keys[role]

@@ -232,6 +232,7 @@ def test_dialogue_manager_glue_converts_turns_replies_and_agent_messages(setup) 
 
     def deliver(outbound: Outbound) -> None:  # what the gateway does with a desk's outbound
         service.push_soon(outbound.channel, outbound.sender_id, outbound.text, outbound.role)
+
     with client.websocket_connect(
         "/v1/channels/web_chat/ws?session_id=glue&customer_id=C-1"
     ) as socket:

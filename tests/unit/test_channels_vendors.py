@@ -351,5 +351,3 @@ def test_dingtalk_sender_refuses_foreign_hosts_and_expired_webhooks() -> None:
     for reason, context in cases.items():
         with pytest.raises(DeliveryFailed, match=reason):
             asyncio.run(sender("staff", "hi", "agent", context))
-
-

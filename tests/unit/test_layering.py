@@ -37,10 +37,27 @@ ALLOWED: dict[str, set[str]] = {
     "training": {"features", "settings", "experiments"},
     "serving": {"features", "settings"},
     "crm": {"serving", "features", "privacy", "settings", "events", "experiments"},
-    "pipelines": {"settings", "events", "features", "privacy", "training", "serving", "crm",
-                  "experiments"},
-    "bench": {"settings", "events", "features", "privacy", "training", "serving", "crm",
-              "pipelines", "experiments"},
+    "pipelines": {
+        "settings",
+        "events",
+        "features",
+        "privacy",
+        "training",
+        "serving",
+        "crm",
+        "experiments",
+    },
+    "bench": {
+        "settings",
+        "events",
+        "features",
+        "privacy",
+        "training",
+        "serving",
+        "crm",
+        "pipelines",
+        "experiments",
+    },
 }
 
 

@@ -65,6 +65,7 @@ def customer(request: Request) -> Resource | None:
     cid = request.path_params["customer_id"]
     return Resource("customer", cid, found[0], owner=found[1], sensitivity=2)
 
+
 def conversation(request: Request) -> Resource | None:
     cid = CONVERSATIONS.get(request.path_params["conversation_id"])
     if cid is None:
@@ -72,9 +73,11 @@ def conversation(request: Request) -> Resource | None:
     tenant, owner = CUSTOMERS[cid]
     return Resource("conversation", request.path_params["conversation_id"], tenant, owner, 2)
 
+
 def model(request: Request) -> Resource:
     p = request.path_params
     return Resource("model", p["name"], p["tenant"], sensitivity=0)
+
 
 def tenant_scope(request: Request) -> Resource:
     return Resource("tenant", None, request.path_params["tenant"])

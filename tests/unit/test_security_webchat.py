@@ -42,8 +42,9 @@ def gateway(tmp_path: Path):
     keys = {
         "a": issue_test_key(settings, "C-A", "default", "customer", clearance=2, **fast),
         "b": issue_test_key(settings, "C-B", "default", "customer", clearance=2, **fast),
-        "slow": issue_test_key(settings, "C-S", "default", "customer", clearance=2,
-                               rate_per_s=0.001, burst=3),  # fmt: skip
+        "slow": issue_test_key(
+            settings, "C-S", "default", "customer", clearance=2, rate_per_s=0.001, burst=3
+        ),  # fmt: skip
         "other": issue_test_key(settings, "sup-g", "globex", "supervisor", clearance=3),
     }
     with TestClient(build_api(parts)) as client:
@@ -107,9 +108,10 @@ def test_resume_renews_only_the_callers_own_session(gateway) -> None:
 
 def test_socket_is_bound_to_its_token_frames_cannot_leave_it(gateway) -> None:
     client, parts, keys = gateway
-    with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect(
-        f"{WS}?api_key={keys['a']['X-API-Key']}"
-    ) as socket:
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        client.websocket_connect(f"{WS}?api_key={keys['a']['X-API-Key']}") as socket,
+    ):
         socket.receive_json()
     assert refused.value.code == 1008
     a, b = open_web_chat(client, keys["a"]), open_web_chat(client, keys["b"])
