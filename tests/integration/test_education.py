@@ -62,11 +62,13 @@ def test_edu_run_trains_gates_and_writes_the_figures(tmp_path: Path):
     ).to_dict()
     assert online["prior_successes"] == [row["prior_successes"]]
     assert online["prior_failures"] == [row["prior_failures"]]
-    import mlflow
+    from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlruns/mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["edu_knowledge_tracing"])
-    assert set(runs["tags.family"]) == {"skill_baseline", "pfa", "dkt"}
+    # a client of its own: a global set_tracking_uri would point later tests' registries here
+    client = MlflowClient(f"sqlite:///{root / 'mlruns/mlflow.db'}")
+    experiment = client.get_experiment_by_name("edu_knowledge_tracing")
+    runs = client.search_runs([experiment.experiment_id])
+    assert {r.data.tags.get("family") for r in runs} == {"skill_baseline", "pfa", "dkt"}
 
 
 def assistments_csv(path: Path) -> int:

@@ -93,6 +93,9 @@ def test_wecom_tag_push_reaches_the_vendor_sink(tmp_path, monkeypatch):
         def identities(self, tenant, customer_id):
             return [("wecom", "wmEXT-17850")]
 
+        def senders(self, channel, customer_id):  # none came through a channel QR code
+            return []
+
     try:
         pushed = wecom_pusher(client, Identity())(
             "retail", "17850", {"added": ["vip", "value:high"], "removed": []}

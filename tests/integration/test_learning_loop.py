@@ -88,7 +88,8 @@ def test_loop_run_retrains_through_dvc_and_audits(loop_workspace: Path) -> None:
     from mlflow import MlflowClient
 
     settings = load_settings(loop_workspace, environ={})
-    aliases = MlflowClient(settings.tracking_uri).get_registered_model("intent_en").aliases
+    client = MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
+    aliases = client.get_registered_model("intent_en").aliases
     assert str(aliases["champion"]) == step["champion"]  # never promoted offline alone
     if step["experiment"] == "started":
         assert str(aliases["challenger"]) == step["candidate"]
